@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,3 +31,45 @@ def run_cli(capsys):
         return CliResult(code, captured.out, captured.err)
 
     return run
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray for the whole session, as Ray's own tests do (ray_start_2_cpus)."""
+    ray = pytest.importorskip("ray")
+    # trials unpickle test-module trainables by module name: workers need the test folders on their path
+    path = os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
+    ray.init(
+        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        runtime_env={"env_vars": {"PYTHONPATH": path}},
+    )
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def synthetic_root(tmp_path_factory) -> Path:
+    """A tiny synthetic FER dataset on disk: 7 classes x 10 images at 24 px, split 8/1/1."""
+    from raytrain.data import generate_synthetic
+
+    return generate_synthetic(tmp_path_factory.mktemp("fer") / "data", size=24, per_class=10, seed=0)
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(synthetic_root, tmp_path_factory):
+    from raytrain.data import load_dataset
+
+    return load_dataset(synthetic_root, workers=1, cache_dir=tmp_path_factory.mktemp("cache"))
+
+
+def tiny_config(**sections) -> dict:
+    """The real baseline shrunk for a CPU test (the lightning-hydra-template way): 24 px, 2 epochs,
+    from scratch. `sections` are dotted overrides, e.g. {"training.lr": 1e-3}."""
+    from raytrain.config import load_config, resolved_dict
+
+    overrides = {
+        "model.pretrained": False, "training.epochs": 2, "training.batch_size": 16, "training.lr": 2e-3,
+        "data.img_size": 24, "other.patience": 5, "other.workers": 1, "resources.cpu": 1,
+    } | sections
+    config = load_config(CONFIGS_DIR / "baseline.yaml", [f"{k}={v}" for k, v in overrides.items()])
+    return resolved_dict(config)
