@@ -1,0 +1,65 @@
+"""Use a trained model: best.pt + image files -> class probabilities.
+
+Needs only best.pt (it carries the architecture, class names, input size and normalisation), never
+the YAML. Must not import ray.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from raytrain import artifacts
+from raytrain.config import AugmentationConfig
+from raytrain.data import BatchAugmenter
+from raytrain.errors import UserError
+from raytrain.models import build_model
+
+
+class PredictError(UserError):
+    """An unusable best.pt or image."""
+
+
+def load_classifier(weights_path: str | Path) -> tuple[torch.nn.Module, dict]:
+    path = Path(weights_path)
+    if not path.is_file():
+        raise PredictError(f"{path}: not found; pass the best.pt of a finished run, e.g. runs/baseline/best.pt")
+    try:
+        saved = artifacts.load_best_weights(path)
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint
+        raise PredictError(f"{path}: not a raytrain best.pt ({type(err).__name__}: {err})") from None
+    if not isinstance(saved, dict) or "state_dict" not in saved or "arch" not in saved:
+        raise PredictError(f"{path}: not a raytrain best.pt (no state_dict/arch); pass runs/<experiment>/best.pt")
+    model = build_model(saved["arch"], len(saved["class_names"]), saved["in_channels"], saved["dropout"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval(), saved
+
+
+def read_image(path: str | Path, channels: int) -> np.ndarray:
+    """uint8 (1, C, H, W) in the colour mode the model was trained on."""
+    try:
+        with Image.open(path) as image:
+            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+    except FileNotFoundError:
+        raise PredictError(f"{path}: image not found") from None
+    except (UnidentifiedImageError, OSError) as err:
+        raise PredictError(f"{path}: not a readable image ({err})") from None
+    pixels = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    return pixels[None]
+
+
+@torch.no_grad()
+def predict(weights_path: str | Path, image_paths: list[str | Path]) -> list[list[tuple[str, float]]]:
+    """For each image, (class, probability) pairs, most probable first."""
+    model, saved = load_classifier(weights_path)
+    # eval() only resizes and normalises, with the statistics the model was trained with
+    augmenter = BatchAugmenter(AugmentationConfig(), saved["img_size"], saved["in_channels"], len(saved["class_names"]))
+    ranked = []
+    for path in image_paths:
+        probabilities = model(augmenter.eval(read_image(path, saved["in_channels"]))).softmax(dim=1)[0]
+        order = probabilities.argsort(descending=True).tolist()
+        ranked.append([(saved["class_names"][i], float(probabilities[i])) for i in order])
+    return ranked
