@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from raytrain.config import ConfigError, config_hash, load_config, to_yaml
 from raytrain.errors import UserError
@@ -24,6 +25,9 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USER_ERROR
     try:
         return args.handler(args) or 0
+    except KeyboardInterrupt:
+        print("\ncancelled", file=sys.stderr)
+        return 130
     except ConfigError as err:
         print(f"error: {_problem_list(err.problems)}", file=sys.stderr)
         return EXIT_USER_ERROR
@@ -42,6 +46,34 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("configs", nargs="+", metavar="CONFIG", help="YAML config files")
     _add_set_option(validate)
     validate.set_defaults(handler=cmd_validate)
+
+    run = verbs.add_parser("run", help="run one experiment (a one-config sweep, no prompt)")
+    run.add_argument("config", metavar="CONFIG")
+    _add_run_options(run)
+    _add_set_option(run)
+    run.set_defaults(handler=cmd_run)
+
+    sweep = verbs.add_parser("sweep", help="run many configs as one parallel Ray Tune sweep")
+    sweep.add_argument("configs", nargs="*", metavar="CONFIG_OR_DIR", help="configs or folders of them (default: configs/)")
+    _add_run_options(sweep)
+    _add_set_option(sweep)
+    sweep.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
+    sweep.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (required without a terminal)")
+    sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit")
+    sweep.add_argument("--max-concurrent", type=_positive_int, metavar="N", help="at most N trials at once")
+    sweep.add_argument("--name", help="sweep name (default: derived from the planned trials, so a re-run finds it)")
+    sweep.set_defaults(handler=cmd_sweep)
+
+    resume = verbs.add_parser("resume", help="continue an interrupted sweep (default: the latest)")
+    resume.add_argument("sweep", nargs="?", metavar="SWEEP", help="a sweep name under RUNS/_tune")
+    resume.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    resume.set_defaults(handler=cmd_resume)
+
+    submit = verbs.add_parser("submit", help="run a raytrain command on a Ray cluster as a Ray Job")
+    submit.add_argument("--address", required=True, help="the cluster's job server, e.g. http://HEAD:8265")
+    submit.add_argument("--no-wait", action="store_true", help="submit and return; do not follow the logs")
+    submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- sweep --data-root /data/fer")
+    submit.set_defaults(handler=cmd_submit)
 
     data_parser = verbs.add_parser("data", help="make or inspect a dataset")
     data_parser.set_defaults(handler=lambda _: data_parser.print_help() or EXIT_USER_ERROR)
@@ -64,6 +96,37 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
     predict.set_defaults(handler=cmd_predict)
     return parser
+
+
+def _add_run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data-root", "--data_root", dest="data_root", type=Path, help="image folders or a FER2013 csv")
+    parser.add_argument("--force", action="store_true", help="re-run experiments already complete in RUNS")
+    parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where results go (default runs/)")
+    parser.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001")
+    parser.add_argument("--storage", help="where the Tune experiment lives (default RUNS/_tune); s3://... on a cluster")
+    parser.add_argument("--cpus-per-trial", type=_positive_float, metavar="C", help="overrides resources.cpu")
+    parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be > 0, got {text}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
+    return value
 
 
 def _add_set_option(parser: argparse.ArgumentParser) -> None:
@@ -89,6 +152,85 @@ def cmd_validate(args: argparse.Namespace) -> int:
     if problems:
         raise ConfigError(problems)
     return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    args.configs, args.filter, args.yes, args.dry_run, args.max_concurrent, args.name = [args.config], None, True, False, None, None
+    return cmd_sweep(args)
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from raytrain.plan import plan_sweep
+    from raytrain.tables import plan_table
+
+    plan = plan_sweep(
+        args.configs, runs_dir=args.runs_dir, overrides=args.overrides, filter_prefix=args.filter,
+        force=args.force, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, name=args.name,
+    )
+    print(plan_table(plan))
+    changed = [t.name for t in plan.trials if t.status == "changed" and not plan.force]
+    if changed:
+        print(f"note: {', '.join(changed)} finished earlier with a different config; --force re-runs them")
+    if args.dry_run:
+        return 0
+    if not plan.to_run:
+        print("nothing to run: every planned experiment is complete in " f"{args.runs_dir} (--force re-runs)")
+        return 0
+    if args.data_root is None:
+        raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
+    from raytrain import sweep
+
+    interrupted = sweep.interrupted_sweep(args.runs_dir, plan.name)
+    if interrupted is not None and _confirm(
+        f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of starting over?",
+        args.yes, default=True,
+    ):
+        return _finish(sweep.run_sweep(sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name)), restore=True), args.runs_dir)
+    if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
+        print("cancelled")
+        return 130
+    settings = sweep.start_sweep(
+        plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
+        address=args.address, max_concurrent=args.max_concurrent,
+    )
+    return _finish(sweep.run_sweep(settings), args.runs_dir)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    from raytrain import sweep
+
+    path = sweep.sweep_file(args.runs_dir, args.sweep) if args.sweep else sweep.latest_sweep(args.runs_dir)
+    if not path.is_file():
+        raise sweep.SweepError(f"{path}: no such sweep; `ls {args.runs_dir}/_tune` lists them")
+    settings = sweep.SweepSettings.load(path)
+    print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
+    return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    from raytrain.jobs import submit
+
+    command = args.command[1:] if args.command[:1] == ["--"] else args.command
+    return submit(args.address, command, follow=not args.no_wait)
+
+
+def _finish(outcome, runs_dir: Path) -> int:
+    print(f"\n{len(outcome.completed)} completed, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
+    for name, error in outcome.failed.items():
+        print(f"  FAILED {name}: {error}")
+    if outcome.unfinished:
+        print(f"  interrupted: `raytrain resume --runs-dir {runs_dir}` continues {', '.join(outcome.unfinished)}")
+    return outcome.exit_code
+
+
+def _confirm(question: str, yes: bool, *, default: bool) -> bool:
+    """Ask on the terminal; --yes answers for the user. Ctrl+C (KeyboardInterrupt) cancels."""
+    if yes:
+        return True
+    if not sys.stdin.isatty():
+        raise UserError(f"{question} -- no terminal to ask on: pass --yes to go ahead")
+    answer = input(f"{question} [{'Y/n' if default else 'y/N'}] ").strip().lower()
+    return default if not answer else answer in ("y", "yes")
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:

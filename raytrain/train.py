@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
+import ray
 import torch
 from ray import tune
 
@@ -88,6 +89,7 @@ class Trial:
 
     def __init__(self, cfg: ExperimentConfig, dataset: FERDataset):
         self.cfg = cfg
+        self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         self.device = pick_device()
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
         if self.device.type == "cuda":
@@ -165,6 +167,7 @@ class Trial:
             "epochs_since_best": state.epochs_since_best,
             "best_epoch": state.best_epoch,
             "best/val/macro_f1": state.best_val_macro_f1,
+            "node_id": self.node_id,  # the driver's log says where each trial ran
         }
         state.history.append(metrics)
         return metrics

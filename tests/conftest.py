@@ -73,3 +73,15 @@ def tiny_config(**sections) -> dict:
     } | sections
     config = load_config(CONFIGS_DIR / "baseline.yaml", [f"{k}={v}" for k, v in overrides.items()])
     return resolved_dict(config)
+
+
+def write_config(folder: Path, name: str, **sections: str) -> Path:
+    """A tiny config on top of the shipped demo config; `sections` are YAML flow mappings."""
+    folder.mkdir(exist_ok=True)
+    lines = [f"extends: {PROJECT_ROOT / 'configs/demo/baseline_small.yaml'}", f"name: {name}"]
+    merged = {"training": "epochs: 1, batch_size: 16", "data": "img_size: 24", "other": "workers: 1"}
+    merged |= sections
+    lines += [f"{section}: {{{body}}}" for section, body in merged.items()]
+    path = folder / f"{name}.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,105 @@
+"""The sweep plan: configs -> expanded experiments -> what runs/ already holds. No Ray, no torch.
+
+Planning is instant, so `--dry-run` and the plan table never wait for a cluster; sweep.py runs the
+plan. Also the sweep's default name, stable for the same set of trials.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from raytrain import artifacts
+from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
+from raytrain.search import expand
+
+DEFAULT_CONFIGS = Path("configs")
+
+
+@dataclass
+class PlannedTrial:
+    config: ExperimentConfig
+    source: Path
+    status: str  # "new", "done" (in runs/, same config hash) or "changed" (in runs/, another hash)
+    changes: dict = field(default_factory=dict)  # dotted key -> (baseline value, this value)
+
+    @property
+    def name(self) -> str:
+        return self.config.name
+
+
+@dataclass
+class SweepPlan:
+    name: str
+    trials: list[PlannedTrial]
+    force: bool
+
+    @property
+    def to_run(self) -> list[PlannedTrial]:
+        return [t for t in self.trials if self.force or t.status == "new"]
+
+
+def plan_sweep(
+    paths: list[str | Path],
+    *,
+    runs_dir: Path,
+    overrides: list[str] = (),
+    filter_prefix: str | None = None,
+    force: bool = False,
+    cpus_per_trial: float | None = None,
+    gpus_per_trial: float | None = None,
+    name: str | None = None,
+) -> SweepPlan:
+    """Load and expand every config (all problems at once), mark what runs/ already holds."""
+    files = find_configs(paths or [DEFAULT_CONFIGS])
+    if not files:
+        raise ConfigError([f"{', '.join(map(str, paths or [DEFAULT_CONFIGS]))}: no .yaml configs found"])
+    problems, loaded = [], []
+    for path in files:
+        try:
+            loaded.append((path, load_config(path, overrides)))
+        except ConfigError as err:
+            problems += err.problems
+    if problems:
+        raise ConfigError(problems)
+    baseline = next((c for _, c in loaded if c.name == "baseline"), ExperimentConfig())
+    trials: list[PlannedTrial] = []
+    for path, config in loaded:
+        for experiment in expand(config):
+            if filter_prefix and not experiment.name.startswith(filter_prefix):
+                continue
+            if cpus_per_trial is not None:
+                experiment.resources.cpu = cpus_per_trial
+            if gpus_per_trial is not None:
+                experiment.resources.gpu = gpus_per_trial
+            trials.append(PlannedTrial(experiment, path, _status(runs_dir, experiment), differences(experiment, baseline)))
+    seen: dict[str, Path] = {}
+    for trial in trials:
+        if trial.name in seen:
+            problems.append(f"{trial.source}: name: {trial.name!r} is also the name of an experiment in {seen[trial.name]}; names must be unique")
+        seen[trial.name] = trial.source
+    if problems:
+        raise ConfigError(problems)
+    if not trials:
+        raise ConfigError([f"--filter {filter_prefix}: no experiment name starts with {filter_prefix!r}"])
+    return SweepPlan(name or _default_name(trials), trials, force)
+
+
+def _status(runs_dir: Path, config: ExperimentConfig) -> str:
+    if not artifacts.is_complete(runs_dir, config.name):
+        return "new"
+    stored = load_config(artifacts.experiment_dir(runs_dir, config.name) / artifacts.CONFIG)
+    return "done" if config_hash(stored) == config_hash(config) else "changed"
+
+
+def _default_name(trials: list[PlannedTrial]) -> str:
+    # the same command plans the same trials and gets the same name, so re-running it finds the
+    # interrupted sweep and offers to resume it
+    digest = hashlib.sha256(
+        json.dumps(sorted((t.name, config_hash(t.config)) for t in trials)).encode()
+    ).hexdigest()[:8]
+    return f"sweep-{digest}"
+
+

@@ -1,0 +1,83 @@
+"""Search spaces -> concrete trials: each config with a `search` section becomes one experiment per
+point, named after the values that differ.
+
+Expansion happens up front in the driver (grids crossed with num_samples seeded random draws), so
+every trial has its experiment name, config and hash before anything runs: skip-if-done, the plan
+table and resume all work on names. No ray, no torch.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import math
+
+import numpy as np
+
+from raytrain.config import ExperimentConfig, validate_config
+
+GRID_KINDS = ("grid",)
+
+
+def expand(config: ExperimentConfig) -> list[ExperimentConfig]:
+    """The experiments a config stands for: itself, or one per point of its search space."""
+    if config.search is None or not config.search.space:
+        return [config]
+    space = config.search.space
+    grid_keys = [k for k, spec in space.items() if next(iter(spec)) in GRID_KINDS]
+    random_keys = [k for k in space if k not in grid_keys]
+    # seeded by the config's name: the same command draws the same points, so a re-run finds them
+    rng = np.random.default_rng(int(hashlib.sha256(config.name.encode()).hexdigest()[:8], 16))
+    samples = [{k: _draw(space[k], rng) for k in random_keys} for _ in range(config.search.num_samples)]
+    if not random_keys:
+        samples = samples[:1] * config.search.num_samples  # grid only: num_samples repeats the grid
+    points = [
+        dict(zip(grid_keys, grid_values)) | sample
+        for sample in samples
+        for grid_values in itertools.product(*(space[k]["grid"] for k in grid_keys))
+    ]
+    base = config.model_dump(mode="json", exclude={"search"})
+    names = _point_names(config.name, points)
+    experiments = []
+    for name, point in zip(names, points):
+        data = _with_values(base, point) | {"name": name}
+        experiments.append(validate_config(data, source=f"{config.name} search point {name}"))
+    return experiments
+
+
+def _draw(spec: dict, rng: np.random.Generator):
+    kind, values = next(iter(spec.items()))
+    if kind == "choice":
+        return values[int(rng.integers(len(values)))]
+    low, high = (float(v) for v in values)
+    if kind == "uniform":
+        return float(rng.uniform(low, high))
+    if kind == "loguniform":
+        return float(math.exp(rng.uniform(math.log(low), math.log(high))))
+    if kind == "randint":
+        return int(rng.integers(int(low), int(high)))  # high excluded, as in Tune
+    raise ValueError(f"unknown search kind {kind!r}")
+
+
+def _with_values(base: dict, point: dict) -> dict:
+    data = {section: dict(values) if isinstance(values, dict) else values for section, values in base.items()}
+    for dotted, value in point.items():
+        section, key = dotted.split(".", 1)
+        data[section][key] = value
+    return data
+
+
+def _point_names(name: str, points: list[dict]) -> list[str]:
+    """`lr_search-lr_3.1e-04-seed_1`: the config name plus each searched value, short and path-safe."""
+    names = []
+    for point in points:
+        parts = [f"{key.rsplit('.', 1)[-1]}_{_short(value)}" for key, value in point.items()]
+        names.append("-".join([name, *parts]))
+    repeated = {n for n in names if names.count(n) > 1}  # grid repeats, or draws that round alike
+    return [f"{n}-{i:02d}" if n in repeated else n for i, n in enumerate(names)]
+
+
+def _short(value) -> str:
+    if isinstance(value, float):
+        return f"{value:.3g}"  # 0.000597, 1e-05: short, path-safe, distinct for real draws
+    return str(value).replace("/", "_").replace(" ", "_")

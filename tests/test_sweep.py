@@ -1,0 +1,258 @@
+"""`raytrain sweep` / `run`: the plan, --filter, --dry-run, skip-if-done, --force, the prompt, failure
+isolation and GPU requests, on real Tune sweeps of tiny configs."""
+
+from __future__ import annotations
+
+import json
+import os
+import pty
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from raytrain import artifacts
+from raytrain.plan import plan_sweep
+from tests.conftest import CONFIGS_DIR, PROJECT_ROOT, write_config
+
+
+def sweep_args(configs, synthetic_root, runs, *extra) -> list:
+    return ["sweep", *configs, "--data-root", synthetic_root, "--runs-dir", runs, *extra]
+
+
+# --- planning: no Ray needed ---------------------------------------------------------------------------
+
+
+def test_default_input_is_every_config_in_configs(tmp_path, monkeypatch):
+    monkeypatch.chdir(PROJECT_ROOT)
+    plan = plan_sweep([], runs_dir=tmp_path / "runs")
+    assert len(plan.trials) == 12 and {t.status for t in plan.trials} == {"new"}
+    assert plan_sweep([], runs_dir=tmp_path / "runs").name == plan.name, "the same command, the same sweep name"
+
+
+def test_filter_keeps_experiments_whose_name_starts_with_the_prefix(tmp_path, run_cli):
+    plan = plan_sweep([CONFIGS_DIR], runs_dir=tmp_path, filter_prefix="lr_")
+    assert sorted(t.name for t in plan.trials) == ["lr_high", "lr_low"]
+    assert plan.trials[0].changes == {"training.lr": (3e-4, 1e-3)}
+    result = run_cli("sweep", CONFIGS_DIR, "--filter", "nope_", "--dry-run")
+    assert result.code == 2 and "--filter nope_: no experiment name starts with 'nope_'" in result.err
+
+
+def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, run_cli):
+    runs = tmp_path / "runs"
+    result = run_cli("sweep", CONFIGS_DIR, "--runs-dir", runs, "--dry-run", "--filter", "batch_")
+    assert result.code == 0
+    assert "batch_64" in result.out and "training.batch_size=64" in result.out and "2 of 2 to run" in result.out
+    assert not runs.exists()
+
+
+def test_a_search_config_expands_into_named_trials(tmp_path):
+    plan = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
+    assert len(plan.trials) == 8 * 3
+    names = [t.name for t in plan.trials]
+    assert len(set(names)) == 24 and all(n.startswith("lr_search-seed_") for n in names)
+    lrs = {t.config.training.lr for t in plan.trials}
+    assert len(lrs) == 8 and all(1e-4 <= lr <= 3e-3 for lr in lrs)
+    again = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
+    assert [t.config.training.lr for t in again.trials] == [t.config.training.lr for t in plan.trials], "seeded draws"
+
+
+def test_bad_configs_in_a_sweep_are_all_reported_before_anything_starts(tmp_path, run_cli):
+    configs = tmp_path / "configs"
+    write_config(configs, "one", training="lr: -1")
+    write_config(configs, "two", model="arch: resnet81")
+    result = run_cli("sweep", configs, "--data-root", tmp_path, "--yes", "--runs-dir", tmp_path / "runs")
+    assert result.code == 2
+    assert "one.yaml: training.lr: must be > 0.0" in result.err and "two.yaml: model.arch: unknown" in result.err
+    assert not (tmp_path / "runs").exists()
+
+
+def test_a_missing_data_root_is_one_clear_error(ray_session, tmp_path, run_cli):
+    configs = tmp_path / "configs"
+    write_config(configs, "one")
+    result = run_cli(*sweep_args([configs], tmp_path / "absent", tmp_path / "runs", "--yes"))
+    assert result.code == 2 and f"{tmp_path / 'absent'}: data root does not exist" in result.err
+
+
+# --- the prompt --------------------------------------------------------------------------------------
+
+
+def test_without_a_terminal_yes_is_required(tmp_path, synthetic_root):
+    configs = tmp_path / "configs"
+    write_config(configs, "one")
+    proc = subprocess.run(
+        [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=tmp_path,
+    )
+    assert proc.returncode == 2 and "no terminal to ask on: pass --yes" in proc.stderr
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("answer, expected", [(b"n\n", "cancelled"), (b"\x03", "cancelled")])
+def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(tmp_path, synthetic_root, answer, expected):
+    configs = tmp_path / "configs"
+    write_config(configs, "one")
+    leader, follower = pty.openpty()  # a real terminal: isatty() is true, Ctrl+C is a real SIGINT
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
+        stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path, start_new_session=True,
+        preexec_fn=lambda: __import__("fcntl").ioctl(0, __import__("termios").TIOCSCTTY, 0),
+    )
+    os.close(follower)
+    output = _read_until(leader, b"[Y/n]")
+    os.write(leader, answer)
+    code = proc.wait(timeout=60)
+    output += _read_all(leader)
+    assert code == 130 and expected in output.decode(), output.decode()
+    assert not (tmp_path / "runs" / "one").exists()
+
+
+def _read_until(fd: int, marker: bytes, limit: float = 60) -> bytes:
+    import select
+    import time
+
+    data, deadline = b"", time.monotonic() + limit
+    while marker not in data and time.monotonic() < deadline:
+        if select.select([fd], [], [], 1)[0]:
+            data += os.read(fd, 4096)
+    assert marker in data, data.decode()
+    return data
+
+
+def _read_all(fd: int) -> bytes:
+    data = b""
+    while True:
+        try:
+            chunk = os.read(fd, 4096)
+        except OSError:
+            return data
+        if not chunk:
+            return data
+        data += chunk
+
+
+# --- real sweeps -------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def finished_sweep(ray_session, synthetic_root, tmp_path_factory):
+    """Two tiny configs run to the end as one sweep, in this process's Ray."""
+    from raytrain.cli import main
+
+    root = tmp_path_factory.mktemp("finished")
+    configs = root / "configs"
+    write_config(configs, "alpha")
+    write_config(configs, "beta", training="epochs: 2, batch_size: 16, lr: 0.001")
+    runs = root / "runs"
+    code = main([str(a) for a in sweep_args([configs], synthetic_root, runs, "--yes")])
+    return code, configs, runs
+
+
+def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep):
+    code, _, runs = finished_sweep
+    assert code == 0
+    log = artifacts.read_log(runs)
+    assert sorted(r["experiment"] for r in log) == ["alpha", "beta"]
+    for record in log:
+        assert record["status"] == "completed" and record["error"] is None
+        assert set(record) >= {"time", "sweep", "config_hash", "git_commit", "best_epoch", "val_macro_f1", "duration_s"}
+        folder = runs / record["experiment"]
+        assert {p.name for p in folder.iterdir()} >= set(artifacts.TRIAL_ARTIFACTS)
+        best = json.loads((folder / artifacts.BEST_METRICS).read_text())
+        assert best["epoch"] == record["best_epoch"] and best["macro_f1"] == record["val_macro_f1"]
+    assert len({r["sweep"] for r in log}) == 1
+    assert list(runs.glob("_tune/*/tuner.pkl")), "the Tune experiment lives in runs/_tune"
+
+
+def test_a_finished_experiment_is_skipped_and_force_reruns_it(finished_sweep, synthetic_root, run_cli):
+    _, configs, runs = finished_sweep
+    before = artifacts.read_log(runs)
+    weights = (runs / "alpha" / artifacts.BEST_WEIGHTS).stat().st_mtime_ns
+    result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes"))
+    assert result.code == 0 and "nothing to run" in result.out and "done (skipped)" in result.out
+    assert artifacts.read_log(runs) == before
+    # a changed config is not silently re-run, but the plan says so
+    write_config(configs, "alpha", training="epochs: 1, batch_size: 16, lr: 0.005")
+    result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes", "--dry-run"))
+    assert "done, config changed (skipped)" in result.out and "alpha finished earlier with a different config" in result.out
+    result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes", "--force", "--filter", "alpha"))
+    assert result.code == 0, result.err
+    after = artifacts.read_log(runs)
+    assert len(after) == len(before) + 1 and after[-1]["experiment"] == "alpha"
+    assert after[-1]["config_hash"] != next(r for r in before if r["experiment"] == "alpha")["config_hash"]
+    assert (runs / "alpha" / artifacts.BEST_WEIGHTS).stat().st_mtime_ns != weights
+    assert "lr: 0.005" in (runs / "alpha" / artifacts.CONFIG).read_text()
+
+
+def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, tmp_path, run_cli):
+    config = write_config(tmp_path / "configs", "solo")
+    runs = tmp_path / "runs"
+    result = run_cli("run", config, "--data_root", synthetic_root, "--runs-dir", runs, "--set", "training.epochs=2")
+    assert result.code == 0, result.err
+    [record] = artifacts.read_log(runs)
+    assert record["experiment"] == "solo" and record["epochs_run"] == 2
+    result = run_cli("run", config, "--data-root", synthetic_root, "--runs-dir", runs, "--set", "training.epochs=2")
+    assert result.code == 0 and "nothing to run" in result.out
+
+
+def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(ray_session, synthetic_root, tmp_path, run_cli):
+    configs = tmp_path / "configs"
+    write_config(configs, "healthy")
+    # ImageNet weights are not in this machine's torch cache: the trial itself fails, every retry
+    write_config(configs, "broken", model="pretrained: true")
+    runs = tmp_path / "runs"
+    result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes"))
+    assert result.code == 1
+    assert "1 completed, 1 failed" in result.out and "FAILED broken" in result.out
+    log = {r["experiment"]: r for r in artifacts.read_log(runs)}
+    assert log["healthy"]["status"] == "completed" and artifacts.is_complete(runs, "healthy")
+    assert log["broken"]["status"] == "failed" and "model.pretrained: false" in log["broken"]["error"]
+    assert not artifacts.is_complete(runs, "broken")
+
+
+def test_asking_for_a_gpu_the_cluster_does_not_have_is_a_clear_error(ray_session, synthetic_root, tmp_path, run_cli):
+    configs = tmp_path / "configs"
+    write_config(configs, "gpu_hungry", resources="gpu: 0.25")
+    result = run_cli(*sweep_args([configs], synthetic_root, tmp_path / "runs", "--yes"))
+    assert result.code == 2
+    assert "gpu_hungry: resources.gpu: asks for 0.25 GPU per trial, but the Ray cluster has no GPU" in result.err
+    assert "--gpus-per-trial 0" in result.err
+    result = run_cli(*sweep_args([configs], synthetic_root, tmp_path / "runs", "--yes", "--gpus-per-trial", "0"))
+    assert result.code == 0, result.err
+
+
+FRACTIONAL_GPU_SCRIPT = textwrap.dedent("""
+    import json, sys
+    import ray
+    from ray import tune
+    ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)  # one logical GPU
+    from raytrain.cli import main
+    configs, data, runs, gpus = sys.argv[1:5]
+    extra = ["--gpus-per-trial", gpus] if gpus != "auto" else []
+    code = main(["sweep", configs, "--data-root", data, "--runs-dir", runs, "--yes", *extra])
+    [state] = [p for p in __import__("pathlib").Path(runs, "_tune").iterdir() if p.is_dir()]
+    analysis = tune.ExperimentAnalysis(str(state))
+    print(json.dumps({"code": code, "resources": [t.placement_group_factory.required_resources for t in analysis.trials],
+                      "times": [(t.last_result["timestamp"] - t.last_result["time_total_s"], t.last_result["timestamp"]) for t in analysis.trials]}))
+""")
+
+
+@pytest.mark.parametrize("gpus, expected_gpu", [("0.5", 0.5), ("auto", 1.0)])
+def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path, gpus, expected_gpu):
+    configs = tmp_path / "configs"
+    for name in ("g1", "g2"):
+        write_config(configs, name)
+    proc = subprocess.run(
+        [sys.executable, "-c", FRACTIONAL_GPU_SCRIPT, str(configs), str(synthetic_root), str(tmp_path / "runs"), gpus],
+        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    report = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert report["code"] == 0
+    assert [r.get("GPU") for r in report["resources"]] == [expected_gpu, expected_gpu]
+    (start_a, end_a), (start_b, end_b) = report["times"]
+    overlapped = start_a < end_b and start_b < end_a
+    # two half GPUs share the one logical GPU at once; two whole GPUs must take turns
+    assert overlapped == (expected_gpu == 0.5)
