@@ -1,7 +1,8 @@
-"""The files a trial leaves behind: best.pt, *_metrics.json, *_confusion_matrix.npy, history.json.
+"""The files raytrain leaves on disk: a trial's best.pt, *_metrics.json, *_confusion_matrix.npy and
+history.json, and runs/ (one folder per experiment, experiment_log.jsonl).
 
-Owns their names and formats and writes each one atomically (a crash never leaves half a file). Plain
-torch/numpy/json: no Ray import, so notebooks and `raytrain predict` can read them anywhere.
+Owns their names and formats and writes each one atomically (a crash never leaves half a file). No
+Ray import, and torch only inside the best.pt functions, so results and reports load fast anywhere.
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
-import torch
 
 BEST_WEIGHTS = "best.pt"
 BEST_METRICS = "best_metrics.json"
@@ -23,8 +23,14 @@ TEST_METRICS = "test_metrics.json"
 TEST_CONFUSION = "test_confusion_matrix.npy"
 HISTORY = "history.json"
 CONFIG = "config.yaml"
+# per image: true class, predicted class, its probability; for bootstrap intervals over images
+VAL_PREDICTIONS = "val_predictions.npz"
+TEST_PREDICTIONS = "test_predictions.npz"
 # Everything a finished trial hands to runs/<experiment>/, in the order a reader wants them.
-TRIAL_ARTIFACTS = (CONFIG, BEST_WEIGHTS, BEST_METRICS, BEST_CONFUSION, HISTORY, TEST_METRICS, TEST_CONFUSION)
+TRIAL_ARTIFACTS = (
+    CONFIG, BEST_WEIGHTS, BEST_METRICS, BEST_CONFUSION, HISTORY, TEST_METRICS, TEST_CONFUSION,
+    VAL_PREDICTIONS, TEST_PREDICTIONS,
+)
 
 BEST_PT_FORMAT = 1  # bump when the keys of best.pt change
 
@@ -58,6 +64,22 @@ def write_npy(path: Path, array: np.ndarray) -> None:
             np.save(f, array)
 
 
+def write_predictions(path: Path, labels: np.ndarray, probabilities: np.ndarray) -> None:
+    """Per-image predictions, small: int16 classes and the float16 probability of the predicted one."""
+    predicted = probabilities.argmax(axis=1)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            np.savez(
+                f, label=labels.astype(np.int16), predicted=predicted.astype(np.int16),
+                probability=probabilities[np.arange(len(predicted)), predicted].astype(np.float16),
+            )
+
+
+def read_predictions(path: Path) -> dict[str, np.ndarray]:
+    with np.load(path) as data:
+        return {key: data[key] for key in data.files}
+
+
 def write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
@@ -65,7 +87,7 @@ def write_text(path: Path, text: str) -> None:
 
 def save_best_weights(
     path: Path,
-    state_dict: dict[str, torch.Tensor],
+    state_dict: dict,  # name -> torch.Tensor
     *,
     arch: str,
     class_names: list[str],
@@ -77,6 +99,8 @@ def save_best_weights(
     epoch: int,
 ) -> None:
     """best.pt: the weights plus everything needed to use them without the YAML."""
+    import torch  # here, not at the top: results and reports read runs/ without loading torch
+
     payload = {
         "format": BEST_PT_FORMAT,
         "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
@@ -96,6 +120,8 @@ def save_best_weights(
 
 def load_best_weights(path: Path) -> dict:
     """The dict save_best_weights wrote; weights_only since best.pt may come from someone else."""
+    import torch
+
     return torch.load(path, map_location="cpu", weights_only=True)
 
 

@@ -75,6 +75,27 @@ def build_parser() -> argparse.ArgumentParser:
     submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- sweep --data-root /data/fer")
     submit.set_defaults(handler=cmd_submit)
 
+    compare = verbs.add_parser("compare", help="the leaderboard of finished experiments")
+    compare.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    compare.add_argument("--split", choices=("val", "test"), default="val", help="which split's metrics to show (select on val)")
+    compare.add_argument("--sort", default="macro_f1", metavar="METRIC", help="e.g. macro_f1, accuracy, loss, f1/happy, duration_s")
+    compare.add_argument("--top", type=_positive_int, metavar="N", help="only the best N rows")
+    compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
+    compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
+    compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
+    compare.add_argument("--export", type=Path, metavar="FILE", help="also write every column to FILE.csv or FILE.parquet")
+    compare.set_defaults(handler=cmd_compare)
+
+    report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
+    report.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    report.add_argument("--out", type=Path, default=None, help="default: RUNS/report.html")
+    report.set_defaults(handler=cmd_report)
+
+    demo = verbs.add_parser("demo", help="synthetic FER data, three small configs in parallel, table and report")
+    demo.add_argument("--out", type=Path, default=Path("raytrain-demo"), help="folder for data, runs and report (default raytrain-demo/)")
+    demo.add_argument("--force", action="store_true", help="train again even if the demo already ran here")
+    demo.set_defaults(handler=cmd_demo)
+
     data_parser = verbs.add_parser("data", help="make or inspect a dataset")
     data_parser.set_defaults(handler=lambda _: data_parser.print_help() or EXIT_USER_ERROR)
     data = data_parser.add_subparsers(title="data commands", metavar="COMMAND")
@@ -155,7 +176,10 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    args.configs, args.filter, args.yes, args.dry_run, args.max_concurrent, args.name = [args.config], None, True, False, None, None
+    """One config, no prompt: a sweep of one."""
+    args.configs = [args.config]
+    args.filter = args.name = args.max_concurrent = None
+    args.yes, args.dry_run = True, False
     return cmd_sweep(args)
 
 
@@ -215,6 +239,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _finish(outcome, runs_dir: Path) -> int:
+    from raytrain import results
+
+    results.export(runs_dir)  # runs/results.parquet, .csv, history.parquet, per_class.parquet
     print(f"\n{len(outcome.completed)} completed, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
@@ -231,6 +258,97 @@ def _confirm(question: str, yes: bool, *, default: bool) -> bool:
         raise UserError(f"{question} -- no terminal to ask on: pass --yes to go ahead")
     answer = input(f"{question} [{'Y/n' if default else 'y/N'}] ").strip().lower()
     return default if not answer else answer in ("y", "yes")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from raytrain import analysis, results
+    from raytrain.tables import compare_table, per_class_table, repeats_table
+
+    frame = results.load(args.runs_dir)
+    if frame.empty:
+        raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
+    results.export(args.runs_dir)  # keep runs/results.* in step with what is shown
+    if args.filter:
+        frame = frame[frame["experiment"].str.startswith(args.filter)]
+        if frame.empty:
+            raise UserError(f"--filter {args.filter}: no experiment name starts with {args.filter!r}")
+    split = args.split
+    if f"{split}/macro_f1" not in frame or frame[f"{split}/macro_f1"].isna().all():
+        raise UserError(f"--split {split}: no experiment has {split} metrics (does the data have a {split}/ split?)")
+    column = args.sort if ("/" in args.sort or args.sort in frame) else f"{split}/{args.sort}"
+    if column not in frame:
+        known = ", ".join(c.split("/", 1)[1] for c in frame.columns if c.startswith(f"{split}/"))
+        raise UserError(f"--sort {args.sort}: no such metric; use one of: {known}, duration_s, best_epoch")
+    if split == "test" or column.startswith("test/"):
+        print("warning: ranking by test metrics. Choose models on val; test is for reporting the chosen one once.", file=sys.stderr)
+    lower_is_better = column.endswith("loss") or column == "duration_s"
+    frame = frame.sort_values(column, ascending=lower_is_better, na_position="last", kind="stable")
+    comparisons = None
+    if args.baseline:
+        if args.baseline not in set(frame["group"]):
+            raise UserError(f"--baseline {args.baseline}: no such experiment; choose from {', '.join(frame['group'].unique())}")
+        comparisons = analysis.compare_with_baseline(frame, args.runs_dir, args.baseline, split)
+        if comparisons.empty:
+            comparisons = None  # nothing to pair (no saved predictions): the plain difference only
+    classes = results.class_names(frame, split)
+    hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (k == analysis.SEED_COLUMN and analysis.has_repeats(frame))]
+    if args.per_class:
+        print(per_class_table(frame.head(args.top) if args.top else frame, split=split, classes=classes))
+    elif analysis.has_repeats(frame):
+        # seeds are repeats, not rivals: rank the groups by their mean
+        summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
+        settings = frame.groupby("group", sort=False)[hyperparameters].first()
+        print(repeats_table(
+            summary.head(args.top) if args.top else summary, split=split, hyperparameters=settings,
+            classes=classes, baseline=args.baseline, comparisons=comparisons,
+        ))
+    else:
+        baseline = None
+        if args.baseline and comparisons is None:
+            baseline = (args.baseline, float(frame.loc[frame["group"] == args.baseline, f"{split}/macro_f1"].iloc[0]))
+        print(compare_table(
+            frame.head(args.top) if args.top else frame, split=split, sort=column, hyperparameters=hyperparameters,
+            classes=classes, baseline=baseline, comparisons=comparisons,
+        ))
+    if args.export:
+        print(f"wrote {results.write_table(frame, args.export)} ({len(frame)} rows, {len(frame.columns)} columns)")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from raytrain.report import write_report
+
+    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html")
+    print(f"wrote {out}")
+    return 0
+
+
+DEMO_CONFIGS = Path(__file__).resolve().parent.parent / "configs" / "demo"
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The whole tool on a laptop CPU: data, a parallel sweep, the leaderboard and the report."""
+    from raytrain.data import generate_synthetic
+
+    data, runs = args.out / "data", args.out / "runs"
+    if not DEMO_CONFIGS.is_dir():
+        raise UserError(f"{DEMO_CONFIGS}: the demo configs are missing; run the demo from a raytrain checkout (pip install -e .)")
+    if data.is_dir():
+        print(f"[demo] 1/4 synthetic FER data: reusing {data}")
+    else:
+        print(f"[demo] 1/4 synthetic FER data: writing {data} (7 expressions, FER-like imbalance) ...", flush=True)
+        generate_synthetic(data)
+    print("[demo] 2/4 three configs as one parallel sweep: baseline_small, focal_small, sampler_small", flush=True)
+    # the demo is these three commands, parsed as a user would type them
+    parser = build_parser()
+    force = ["--force"] if args.force else []
+    code = cmd_sweep(parser.parse_args(["sweep", str(DEMO_CONFIGS), "--data-root", str(data), "--runs-dir", str(runs), "--yes", *force]))
+    print("[demo] 3/4 the leaderboard (`raytrain compare`)", flush=True)
+    cmd_compare(parser.parse_args(["compare", "--runs-dir", str(runs), "--baseline", "baseline_small"]))
+    print("[demo] 4/4 the report (`raytrain report`)", flush=True)
+    cmd_report(parser.parse_args(["report", "--runs-dir", str(runs), "--out", str(args.out / "report.html")]))
+    print(f"[demo] done. Next: raytrain compare --runs-dir {runs} --per-class; open {args.out / 'report.html'}")
+    return code
 
 
 def cmd_data_synth(args: argparse.Namespace) -> int:

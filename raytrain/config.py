@@ -17,7 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from raytrain.errors import UserError
-from raytrain.model_names import is_classification_model, suggest_model
+from raytrain.model_names import is_classification_model, unknown_model_message
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -48,12 +48,7 @@ class ModelConfig(_Section):
     @classmethod
     def _known_arch(cls, arch: str) -> str:
         if not is_classification_model(arch):
-            hint = suggest_model(arch)
-            raise ValueError(
-                f"unknown architecture {arch!r}"
-                + (f"; did you mean {hint!r}?" if hint else "")
-                + " Use a torchvision classification model name, e.g. 'resnet18'"
-            )
+            raise ValueError(unknown_model_message(arch))
         return arch
 
 
@@ -106,8 +101,21 @@ class DataConfig(_Section):
 
 class OtherConfig(_Section):
     patience: int = Field(7, ge=1)  # epochs without a better val macro F1 before stopping
-    seed: int = Field(42, ge=0)
+    # a list runs one trial per seed, grouped as <name>/seed-<seed>: repeats show the noise
+    seed: int | list[int] = 42
     workers: int = Field(8, ge=1)  # image-decoding processes when a dataset is first cached
+
+    @field_validator("seed")
+    @classmethod
+    def _seeds(cls, seed: int | list[int]) -> int | list[int]:
+        seeds = seed if isinstance(seed, list) else [seed]
+        if not seeds:
+            raise ValueError("must be a whole number or a non-empty list of them, e.g. [1, 2, 3]")
+        if any(s < 0 for s in seeds):
+            raise ValueError(f"must be >= 0, got {seed!r}")
+        if len(set(seeds)) < len(seeds):
+            raise ValueError(f"repeats the same seed, got {seed!r}; each repeat needs its own seed")
+        return seed
 
 
 class ResourcesConfig(_Section):
@@ -144,7 +152,8 @@ class SearchConfig(_Section):
 
 
 class ExperimentConfig(_Section):
-    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # "/seed-N" only appears in the members raytrain makes from a list of seeds
+    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+(/seed-[0-9]+)?$")
     description: str = ""
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()

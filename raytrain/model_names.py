@@ -34,6 +34,15 @@ def is_classification_model(name: str) -> bool:
     return name in KNOWN_CLASSIFICATION_MODELS or name in _installed_models()
 
 
+def unknown_model_message(name: str) -> str:
+    hint = suggest_model(name)
+    return (
+        f"unknown architecture {name!r}"
+        + (f"; did you mean {hint!r}?" if hint else "")
+        + " Use a torchvision classification model name, e.g. 'resnet18'"
+    )
+
+
 def suggest_model(name: str) -> str | None:
     close = difflib.get_close_matches(name, KNOWN_CLASSIFICATION_MODELS, n=1, cutoff=0.6)
     return close[0] if close else None

@@ -15,7 +15,7 @@ import torchvision
 from torch import nn
 
 from raytrain.errors import UserError
-from raytrain.model_names import is_classification_model, suggest_model
+from raytrain.model_names import is_classification_model, unknown_model_message
 
 # torchvision builds every classification model with ImageNet's 1000 outputs unless told otherwise;
 # the head search checks for it so a model whose last Linear is not the classifier fails loudly.
@@ -41,12 +41,7 @@ def build_model(
     loads torchvision's DEFAULT ImageNet weights from the local torch cache only.
     """
     if not is_classification_model(arch):
-        hint = suggest_model(arch)
-        raise ModelError(
-            f"model.arch: unknown architecture {arch!r}"
-            + (f"; did you mean {hint!r}?" if hint else "")
-            + " Use a torchvision classification model name, e.g. 'resnet18'"
-        )
+        raise ModelError(f"model.arch: {unknown_model_message(arch)}")
     if in_channels not in (1, RGB):
         raise ModelError(f"in_channels must be 1 (grey) or 3 (RGB), got {in_channels}")
     weights = None

@@ -24,6 +24,7 @@ class PlannedTrial:
     source: Path
     status: str  # "new", "done" (in runs/, same config hash) or "changed" (in runs/, another hash)
     changes: dict = field(default_factory=dict)  # dotted key -> (baseline value, this value)
+    scheduler: dict | None = None  # the source config's search.scheduler when it asks for ASHA
 
     @property
     def name(self) -> str:
@@ -67,6 +68,8 @@ def plan_sweep(
     baseline = next((c for _, c in loaded if c.name == "baseline"), ExperimentConfig())
     trials: list[PlannedTrial] = []
     for path, config in loaded:
+        # expanded experiments carry no search section: keep the scheduler their config asked for
+        asha = config.search.scheduler.model_dump() if config.search and config.search.scheduler.type == "asha" else None
         for experiment in expand(config):
             if filter_prefix and not experiment.name.startswith(filter_prefix):
                 continue
@@ -74,7 +77,9 @@ def plan_sweep(
                 experiment.resources.cpu = cpus_per_trial
             if gpus_per_trial is not None:
                 experiment.resources.gpu = gpus_per_trial
-            trials.append(PlannedTrial(experiment, path, _status(runs_dir, experiment), differences(experiment, baseline)))
+            trials.append(
+                PlannedTrial(experiment, path, _status(runs_dir, experiment), differences(experiment, baseline), asha)
+            )
     seen: dict[str, Path] = {}
     for trial in trials:
         if trial.name in seen:

@@ -42,7 +42,7 @@ def read_image(path: str | Path, channels: int) -> np.ndarray:
     """uint8 (1, C, H, W) in the colour mode the model was trained on."""
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert("L" if channels == 1 else "RGB"))
+            pixels = np.array(image.convert("L" if channels == 1 else "RGB"))  # writable: torch wants that
     except FileNotFoundError:
         raise PredictError(f"{path}: image not found") from None
     except (UnidentifiedImageError, OSError) as err:

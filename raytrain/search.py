@@ -19,30 +19,49 @@ from raytrain.config import ExperimentConfig, validate_config
 GRID_KINDS = ("grid",)
 
 
+SEED_KEY = "other.seed"
+
+
 def expand(config: ExperimentConfig) -> list[ExperimentConfig]:
-    """The experiments a config stands for: itself, or one per point of its search space."""
-    if config.search is None or not config.search.space:
-        return [config]
-    space = config.search.space
+    """The experiments a config stands for: itself, or one per point of its search space, each
+    repeated once per seed when other.seed is a list or a searched grid (`<name>/seed-<seed>`)."""
+    space = dict(config.search.space) if config.search else {}
+    seeds = config.other.seed if isinstance(config.other.seed, list) else None
+    if SEED_KEY in space and next(iter(space[SEED_KEY])) in GRID_KINDS:
+        seeds = list(space.pop(SEED_KEY)["grid"])  # a seed grid is repeats, not a hyperparameter
+    points = _search_points(config.name, space, config.search.num_samples if config.search else 1)
+    base = config.model_dump(mode="json", exclude={"search"})
+    experiments = []
+    for name, point in zip(_point_names(config.name, points), points):
+        for seed in seeds or [None]:
+            data = _with_values(base, point) | {"name": name}
+            if seed is not None:
+                data = _with_values(data, {SEED_KEY: seed}) | {"name": f"{name}/seed-{seed}"}
+            experiments.append(validate_config(data, source=f"{config.name} search point {data['name']}"))
+    return experiments
+
+
+def group_of(experiment: str) -> str:
+    """The experiment a repeat belongs to: `baseline/seed-2` -> `baseline`."""
+    return experiment.split("/seed-")[0]
+
+
+def _search_points(name: str, space: dict, num_samples: int) -> list[dict]:
+    """Grid points crossed with num_samples seeded random draws; [{}] when nothing is searched."""
+    if not space:
+        return [{}]
     grid_keys = [k for k, spec in space.items() if next(iter(spec)) in GRID_KINDS]
     random_keys = [k for k in space if k not in grid_keys]
     # seeded by the config's name: the same command draws the same points, so a re-run finds them
-    rng = np.random.default_rng(int(hashlib.sha256(config.name.encode()).hexdigest()[:8], 16))
-    samples = [{k: _draw(space[k], rng) for k in random_keys} for _ in range(config.search.num_samples)]
+    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+    samples = [{k: _draw(space[k], rng) for k in random_keys} for _ in range(num_samples)]
     if not random_keys:
-        samples = samples[:1] * config.search.num_samples  # grid only: num_samples repeats the grid
-    points = [
+        samples = samples[:1] * num_samples  # grid only: num_samples repeats the grid
+    return [
         dict(zip(grid_keys, grid_values)) | sample
         for sample in samples
         for grid_values in itertools.product(*(space[k]["grid"] for k in grid_keys))
     ]
-    base = config.model_dump(mode="json", exclude={"search"})
-    names = _point_names(config.name, points)
-    experiments = []
-    for name, point in zip(names, points):
-        data = _with_values(base, point) | {"name": name}
-        experiments.append(validate_config(data, source=f"{config.name} search point {name}"))
-    return experiments
 
 
 def _draw(spec: dict, rng: np.random.Generator):
@@ -68,7 +87,7 @@ def _with_values(base: dict, point: dict) -> dict:
 
 
 def _point_names(name: str, points: list[dict]) -> list[str]:
-    """`lr_search-lr_3.1e-04-seed_1`: the config name plus each searched value, short and path-safe."""
+    """`lr_search-lr_0.000597`: the config name plus each searched value, short and path-safe."""
     names = []
     for point in points:
         parts = [f"{key.rsplit('.', 1)[-1]}_{_short(value)}" for key, value in point.items()]

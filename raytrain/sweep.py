@@ -7,7 +7,6 @@ needs no Ray; this module is where the Ray Tune driver API is used.
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
@@ -85,11 +84,11 @@ def start_sweep(
     address: str | None = None,
     max_concurrent: int | None = None,
 ) -> SweepSettings:
-    """Connect to Ray, settle each trial's resources, and save the settings `run_sweep` executes."""
+    """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
+    saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
     experiments = [_with_concrete_resources(t.config) for t in plan.to_run]
-    schedulers = {json.dumps(t.config.search.scheduler.model_dump()) for t in plan.to_run if t.config.search}
-    asha = [json.loads(s) for s in schedulers if json.loads(s)["type"] == "asha"]
+    asha = [t.scheduler for t in plan.to_run if t.scheduler]
     name = plan.name
     if sweep_file(runs_dir, name).exists():  # the same trials ran before (--force): keep that record
         name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -168,8 +167,9 @@ def trial_name(trial) -> str:
 
 
 def trial_dirname(trial) -> str:
-    # short and unique: long nested names hit path limits (RAY_NOTES)
-    return f"{trial.config[EXPERIMENT_KEY]['name'][:60]}_{trial.trial_id}"
+    # short, unique and one folder deep: long names hit path limits (RAY_NOTES), and a repeat's
+    # "baseline/seed-2" would nest
+    return f"{trial.config[EXPERIMENT_KEY]['name'][:60].replace('/', '__')}_{trial.trial_id}"
 
 
 def dataset_key(experiment: dict) -> str:

@@ -145,7 +145,7 @@ class Trial:
                 f"epoch {epoch}: train loss is {train['loss']} at lr {lr:.3g}; "
                 "lower training.lr or check the data"
             )
-        val, confusion, _ = evaluate(
+        val, confusion, probabilities = evaluate(
             self.model, self.splits["val"], augmenter=self.augmenter,
             class_names=self.class_names, batch_size=cfg.training.eval_batch_size,
         )
@@ -153,7 +153,7 @@ class Trial:
         if val["macro_f1"] > state.best_val_macro_f1:
             state.best_val_macro_f1, state.best_epoch, state.epochs_since_best = val["macro_f1"], epoch, 0
             self.best_weights = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
-            self.best_val = {"metrics": val, "confusion": confusion}
+            self.best_val = {"metrics": val, "confusion": confusion, "probabilities": probabilities.numpy()}
         else:
             state.epochs_since_best += 1
         metrics = {
@@ -193,6 +193,9 @@ class Trial:
             metrics_artifact(best, epoch=state.best_epoch, split="val", loss=best["loss"], class_names=self.class_names),
         )
         artifacts.write_npy(folder / artifacts.BEST_CONFUSION, self.best_val["confusion"])
+        artifacts.write_predictions(
+            folder / artifacts.VAL_PREDICTIONS, self.splits["val"].labels.cpu().numpy(), self.best_val["probabilities"]
+        )
         artifacts.write_json(folder / artifacts.HISTORY, state.history)
         if final and "test" in self.splits:
             self._evaluate_test(folder, state.best_epoch)
@@ -209,11 +212,14 @@ class Trial:
         """The best weights, evaluated once on test. Never reported to Tune: test is not for selection."""
         latest = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(self.best_weights)
-        test, confusion, _ = evaluate(
+        test, confusion, probabilities = evaluate(
             self.model, self.splits["test"], augmenter=self.augmenter,
             class_names=self.class_names, batch_size=self.cfg.training.eval_batch_size,
         )
         self.model.load_state_dict(latest)
+        artifacts.write_predictions(
+            folder / artifacts.TEST_PREDICTIONS, self.splits["test"].labels.cpu().numpy(), probabilities.numpy()
+        )
         artifacts.write_json(
             folder / artifacts.TEST_METRICS,
             metrics_artifact(test, epoch=best_epoch, split="test", loss=test["loss"], class_names=self.class_names),

@@ -85,3 +85,19 @@ def write_config(folder: Path, name: str, **sections: str) -> Path:
     path = folder / f"{name}.yaml"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def tiny_runs(ray_session, synthetic_root, tmp_path_factory) -> Path:
+    """One real sweep of three tiny configs (lr, epochs and loss differ), shared by the results
+    and report tests: runs/ as a user would have it after `raytrain sweep`."""
+    from raytrain.cli import main
+
+    root = tmp_path_factory.mktemp("tiny_runs")
+    configs = root / "configs"
+    write_config(configs, "alpha")
+    write_config(configs, "beta", training="epochs: 2, batch_size: 16, lr: 0.001")
+    write_config(configs, "gamma", loss="type: focal")
+    runs = root / "runs"
+    assert main(["sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"]) == 0
+    return runs

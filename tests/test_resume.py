@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from raytrain import artifacts
+from raytrain import artifacts, results
 from tests.conftest import PROJECT_ROOT
 
 pytestmark = pytest.mark.slow
@@ -90,6 +90,12 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     killed_at_epoch = max(r["epoch"] for r in trial_results(runs, "slow"))
     assert killed_at_epoch < EPOCHS["slow"], "slow finished before the kill: the test proves nothing"
     fast_before = trial_results(runs, "fast")
+    # the results module reads an interrupted sweep too: finished rows from runs/, the rest from Tune
+    interrupted = results.load(runs).set_index("experiment")
+    assert interrupted.loc["fast", "status"] == "completed"
+    assert interrupted.loc["slow", "status"] == "unfinished"
+    assert interrupted.loc["slow", "epochs_run"] == killed_at_epoch
+    assert interrupted.loc["slow", "val/macro_f1"] == max(r["val/macro_f1"] for r in trial_results(runs, "slow"))
 
     resumed = subprocess.run(
         [sys.executable, "-m", "raytrain", "resume", "--runs-dir", str(runs)], cwd=tmp_path,

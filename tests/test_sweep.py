@@ -52,7 +52,10 @@ def test_a_search_config_expands_into_named_trials(tmp_path):
     plan = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
     assert len(plan.trials) == 8 * 3
     names = [t.name for t in plan.trials]
-    assert len(set(names)) == 24 and all(n.startswith("lr_search-seed_") for n in names)
+    # the seed grid makes repeats: each drawn lr is one experiment with three seeds as members
+    assert len(set(names)) == 24 and all(n.startswith("lr_search-lr_") for n in names)
+    assert {n.rsplit("/", 1)[1] for n in names} == {"seed-1", "seed-2", "seed-3"}
+    assert all(t.config.other.seed == int(t.name.rsplit("-", 1)[1]) for t in plan.trials)
     lrs = {t.config.training.lr for t in plan.trials}
     assert len(lrs) == 8 and all(1e-4 <= lr <= 3e-3 for lr in lrs)
     again = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
@@ -256,3 +259,15 @@ def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path, g
     overlapped = start_a < end_b and start_b < end_a
     # two half GPUs share the one logical GPU at once; two whole GPUs must take turns
     assert overlapped == (expected_gpu == 0.5)
+
+
+def test_a_config_asking_for_asha_gets_it_for_the_sweep(ray_session, tmp_path):
+    from raytrain.sweep import start_sweep
+
+    plan = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path / "runs")
+    assert all(t.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3.0} for t in plan.trials)
+    settings = start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs", storage=None)
+    assert settings.scheduler["type"] == "asha" and len(settings.experiments) == 24
+    assert {e["resources"]["gpu"] for e in settings.experiments} == {0.0}, "no GPU here: trials train on the CPU"
+    plain = plan_sweep([CONFIGS_DIR / "lr_low.yaml"], runs_dir=tmp_path / "runs")
+    assert start_sweep(plain, data_root=tmp_path, runs_dir=tmp_path / "runs").scheduler is None

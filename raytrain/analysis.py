@@ -1,0 +1,102 @@
+"""Repeats and baseline comparisons on the results DataFrame: seeds grouped into one experiment with
+intervals, and each experiment against a baseline with a paired, Holm-corrected test.
+
+The arithmetic lives in stats.py; this module picks the rows, pairs the seeds or the images, and
+returns DataFrames. Reads runs/ files only (per-image predictions); no torch, no ray.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from raytrain import artifacts, stats
+from raytrain.results import class_names
+
+CONFIDENCE, ALPHA = 0.95, 0.05
+SEED_COLUMN = "other.seed"
+
+
+def has_repeats(frame: pd.DataFrame) -> bool:
+    return bool((frame.groupby("group").size() > 1).any())
+
+
+def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:
+    """One row per group: n, then mean, std and the 95% t-interval of accuracy, macro F1 and each
+    class's F1 over the group's seeds. Unfinished or failed members are left out."""
+    metrics = ["accuracy", "macro_f1", *(f"f1/{c}" for c in class_names(frame, split))]
+    done = frame[frame["status"] == "completed"]
+    rows = []
+    for group, members in done.groupby("group", sort=False):
+        row = {"group": group, "n": len(members)}
+        for metric in metrics:
+            spread = stats.t_interval(members[f"{split}/{metric}"].to_numpy(float), CONFIDENCE)
+            row |= {f"{metric}/mean": spread.mean, f"{metric}/std": spread.std, f"{metric}/low": spread.low, f"{metric}/high": spread.high}
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def compare_with_baseline(frame: pd.DataFrame, runs_dir: Path, baseline: str, split: str = "val") -> pd.DataFrame:
+    """Each group's macro F1 minus the baseline group's: mean difference, 95% interval, p-value and
+    Holm-adjusted p, and whether it is significant at 5%.
+
+    With repeats, a paired t-test over the seeds both ran (same seed, same images). With one run
+    each, a paired bootstrap over the split's images from the saved per-image predictions.
+    """
+    done = frame[frame["status"] == "completed"]
+    groups = {
+        group: dict(zip(members[SEED_COLUMN], members[f"{split}/macro_f1"]))
+        for group, members in done.groupby("group", sort=False)
+    }
+    if baseline not in groups:
+        raise KeyError(baseline)
+    if len(groups[baseline]) > 1:
+        rows = [
+            {"group": c.experiment, "n_pairs": c.n_pairs, "diff": c.mean_diff, "low": c.low, "high": c.high,
+             "p_value": c.p_value, "p_holm": c.p_holm, "significant": c.significant, "method": "paired t over seeds"}
+            for c in stats.compare_to_baseline(groups, baseline, CONFIDENCE, ALPHA)
+        ]
+        return pd.DataFrame(rows)
+    return _bootstrap_against(done, runs_dir, baseline, split)
+
+
+def _bootstrap_against(done: pd.DataFrame, runs_dir: Path, baseline: str, split: str) -> pd.DataFrame:
+    """One run per experiment: resample the split's images, the same ones for both runs (paired)."""
+    name = artifacts.TEST_PREDICTIONS if split == "test" else artifacts.VAL_PREDICTIONS
+    columns = ["group", "n_pairs", "diff", "low", "high", "p_value", "p_holm", "significant", "method"]
+    reference_path = artifacts.experiment_dir(runs_dir, _only_member(done, baseline)) / name
+    if not reference_path.is_file():
+        return pd.DataFrame(columns=columns)  # trained before per-image predictions were saved
+    reference = artifacts.read_predictions(reference_path)
+    num_classes = len(class_names(done, split))
+    tested = []
+    for group in done["group"].unique():
+        if group == baseline:
+            continue
+        path = artifacts.experiment_dir(runs_dir, _only_member(done, group)) / name
+        if not path.is_file():
+            continue  # trained before per-image predictions were saved: nothing to pair
+        candidate = artifacts.read_predictions(path)
+        if not np.array_equal(candidate["label"], reference["label"]):
+            continue  # scored on other images (another dataset or split): not a paired comparison
+        r = stats.paired_bootstrap(
+            reference["label"], reference["predicted"], candidate["predicted"], "macro_f1", num_classes=num_classes
+        )
+        tested.append({"group": group, "n_pairs": r.n, "diff": r.mean_diff, "low": r.low, "high": r.high, "p_value": r.p_value})
+    adjusted = stats.holm([row["p_value"] for row in tested]) if tested else []
+    for row, p in zip(tested, adjusted):
+        row |= {"p_holm": float(p), "significant": bool(p <= ALPHA), "method": "paired bootstrap over images"}
+    return pd.DataFrame(tested, columns=columns)
+
+
+def _only_member(done: pd.DataFrame, group: str) -> str:
+    return str(done.loc[done["group"] == group, "experiment"].iloc[0])
+
+
+def format_p(p) -> str:
+    if p is None or (isinstance(p, float) and math.isnan(p)):
+        return "-"
+    return "<0.001" if p < 0.001 else f"{p:.3f}"

@@ -1,0 +1,651 @@
+"""The HTML report: one self-contained page (leaderboard, learning curves, per-class F1, confusion
+matrices, hyperparameter plots) built from results' DataFrames and the confusion-matrix files. With
+repeats (one trial per seed) it adds a per-group summary and intervals, and draws groups, not trials.
+
+Reads files and DataFrames only: must not import torch, ray, or the training and sweep code.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from matplotlib import colormaps
+
+# Figure + the Agg canvas, not pyplot: nothing registers in pyplot's global figure list (so nothing can
+# leak or need closing) and a notebook that imports this module keeps its own backend.
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
+from matplotlib.transforms import offset_copy
+
+from raytrain import analysis, artifacts, results
+from raytrain.errors import UserError
+
+METRIC = results.METRIC
+TOP_CONFUSION = 3  # confusion matrices shown; the rest are one np.load away in a notebook
+MAX_COLOURED = 10  # tab10 has 10 colours, and a legend past ~10 lines is unreadable: the rest go grey
+LOG_SPAN = 10.0  # a positive hyperparameter whose max/min exceeds this is plotted on a log axis
+MAX_ANNOTATED_CELLS = 600  # beyond this a heatmap's numbers overlap; the colours still read
+DPI = 100  # 1 inch of figure = 100 px on the page
+MAX_SIDE_BY_SIDE = 6  # groups per interval panel before macro F1 and accuracy stack instead of sitting side by side
+INTERVALS_TITLE = "Mean and 95% interval over seeds"
+
+
+class ReportError(UserError):
+    """There is nothing to report on (no runs folder, or no experiment in it)."""
+
+
+def write_report(runs_dir: str | Path, out_path: str | Path) -> Path:
+    """Write the report for `runs_dir` to `out_path` (atomically) and return that path."""
+    runs_dir, out_path = Path(runs_dir), Path(out_path)
+    page = render_report(runs_dir)
+    with artifacts.atomic_path(out_path) as tmp:
+        tmp.write_text(page, encoding="utf-8")
+        os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; a report is made to be shared
+    return out_path
+
+
+def render_report(runs_dir: Path, now: datetime | None = None) -> str:
+    """The whole page as one HTML string."""
+    runs_dir = Path(runs_dir)
+    if not runs_dir.is_dir():
+        raise ReportError(f"{runs_dir}: no such folder; run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})")
+    frame = results.load(runs_dir)
+    if frame.empty:
+        raise ReportError(
+            f"{runs_dir}: no experiments to report on (no finished <experiment>/ folder and no trial under "
+            f"{artifacts.TUNE_DIR}/); run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})"
+        )
+    frame = frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    varying = results.varying_hyperparameters(frame)
+    history = results.load_history(runs_dir)
+    # (anchor, nav link, heading, content)
+    if analysis.has_repeats(frame):
+        summary = group_summary(frame)
+        # the seed is the repeat axis, not a hyperparameter a group chose
+        group_varying = [c for c in varying if c != analysis.SEED_COLUMN]
+        leaderboard = ("<h3>Groups, over their seeds</h3>\n" + group_table_html(frame, summary, group_varying)
+                       + "\n<h3>Every run</h3>\n" + leaderboard_html(frame, varying))
+        sections = [
+            ("leaderboard", "Leaderboard", "Leaderboard", leaderboard),
+            ("intervals", "Intervals", INTERVALS_TITLE, intervals_html(frame, summary)),
+            ("curves", "Learning curves", "Learning curves", group_curves_html(frame, history, summary)),
+        ]
+        hyperparameters = group_hyperparameters_html(frame, summary, group_varying)
+    else:
+        sections = [
+            ("leaderboard", "Leaderboard", "Leaderboard", leaderboard_html(frame, varying)),
+            ("curves", "Learning curves", "Learning curves", learning_curves_html(frame, history)),
+        ]
+        hyperparameters = hyperparameters_html(frame, varying)
+    sections += [
+        ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame)),
+        ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame)),
+        ("hyperparameters", "Hyperparameters", "Hyperparameters vs val macro F1", hyperparameters),
+    ]
+    links = [(anchor, link) for anchor, link, _, _ in sections]
+    body = [header_html(runs_dir, frame, now or datetime.now(timezone.utc), links)]
+    body += [_section(anchor, title, content) for anchor, _, title, content in sections]
+    return _PAGE.format(title=_esc(f"raytrain report: {runs_dir.resolve().name}"), css=_CSS, body="\n".join(body))
+
+
+def group_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    """analysis.summarize_repeats on val, best mean macro F1 first: the order of every group plot."""
+    summary = analysis.summarize_repeats(frame, "val")
+    return summary.sort_values("macro_f1/mean", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+# --- sections: each takes DataFrames and returns escaped HTML --------------------------------------
+
+
+def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[tuple[str, str]] | None = None) -> str:
+    n = len(frame)
+    groups = ""
+    if "group" in frame.columns and analysis.has_repeats(frame):
+        groups = f" in {frame['group'].nunique()} groups of seeds"
+    parts = [
+        "<h1>raytrain report</h1>",
+        f'<p class="meta">Runs folder <code>{_esc(runs_dir.resolve())}</code> &middot; {n} experiment{"s" if n != 1 else ""}{_esc(groups)}'
+        f" &middot; generated {_esc(now.strftime('%Y-%m-%d %H:%M %Z').strip())}</p>",
+    ]
+    unfinished = frame[frame["status"] != "completed"]
+    if len(unfinished):
+        names = ", ".join(f"{name} ({status})" for name, status in zip(unfinished["experiment"], unfinished["status"]))
+        parts.append(
+            f'<p class="note">{len(unfinished)} of {n} experiments {"is" if len(unfinished) == 1 else "are"} not finished: {_esc(names)}. '
+            "Their numbers are from the best epoch so far; they have no confusion matrix or test metrics yet.</p>"
+        )
+    links = links or [("leaderboard", "Leaderboard"), ("curves", "Learning curves"), ("per-class", "Per-class F1"),
+                      ("confusion", "Confusion matrices"), ("hyperparameters", "Hyperparameters")]
+    parts.append('<nav>' + " &middot; ".join(f'<a href="#{_esc(a)}">{_esc(t)}</a>' for a, t in links) + "</nav>")
+    return "\n".join(parts)
+
+
+def leaderboard_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
+    """The experiments as an HTML table in the frame's order; the row with the best val macro F1 is
+    marked class="best". Every value is escaped."""
+    metrics = [("val/accuracy", "val acc"), (METRIC, "val macro F1")]
+    if "test/macro_f1" in frame.columns and frame["test/macro_f1"].notna().any():
+        metrics += [("test/accuracy", "test acc"), ("test/macro_f1", "test macro F1")]
+    heads = ["#", "experiment", "status", *hyperparameters, *(label for _, label in metrics), "best epoch", "epochs run", "duration"]
+    best = frame[METRIC].astype(float).idxmax() if frame[METRIC].notna().any() else None
+    rows = []
+    for position, (i, row) in enumerate(frame.iterrows(), start=1):
+        description = row.get("description")
+        name = _esc(row["experiment"])
+        if isinstance(description, str) and description.strip():
+            name += f'<div class="desc">{_esc(description)}</div>'
+        cells = [f'<td class="num">{position}</td>', f"<td>{name}</td>", f"<td>{_esc(row['status'])}</td>"]
+        cells += [f"<td>{_esc(_format_value(row.get(c)))}</td>" for c in hyperparameters]
+        cells += [f'<td class="num">{_esc(_format_metric(row.get(c)))}</td>' for c, _ in metrics]
+        cells += [f'<td class="num">{_esc(_format_value(row.get(c)))}</td>' for c in ("best_epoch", "epochs_run")]
+        cells.append(f'<td class="num">{_esc(_format_duration(row.get("duration_s")))}</td>')
+        mark = ' class="best"' if i == best else ""
+        rows.append(f"<tr{mark}>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{_esc(h)}</th>" for h in heads)
+    caption = ("Sorted by val macro F1; the highlighted row is the best. "
+               + ("Hyperparameter columns are the config keys that differ between experiments." if hyperparameters
+                  else "No config key differs between the experiments."))
+    return f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def group_table_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str]) -> str:
+    """One row per group in `summary`'s order (best mean val macro F1 first, marked class="best"): n,
+    the hyperparameters that differ between groups, macro F1 mean ± std and its 95% t interval, and
+    mean accuracy. Every value is escaped."""
+    heads = ["#", "group", "n", *hyperparameters, "val macro F1 (mean ± std)", "95% interval", "val acc (mean)"]
+    settings = frame.groupby("group", sort=False)[hyperparameters].first() if hyperparameters else None
+    rows = []
+    for position, (_, row) in enumerate(summary.iterrows(), start=1):
+        group = row["group"]
+        cells = [f'<td class="num">{position}</td>', f"<td>{_esc(group)}</td>", f'<td class="num">{int(row["n"])}</td>']
+        cells += [f"<td>{_esc(_format_value(settings.loc[group, c]))}</td>" for c in hyperparameters]
+        spread = f"{_format_metric(row['macro_f1/mean'])} ± {_format_metric(row['macro_f1/std'])}"
+        cells += [f'<td class="num">{_esc(spread)}</td>',
+                  f'<td class="num">{_esc(_format_interval(row["macro_f1/low"], row["macro_f1/high"]))}</td>',
+                  f'<td class="num">{_esc(_format_metric(row["accuracy/mean"]))}</td>']
+        mark = ' class="best"' if position == 1 else ""
+        rows.append(f"<tr{mark}>{''.join(cells)}</tr>")
+    head = "".join(f"<th>{_esc(h)}</th>" for h in heads)
+    left_out = sorted(set(frame["group"]) - set(summary["group"]))
+    caption = ("One row per experiment repeated over seeds, sorted by mean val macro F1; n is its finished seeds, and "
+               "unfinished or failed ones are left out. The interval is the 95% Student t interval of the mean "
+               "(n − 1 degrees of freedom): with 2–3 seeds it is wide, and with one seed there is none. "
+               "To test a group against a baseline seed by seed: <code>raytrain compare --baseline NAME</code>.")
+    if left_out:
+        caption += f" No seed finished yet: {_esc(', '.join(left_out))}."
+    return f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+
+
+def intervals_html(frame: pd.DataFrame, summary: pd.DataFrame) -> str:
+    if summary.empty:
+        return "<p>No group has a finished seed yet.</p>"
+    fig, clipped = intervals_figure(frame, summary)
+    caption = ("Each point is an experiment's mean over its finished seeds and the bar its 95% Student t interval; "
+               "the faint dots beside it are the seeds one by one. Bars that overlap do not show two experiments are "
+               "equal: with seeds shared, <code>raytrain compare --baseline NAME</code> tests the paired differences.")
+    if clipped:
+        caption += " Where the t interval runs past the metric's range it is drawn cut at 0 or 1; the table has it whole."
+    return _img(fig, "val macro F1 and accuracy by experiment, mean and 95% interval over seeds") + f'\n<p class="caption">{caption}</p>'
+
+
+def intervals_figure(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure, bool]:
+    """Val macro F1 and accuracy per group (summary's order on the axis): mean, 95% t interval as an
+    error bar, seeds as faint dots. Also returns whether any bar was cut at 0 or 1."""
+    done = frame[frame["status"] == "completed"]
+    panels = [("macro_f1", "val macro F1"), ("accuracy", "val accuracy")]
+    n_groups = len(summary)
+    side_by_side = n_groups <= MAX_SIDE_BY_SIDE
+    fig = Figure(figsize=(12, 4.2) if side_by_side else (12, 8.4), layout="constrained")
+    axes = fig.subplots(1, 2, squeeze=False)[0] if side_by_side else fig.subplots(2, 1, squeeze=False)[:, 0]
+    clipped = False
+    ticks = [f"{group}\n(n={int(n)})" for group, n in zip(summary["group"], summary["n"])]
+    for ax, (metric, label) in zip(axes, panels):
+        for rank, group in enumerate(summary["group"]):
+            seeds = done.loc[done["group"] == group, f"val/{metric}"].to_numpy(dtype=float)
+            clipped |= _draw_interval(ax, rank, summary.iloc[rank], metric, seeds, _line_style(rank)["color"])
+        ax.set_xticks(range(n_groups), ticks, rotation=30 if n_groups > 4 else 0, ha="right" if n_groups > 4 else "center")
+        ax.set_xlim(-0.6, n_groups - 0.4)
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} by experiment, mean and 95% interval over seeds", fontsize=10)
+        ax.grid(axis="y", alpha=0.3)
+    return fig, clipped
+
+
+def group_curves_html(frame: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame) -> str:
+    if history.empty or METRIC not in history.columns:
+        return "<p>No per-epoch history yet.</p>"
+    order = _group_order(frame, summary)
+    caption = ("One line per experiment: its mean over seeds at each epoch. The shaded band runs from the lowest to the "
+               "highest seed (min–max), not a confidence interval. An epoch only some seeds reached (stopped early, "
+               "still running) is the mean of those seeds.")
+    if len(order) > MAX_COLOURED:
+        caption += f" The best {MAX_COLOURED} of {len(order)} by mean val macro F1 are in colour, the rest grey."
+    return _img(group_curves_figure(frame, history, order), "learning curves, mean over seeds") + f'\n<p class="caption">{caption}</p>'
+
+
+def group_curves_figure(frame: pd.DataFrame, history: pd.DataFrame, order: list[str] | None = None) -> Figure:
+    """Val macro F1 (and val loss) per epoch: for each group in `order` (default: best mean val macro
+    F1 first) the mean over its seeds as a line, labelled `group (n=seeds)`, with a min–max band."""
+    order = order if order is not None else _group_order(frame, group_summary(frame))
+    panels = [(METRIC, "val macro F1")] + ([("val/loss", "val loss")] if "val/loss" in history.columns else [])
+    columns = [column for column, _ in panels]
+    history = history.assign(group=history["experiment"].map(dict(zip(frame["experiment"], frame["group"]))))
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for rank, group in enumerate(order):
+        epochs = history[history["group"] == group]
+        if epochs.empty:
+            continue
+        by_epoch = epochs.groupby("epoch")[columns]
+        mean, low, high = by_epoch.mean(), by_epoch.min(), by_epoch.max()
+        style = _line_style(rank)
+        label = f"{group} (n={epochs['experiment'].nunique()})" if rank < MAX_COLOURED else None
+        for ax, column in zip(axes, columns):
+            # label the first panel's lines only: fig.legend gathers every axis and would list each twice
+            ax.plot(mean.index, mean[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
+            ax.fill_between(mean.index, low[column], high[column], color=style["color"], alpha=0.18 if rank < MAX_COLOURED else 0.08,
+                            linewidth=0, zorder=style["zorder"] - 1)
+    for ax, (column, label) in zip(axes, panels):
+        if column == "val/loss" and use_log_axis(history[column]):
+            ax.set_yscale("log")  # one diverging run (loss in the hundreds) would flatten every other line
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per epoch, mean and min–max over seeds")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=9, title="experiment (seeds)")
+    return fig
+
+
+def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
+    if history.empty or METRIC not in history.columns:
+        return "<p>No per-epoch history yet.</p>"
+    panels = [(METRIC, "val macro F1")] + ([("val/loss", "val loss")] if "val/loss" in history.columns else [])
+    fig = Figure(figsize=(12, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for rank, (_, row) in enumerate(frame.iterrows()):
+        epochs = history[history["experiment"] == row["experiment"]].sort_values("epoch")
+        if epochs.empty:
+            continue
+        style = _line_style(rank)
+        best = epochs[epochs["epoch"] == row.get("best_epoch")]
+        label = row["experiment"] if rank < MAX_COLOURED else None
+        for ax, (column, _) in zip(axes, panels):
+            # label the first panel's lines only: fig.legend gathers every axis and would list each twice
+            ax.plot(epochs["epoch"], epochs[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
+            ax.plot(best["epoch"], best[column], linestyle="none", marker="*", markersize=13,
+                    color=style["color"], markeredgecolor="black", markeredgewidth=0.6, zorder=style["zorder"] + 1)
+    for ax, (column, label) in zip(axes, panels):
+        if column == "val/loss" and use_log_axis(history[column]):
+            ax.set_yscale("log")  # one diverging run (loss in the hundreds) would flatten every other line
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(f"{label} per epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    fig.legend(loc="outside right upper", fontsize=9, title="experiment")
+    caption = "One line per experiment; the star marks its best epoch (the weights it kept)."
+    if len(frame) > MAX_COLOURED:
+        caption += f" The best {MAX_COLOURED} of {len(frame)} are in colour, the rest grey."
+    return _img(fig, "learning curves") + f'\n<p class="caption">{caption}</p>'
+
+
+def per_class_html(frame: pd.DataFrame) -> str:
+    classes = results.class_names(frame, "val")
+    if not classes:
+        return "<p>No per-class val metrics yet.</p>"
+    values = frame[[f"val/f1/{c}" for c in classes]].to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+    fig = Figure(figsize=(1.0 * n_cols + 3.5, 0.45 * n_rows + 1.6), layout="constrained")
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(values), cmap=_cmap("viridis"), vmin=0.0, vmax=1.0, aspect="auto")
+    ax.set_xticks(range(n_cols), classes, rotation=30, ha="right")
+    ax.set_yticks(range(n_rows), frame["experiment"])
+    if values.size <= MAX_ANNOTATED_CELLS:
+        _annotate(ax, values, dark_below=0.55)  # viridis is dark at the low end: white text there
+    fig.colorbar(image, ax=ax, label="F1", shrink=0.9)
+    ax.set_title("val F1 per class at each experiment's best epoch")
+    return _img(fig, "per-class F1 heatmap") + '\n<p class="caption">Rows in leaderboard order. A class with F1 near 0 is one the model never gets right.</p>'
+
+
+def confusion_html(runs_dir: Path, frame: pd.DataFrame) -> str:
+    shown = []
+    for _, row in frame.iterrows():
+        folder = artifacts.experiment_dir(runs_dir, row["experiment"])
+        # a trial still running may have a folder half published: only a complete one is shown
+        if artifacts.is_complete(runs_dir, row["experiment"]) and (folder / artifacts.BEST_CONFUSION).is_file():
+            shown.append((row["experiment"], folder))
+        if len(shown) == TOP_CONFUSION:
+            break
+    if not shown:
+        return "<p>No finished experiment has a confusion matrix yet.</p>"
+    caption = (f"The best {len(shown)} finished experiment{'s' if len(shown) != 1 else ''} by val macro F1, on the val "
+               "split at the best epoch. Rows are the true class and sum to 1, so the diagonal is each class's recall; "
+               "n is the number of val images of that class.")
+    return _img(_confusion_figure(shown), "confusion matrices") + f'\n<p class="caption">{caption}</p>'
+
+
+def hyperparameters_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
+    if len(frame) < 2:
+        return "<p>Only one experiment: there is nothing to compare it with.</p>"
+    if not hyperparameters:
+        return f"<p>No hyperparameter varies between the {len(frame)} experiments, so there is nothing to plot.</p>"
+    scored = frame[frame[METRIC].notna()]
+    images, skipped = [], []
+    for column in hyperparameters:
+        values = scored[column]
+        if values.dropna().astype(str).nunique() < 2:
+            skipped.append(column)  # it only varies through experiments with no score or no value
+            continue
+        numeric = _as_numbers(values)
+        fig = _numeric_plot(scored, column, numeric) if numeric is not None else _categorical_plot(scored, column)
+        images.append(_img(fig, f"val macro F1 against {column}"))
+    parts = ['<div class="row">' + "\n".join(images) + "</div>"] if images else []
+    if skipped:
+        parts.append(f"<p>Not plotted (one value among the scored experiments): {_esc(', '.join(skipped))}.</p>")
+    parts.append(f'<p class="caption">Each point is one experiment. A positive numeric hyperparameter spanning more than '
+                 f"{LOG_SPAN:g}x is on a log axis; for a categorical one the bar is the mean.</p>")
+    return "\n".join(parts)
+
+
+def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str]) -> str:
+    """hyperparameters_html for repeats: one point per group (its mean over seeds, 95% t interval as
+    the error bar), the seeds as faint dots."""
+    if len(summary) < 2:
+        return "<p>Only one experiment has a finished seed: there is nothing to compare it with.</p>"
+    if not hyperparameters:
+        return f"<p>No hyperparameter varies between the {len(summary)} experiments, so there is nothing to plot.</p>"
+    settings = frame.groupby("group", sort=False)[hyperparameters].first().loc[summary["group"]]
+    done = frame[frame["status"] == "completed"]
+    seeds = [done.loc[done["group"] == group, METRIC].to_numpy(dtype=float) for group in summary["group"]]
+    images, skipped, clipped = [], [], False
+    for column in hyperparameters:
+        values = settings[column].reset_index(drop=True)
+        if values.dropna().astype(str).nunique() < 2:
+            skipped.append(column)  # it only varies through groups with no finished seed
+            continue
+        numeric = _as_numbers(values)
+        if numeric is not None:
+            fig, cut = _numeric_group_plot(summary, seeds, column, numeric)
+        else:
+            fig, cut = _categorical_group_plot(summary, seeds, column, values)
+        clipped |= cut
+        images.append(_img(fig, f"val macro F1 against {column}, mean over seeds"))
+    parts = ['<div class="row">' + "\n".join(images) + "</div>"] if images else []
+    if skipped:
+        parts.append(f"<p>Not plotted (one value among the groups with a finished seed): {_esc(', '.join(skipped))}.</p>")
+    caption = ("Each point is one experiment's mean over its finished seeds, the bar its 95% Student t interval, the faint "
+               f"dots its seeds. A positive numeric hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a "
+               "categorical one the bar is the mean of the experiments' means.")
+    if clipped:
+        caption += " An interval running past 0 or 1 is drawn cut there."
+    parts.append(f'<p class="caption">{caption}</p>')
+    return "\n".join(parts)
+
+
+# --- plots -------------------------------------------------------------------------------------------
+
+
+def use_log_axis(values) -> bool:
+    """True when numbers are all positive and the largest exceeds LOG_SPAN times the smallest
+    (learning rates 1e-4..3e-3, weight decay 1e-5..1e-1): a linear axis would crowd the small ones."""
+    values = np.asarray(pd.Series(values).dropna(), dtype=float)
+    return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SPAN)
+
+
+def _numeric_plot(scored: pd.DataFrame, column: str, x: pd.Series) -> Figure:
+    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    keep = x.notna()
+    ax.scatter(x[keep], scored.loc[keep, METRIC], s=36, color="tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+    if keep.sum() <= 12:  # few points: name them; a search's 50 would be an unreadable blot
+        points = pd.DataFrame({"x": x[keep], "y": scored.loc[keep, METRIC], "name": scored.loc[keep, "experiment"].astype(str)})
+        # experiments that land on the same point share one label instead of overprinting each other
+        for (value, score), names in points.groupby(["x", "y"], sort=False)["name"]:
+            ax.annotate(", ".join(names), (value, score), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.margins(x=0.15)  # room for the names beside the outermost points
+    if use_log_axis(x):
+        ax.set_xscale("log")
+    elif x[keep].apply(float.is_integer).all():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, batch size: no 1.2 epochs on the axis
+    return _finish_hp_axes(fig, ax, column)
+
+
+def _categorical_plot(scored: pd.DataFrame, column: str) -> Figure:
+    labels = scored[column].map(_format_value)
+    categories = sorted(labels.unique())
+    fig = Figure(figsize=(max(4.6, 0.9 * len(categories) + 1.5), 3.4), layout="constrained")
+    ax = fig.subplots()
+    for i, category in enumerate(categories):
+        scores = scored.loc[labels == category, METRIC].to_numpy(dtype=float)
+        ax.bar(i, scores.mean(), width=0.6, color="tab:blue", alpha=0.25, zorder=1)
+        # spread points sideways deterministically (not random jitter): the same runs draw the same page
+        offsets = np.linspace(-0.15, 0.15, len(scores)) if len(scores) > 1 else [0.0]
+        ax.scatter(i + np.asarray(offsets), scores, s=30, color="tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+    ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
+    return _finish_hp_axes(fig, ax, column)
+
+
+def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, x: pd.Series) -> tuple[Figure, bool]:
+    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    ax = fig.subplots()
+    clipped = False
+    for i, value in enumerate(x):
+        if not np.isnan(value):
+            clipped |= _draw_interval(ax, value, summary.iloc[i], "macro_f1", seeds[i], "tab:blue")
+    keep = x.notna()
+    if keep.sum() <= 12:  # few points: name them; a search's 50 would be an unreadable blot
+        points = pd.DataFrame({"x": x[keep], "y": summary.loc[keep, "macro_f1/mean"], "name": summary.loc[keep, "group"].astype(str)})
+        for (value, score), names in points.groupby(["x", "y"], sort=False)["name"]:
+            ax.annotate(", ".join(names), (value, score), textcoords="offset points", xytext=(6, 4), fontsize=7)
+    ax.margins(x=0.15)  # room for the names beside the outermost points
+    if use_log_axis(x):
+        ax.set_xscale("log")
+    elif x[keep].apply(float.is_integer).all():
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    return _finish_hp_axes(fig, ax, column), clipped
+
+
+def _categorical_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, values: pd.Series) -> tuple[Figure, bool]:
+    labels = values.map(_format_value)
+    categories = sorted(labels.unique())
+    fig = Figure(figsize=(max(4.6, 0.9 * len(categories) + 1.5), 3.4), layout="constrained")
+    ax = fig.subplots()
+    clipped = False
+    for i, category in enumerate(categories):
+        members = np.flatnonzero(labels.to_numpy() == category)
+        ax.bar(i, summary.loc[members, "macro_f1/mean"].mean(), width=0.7, color="tab:blue", alpha=0.2, zorder=1)
+        # groups of one category side by side, deterministically: the same runs draw the same page
+        offsets = np.linspace(-0.2, 0.2, len(members)) if len(members) > 1 else [0.0]
+        for offset, member in zip(offsets, members):
+            clipped |= _draw_interval(ax, i + offset, summary.iloc[member], "macro_f1", seeds[member], "tab:blue")
+    ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
+    return _finish_hp_axes(fig, ax, column), clipped
+
+
+def _draw_interval(ax, x: float, row: pd.Series, metric: str, seeds: np.ndarray, colour) -> bool:
+    """One group at x: its mean as a point, its 95% t interval as an error bar, its seeds as faint dots
+    just right of the bar. The bar is cut to [0, 1], the metric's range: a t interval from 2-3 seeds
+    easily runs past it. Returns whether it was cut."""
+    mean, low, high = row[f"{metric}/mean"], row[f"{metric}/low"], row[f"{metric}/high"]
+    # offsets in points, not data units, so they are the same on a linear axis, a log one or a category
+    # axis; seeds with equal scores sit side by side instead of hiding each other
+    for k, score in enumerate(seeds):
+        beside = offset_copy(ax.transData, fig=ax.figure, x=9 + 4 * k, units="points")
+        ax.plot([x], [score], linestyle="none", marker="o", markersize=4, color=colour, alpha=0.4,
+                markeredgewidth=0, zorder=2, transform=beside)
+    if len(seeds):
+        # a line drawn through an offset transform does not count towards autoscaling: a seed outside the
+        # interval (likely with many seeds) would fall off the axes without this
+        ax.update_datalim(np.column_stack([np.full(len(seeds), x), seeds]))
+    clipped = False
+    error = None
+    if not (pd.isna(low) or pd.isna(high)):  # one seed: no interval to draw
+        shown_low, shown_high = max(float(low), 0.0), min(float(high), 1.0)
+        clipped = shown_low != low or shown_high != high
+        error = [[mean - shown_low], [shown_high - mean]]
+    ax.errorbar([x], [mean], yerr=error, fmt="o", color=colour, markersize=7, markeredgecolor="black", markeredgewidth=0.6,
+                capsize=5, elinewidth=1.6, zorder=3)
+    return clipped
+
+
+def _group_order(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """The groups in summary's order (best mean val macro F1 first), then those with no finished seed."""
+    order = list(summary["group"]) if len(summary) else []
+    return order + [group for group in frame["group"].unique() if group not in order]
+
+
+def _finish_hp_axes(fig: Figure, ax, column: str) -> Figure:
+    ax.set_xlabel(column)
+    ax.set_ylabel("val macro F1")
+    ax.set_title(f"val macro F1 vs {column}", fontsize=10)
+    ax.grid(alpha=0.3)
+    return fig
+
+
+def _confusion_figure(shown: list[tuple[str, Path]]) -> Figure:
+    """The experiments' best-epoch val confusion matrices side by side, rows normalised."""
+    n_classes = max(len(json.loads((folder / artifacts.BEST_METRICS).read_text())["class_names"]) for _, folder in shown)
+    panel = max(4.0, 0.4 * n_classes + 1.4)  # inches; 7 classes fit three panels in the page's 1200 px
+    fig = Figure(figsize=(panel * len(shown), panel + 0.3), layout="constrained")
+    for ax, (name, folder) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):
+        matrix = np.load(folder / artifacts.BEST_CONFUSION).astype(float)
+        metrics = json.loads((folder / artifacts.BEST_METRICS).read_text())
+        classes = metrics["class_names"]
+        support = matrix.sum(axis=1, keepdims=True)
+        # a class with no val images has an all-zero row: show zeros rather than divide by zero
+        normed = np.divide(matrix, support, out=np.zeros_like(matrix), where=support > 0)
+        ax.imshow(normed, cmap=_cmap("Blues"), vmin=0.0, vmax=1.0)
+        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
+        ax.set_yticks(range(len(classes)), [f"{c} (n={int(n)})" for c, n in zip(classes, support[:, 0])], fontsize=8)
+        ax.set_xlabel("predicted")
+        ax.set_ylabel("true")
+        _annotate(ax, normed, light_above=0.6, fontsize=7 if len(classes) > 8 else 8)  # Blues is dark at the high end
+        ax.set_title(f"{name}\nepoch {metrics['epoch']}, val macro F1 {metrics['macro_f1']:.3f}", fontsize=10)
+    return fig
+
+
+def _annotate(ax, values: np.ndarray, dark_below: float | None = None, light_above: float | None = None, fontsize: int = 8) -> None:
+    """Write each cell's value in it, in white where the colour under it is dark."""
+    for (r, c), value in np.ndenumerate(values):
+        if np.isnan(value):
+            ax.text(c, r, "–", ha="center", va="center", fontsize=fontsize, color="black")
+            continue
+        dark = (dark_below is not None and value < dark_below) or (light_above is not None and value > light_above)
+        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
+
+
+def _line_style(rank: int) -> dict:
+    if rank < MAX_COLOURED:
+        return {"color": f"C{rank}", "linewidth": 1.8, "alpha": 1.0, "zorder": 3}
+    return {"color": "0.6", "linewidth": 0.8, "alpha": 0.6, "zorder": 1}
+
+
+def _cmap(name: str):
+    # a missing value (an unfinished experiment's class) is grey, not a colour of the scale
+    return colormaps[name].with_extremes(bad="#dddddd")
+
+
+def _img(fig: Figure, alt: str) -> str:
+    """The figure as an <img> with the PNG inline (base64), so the page needs no other file."""
+    FigureCanvasAgg(fig)
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{_esc(alt)}">'
+
+
+# --- formatting --------------------------------------------------------------------------------------
+
+
+def _as_numbers(values: pd.Series) -> pd.Series | None:
+    """The column as floats when every present value is a number (a bool is a category), else None."""
+    present = values.dropna()
+    if not len(present) or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) for v in present):
+        return None
+    return values.astype(float)
+
+
+def _format_value(value) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return "–"
+    if isinstance(value, (bool, np.bool_)):
+        return str(bool(value)).lower()
+    if isinstance(value, (float, np.floating)):
+        return str(int(value)) if float(value).is_integer() and abs(value) < 1e6 else f"{value:.4g}"
+    return str(value)
+
+
+def _format_metric(value) -> str:
+    if value is None or pd.isna(value):
+        return "–"
+    return f"{float(value):.3f}"
+
+
+def _format_interval(low, high) -> str:
+    if low is None or high is None or pd.isna(low) or pd.isna(high):
+        return "–"
+    return f"[{float(low):.3f}, {float(high):.3f}]"
+
+
+def _format_duration(seconds) -> str:
+    if seconds is None or pd.isna(seconds):
+        return "–"
+    seconds = float(seconds)
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes, secs = divmod(round(seconds), 60)
+    if minutes < 60:
+        return f"{minutes} min {secs:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"
+
+
+def _esc(value) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _section(anchor: str, title: str, content: str) -> str:
+    return f'<section id="{anchor}">\n<h2>{_esc(title)}</h2>\n{content}\n</section>'
+
+
+# Local fonts only (no web fonts): the page must render offline.
+_CSS = """
+body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans", sans-serif; color: #1f2328;
+       max-width: 1240px; margin: 0 auto; padding: 16px 24px 48px; line-height: 1.45; }
+h1 { margin-bottom: 4px; } h3 { margin: 20px 0 4px; font-size: 1.05em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 4px; margin-top: 36px; }
+.meta, .caption { color: #57606a; } .caption { font-size: 0.9em; }
+.note { background: #fff8c5; border: 1px solid #d4a72c; padding: 8px 12px; border-radius: 6px; }
+nav a { color: #0969da; }
+table { border-collapse: collapse; font-size: 0.9em; }
+th, td { border: 1px solid #d0d7de; padding: 4px 8px; text-align: left; vertical-align: top; }
+th { background: #f6f8fa; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+tbody tr:nth-child(even) { background: #fafbfc; }
+tr.best, tr.best:nth-child(even) { background: #dafbe1; font-weight: 600; }
+.desc { font-weight: normal; color: #57606a; font-size: 0.85em; }
+.row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
+img { max-width: 100%; height: auto; }
+"""
+
+_PAGE = """<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>{title}</title>
+<style>{css}</style>
+</head>
+<body>
+{body}
+</body>
+</html>
+"""

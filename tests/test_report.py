@@ -1,0 +1,275 @@
+"""The HTML report on a real tiny sweep's runs folder: one self-contained page, every plot a valid PNG,
+unfinished / untested / single experiments, escaping, the empty-folder error, and what Chromium draws.
+With repeats (seeds): the per-group summary, interval plots, and learning curves drawn per group."""
+
+from __future__ import annotations
+
+import ast
+import base64
+import io
+import re
+import shutil
+import struct
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from matplotlib.collections import LineCollection
+from PIL import Image
+
+from raytrain import analysis, report, results
+from raytrain.errors import UserError
+from tests.conftest import PROJECT_ROOT, write_config
+
+EXPERIMENTS = ("alpha", "beta", "gamma")
+HEADINGS = ("Leaderboard", "Learning curves", "Per-class F1 (val)", "Confusion matrices", "Hyperparameters vs val macro F1")
+GROUPS, SEEDS = ("base", "fast"), (1, 2)
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+CHROMIUM_INSTALL = "apt-get install -y chromium"
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_runs) -> Path:
+    """Three tiny configs (lr, epochs and loss differ) run to the end as one real sweep."""
+    return tiny_runs
+
+
+@pytest.fixture(scope="module")
+def page(runs, tmp_path_factory) -> Path:
+    return report.write_report(runs, tmp_path_factory.mktemp("out") / "report.html")
+
+
+@pytest.fixture(scope="module")
+def repeated_runs(ray_session, synthetic_root, tmp_path_factory) -> Path:
+    """Two tiny configs (lr and epochs differ), each repeated over seeds 1 and 2: four trials in one
+    real sweep. base runs 2 epochs so its curve is a line with a band, not a point."""
+    from raytrain.cli import main
+
+    root = tmp_path_factory.mktemp("repeats")
+    configs = root / "configs"
+    write_config(configs, "base", training="epochs: 2, batch_size: 16", other="seed: [1, 2], workers: 1")
+    write_config(configs, "fast", training="epochs: 1, batch_size: 16, lr: 0.006", other="seed: [1, 2], workers: 1")
+    runs = root / "runs"
+    assert main(["sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"]) == 0
+    return runs
+
+
+@pytest.fixture(scope="module")
+def repeats_page(repeated_runs, tmp_path_factory) -> Path:
+    return report.write_report(repeated_runs, tmp_path_factory.mktemp("repeats_out") / "report.html")
+
+
+def embedded_pngs(html: str) -> list[bytes]:
+    return [base64.b64decode(data) for data in re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', html)]
+
+
+def embedded_png(html: str, alt: str) -> bytes:
+    """The one inline PNG whose alt text is `alt`."""
+    found = re.findall(rf'src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="{re.escape(alt)}"', html)
+    assert len(found) == 1, f"{len(found)} images with alt {alt!r}"
+    return base64.b64decode(found[0])
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) from the IHDR chunk, which the PNG format puts right after the signature."""
+    assert data[:8] == PNG_SIGNATURE and data[12:16] == b"IHDR"
+    return struct.unpack(">II", data[16:24])
+
+
+def test_the_report_is_one_self_contained_page_with_every_experiment(page):
+    html = page.read_text(encoding="utf-8")
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", html, re.IGNORECASE), "nothing may load from the network"
+    assert "<script" not in html.lower() and "@import" not in html and "url(" not in html
+    assert html.count('<img src="data:image/png;base64,') >= 4
+    for name in EXPERIMENTS:
+        assert f"<td>{name}" in html, f"{name} has no leaderboard row"
+    for heading in HEADINGS:
+        assert f"<h2>{heading}</h2>" in html
+    assert "<th>training.lr</th>" in html and "<th>loss.type</th>" in html, "the varying hyperparameters are columns"
+    assert "<th>test macro F1</th>" in html, "the synthetic data has a test split, so test metrics are shown"
+    assert html.count('class="best"') == 1
+    assert "over seeds" not in html and 'id="intervals"' not in html, "no repeats, so no group summary or intervals"
+
+
+def test_every_embedded_plot_is_a_real_png_of_a_sensible_size(page):
+    pngs = embedded_pngs(page.read_text(encoding="utf-8"))
+    # curves, per-class heatmap, confusion matrices, and one plot per varying hyperparameter
+    assert len(pngs) >= 4
+    for data in pngs:
+        width, height = png_size(data)
+        assert 250 <= width <= 2500 and 200 <= height <= 2500, (width, height)
+
+
+def test_unfinished_and_untested_experiments_are_reported_not_fatal(runs, tmp_path):
+    copy = tmp_path / "runs"
+    shutil.copytree(runs, copy)
+    # gamma's folder gone but its Tune trial still there: what a sweep looks like while gamma is running
+    shutil.rmtree(copy / "gamma")
+    for test_file in copy.glob("*/test_metrics.json"):
+        test_file.unlink()
+    html = report.write_report(copy, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert '<p class="note">1 of 3 experiments is not finished: gamma (unfinished).' in html
+    assert "<td>unfinished</td>" in html and "gamma" in html
+    assert "The best 2 finished experiments" in html, "no confusion matrix for the unfinished one"
+    assert "test macro F1" not in html, "no test column when no experiment was evaluated on test"
+
+
+def test_a_single_experiment_still_gets_a_page(runs, tmp_path):
+    single = tmp_path / "runs"
+    shutil.copytree(runs / "alpha", single / "alpha")
+    html = report.write_report(single, tmp_path / "report.html").read_text(encoding="utf-8")
+    assert "Only one experiment: there is nothing to compare it with." in html
+    assert "1 experiment &middot;" in html and "not finished" not in html
+    assert len(embedded_pngs(html)) == 3  # curves, heatmap, one confusion matrix
+
+
+def test_an_empty_runs_folder_says_to_run_a_sweep_first(tmp_path):
+    empty = tmp_path / "runs"
+    empty.mkdir()
+    with pytest.raises(report.ReportError, match="no experiments to report on") as err:
+        report.write_report(empty, tmp_path / "report.html")
+    assert str(empty) in str(err.value) and "run a sweep first" in str(err.value)
+    assert isinstance(err.value, UserError), "the CLI turns UserError into exit code 2"
+    with pytest.raises(report.ReportError, match="no such folder"):
+        report.write_report(tmp_path / "missing", tmp_path / "report.html")
+    assert not (tmp_path / "report.html").exists()
+
+
+def test_the_leaderboard_escapes_names_descriptions_and_values():
+    frame = pd.DataFrame([
+        {"experiment": "a<b>", "status": "completed", "description": "<script>alert(1)</script>", "loss.type": "ce&<i>",
+         "val/accuracy": 0.5, "val/macro_f1": 0.4, "best_epoch": 2, "epochs_run": 3, "duration_s": 75.0},
+        {"experiment": "plain", "status": "unfinished", "description": "", "loss.type": "focal",
+         "val/accuracy": 0.6, "val/macro_f1": None, "best_epoch": 1, "epochs_run": 1, "duration_s": None},
+    ])
+    table = report.leaderboard_html(frame, ["loss.type"])
+    assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
+    assert "a&lt;b&gt;" in table and "ce&amp;&lt;i&gt;" in table and "<i>" not in table
+    assert "1 min 15 s" in table
+    assert table.count('class="best"') == 1 and '<tr class="best"><td class="num">1</td><td>a&lt;b&gt;' in table
+
+
+def test_wide_positive_ranges_get_a_log_axis():
+    assert report.use_log_axis([1e-4, 3e-4, 3e-3])  # a learning-rate search
+    assert not report.use_log_axis([64, 128, 256]), "4x is readable on a linear axis"
+    assert not report.use_log_axis([0.0, 0.01, 0.1]), "zero has no place on a log axis"
+
+
+def test_the_module_imports_no_torch_or_ray():
+    tree = ast.parse((PROJECT_ROOT / "raytrain" / "report.py").read_text())
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    assert not imported & {"torch", "ray"}
+
+
+@pytest.mark.parametrize("which", ["page", "repeats_page"])
+def test_chromium_draws_the_plots(which, request, tmp_path):
+    page = request.getfixturevalue(which)
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip(f"Chromium is not installed; to run this check: {CHROMIUM_INSTALL}")
+    image = pytest.importorskip("PIL.Image")
+    shot = tmp_path / "shot.png"
+    subprocess.run(
+        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
+         page.resolve().as_uri()],
+        capture_output=True, timeout=120, check=False,
+    )
+    assert shot.is_file(), "Chromium wrote no screenshot"
+    assert png_size(shot.read_bytes())[0] == 1200
+    with image.open(shot) as img:
+        rgb = img.convert("RGB")
+        colours = rgb.getcolors(maxcolors=1 << 20)
+        pixels = np.asarray(rgb, dtype=int)
+    assert colours is not None and len(colours) > 50, f"{len(colours or [])} colours: is the page blank?"
+    # Text and tables are grey on white: measured, the same page with its <img> tags removed has 0.08% of
+    # its pixels strongly coloured; the heatmaps, confusion matrices and curves bring that to ~7%.
+    coloured = ((pixels.max(axis=2) - pixels.min(axis=2)) > 80).mean()
+    assert coloured > 0.01, f"only {coloured:.2%} of the screenshot is coloured: are the plots drawn?"
+
+
+# --- repeats ------------------------------------------------------------------------------------------
+
+
+def test_with_repeats_the_leaderboard_summarises_each_group_over_its_seeds(repeated_runs, repeats_page):
+    html = repeats_page.read_text(encoding="utf-8")
+    assert "<h2>Mean and 95% interval over seeds</h2>" in html and '<a href="#intervals">' in html
+    assert "4 experiments in 2 groups of seeds" in html
+    assert html.index("Groups, over their seeds") < html.index("Every run"), "the group summary comes first"
+    summary = analysis.summarize_repeats(results.load(repeated_runs)).set_index("group")
+    for group in GROUPS:
+        row = re.search(rf'<tr[^>]*><td class="num">\d</td><td>{group}</td><td class="num">2</td>.*?</tr>', html)
+        assert row, f"{group} has no group row with n=2"
+        mean, std = summary.loc[group, "macro_f1/mean"], summary.loc[group, "macro_f1/std"]
+        assert f"{mean:.3f} ± {std:.3f}" in row.group(0)
+        low, high = summary.loc[group, "macro_f1/low"], summary.loc[group, "macro_f1/high"]
+        assert f"[{low:.3f}, {high:.3f}]" in row.group(0), "the table gives the t interval as computed, uncut"
+        for seed in SEEDS:
+            assert f"<td>{group}/seed-{seed}" in html, "every run still has its own row"
+    assert "<th>training.lr</th>" in html
+
+
+def test_with_repeats_every_plot_decodes_and_the_intervals_sit_side_by_side(repeats_page):
+    html = repeats_page.read_text(encoding="utf-8")
+    # intervals, curves, per-class heatmap, confusion matrices, training.lr and training.epochs (the seed
+    # varies too, but it is the repeat axis, not a hyperparameter)
+    assert len(embedded_pngs(html)) == 6
+    for data in embedded_pngs(html):
+        with Image.open(io.BytesIO(data)) as img:
+            img.load()  # decodes every pixel, not just the header
+            assert 250 <= img.width <= 2500 and 200 <= img.height <= 2500, img.size
+    intervals = embedded_png(html, "val macro F1 and accuracy by experiment, mean and 95% interval over seeds")
+    width, height = png_size(intervals)
+    assert width == 1200 and height < 600, "two groups: macro F1 and accuracy side by side, not stacked"
+    embedded_png(html, "learning curves, mean over seeds")
+    for column in ("training.lr", "training.epochs"):
+        embedded_png(html, f"val macro F1 against {column}, mean over seeds")
+    assert "against other.seed" not in html
+    assert "min–max" in html, "the caption says what the band around each group's curve is"
+
+
+def test_with_repeats_the_learning_curves_draw_one_mean_line_and_band_per_group(repeated_runs):
+    frame, history = results.load(repeated_runs), results.load_history(repeated_runs)
+    fig = report.group_curves_figure(frame, history)
+    assert sorted(text.get_text() for text in fig.legends[0].get_texts()) == ["base (n=2)", "fast (n=2)"]
+    f1_axes = fig.axes[0]
+    lines = {line.get_label(): line for line in f1_axes.get_lines()}
+    assert set(lines) == {"base (n=2)", "fast (n=2)"}, "one line per group, none per seed"
+    assert len(f1_axes.collections) == 2, "one band per group"
+    assert len(lines["base (n=2)"].get_xdata()) == 2, "base ran 2 epochs: its line has a point per epoch"
+    for group in GROUPS:
+        seeds = history[history["experiment"].str.startswith(f"{group}/seed-")]
+        by_epoch = seeds.groupby("epoch")["val/macro_f1"]
+        line = lines[f"{group} (n=2)"]
+        np.testing.assert_allclose(line.get_ydata(), by_epoch.mean().to_numpy(), err_msg=f"{group}: the mean over seeds")
+    bands = sorted((c.get_paths()[0].vertices[:, 1].min(), c.get_paths()[0].vertices[:, 1].max()) for c in f1_axes.collections)
+    expected = sorted(
+        (seeds["val/macro_f1"].min(), seeds["val/macro_f1"].max())
+        for _, seeds in history.groupby(history["experiment"].str.split("/seed-").str[0])
+    )
+    np.testing.assert_allclose(bands, expected, err_msg="each band runs from the group's lowest seed to its highest")
+
+
+def test_interval_bars_are_cut_at_0_and_1_and_a_single_seed_has_none():
+    # three seeds far apart: the 95% t interval (t = 4.30 for 2 degrees of freedom) runs below 0
+    frame = pd.DataFrame(
+        [{"experiment": f"wide/seed-{s}", "group": "wide", "status": "completed", "val/macro_f1": f1, "val/accuracy": 0.5}
+         for s, f1 in enumerate([0.0, 0.02, 0.4], start=1)]
+        + [{"experiment": "solo", "group": "solo", "status": "completed", "val/macro_f1": 0.3, "val/accuracy": 0.4}]
+    )
+    summary = report.group_summary(frame)
+    assert summary.set_index("group").loc["wide", "macro_f1/low"] < 0
+    fig, clipped = report.intervals_figure(frame, summary)
+    assert clipped
+    bars = [segment for c in fig.axes[0].collections if isinstance(c, LineCollection) for segment in c.get_segments()]
+    assert len(bars) == 1, "a bar for the three seeds, none for the single one"
+    assert bars[0][:, 1].min() == 0.0
+    html = report.intervals_html(frame, summary)
+    assert "drawn cut at 0 or 1" in html
+    table = report.group_table_html(frame, summary, [])
+    assert "[-0." in table, "the table keeps the interval as computed"
+    assert re.search(r'<td>solo</td><td class="num">1</td><td class="num">0.300 ± –</td><td class="num">–</td>', table)
