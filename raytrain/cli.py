@@ -253,6 +253,7 @@ def _finish(outcome, runs_dir: Path) -> int:
 def _confirm(question: str, yes: bool, *, default: bool) -> bool:
     """Ask on the terminal; --yes answers for the user. Ctrl+C (KeyboardInterrupt) cancels."""
     if yes:
+        print(f"{question} yes (--yes)")
         return True
     if not sys.stdin.isatty():
         raise UserError(f"{question} -- no terminal to ask on: pass --yes to go ahead")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -97,11 +98,16 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     assert interrupted.loc["slow", "epochs_run"] == killed_at_epoch
     assert interrupted.loc["slow", "val/macro_f1"] == max(r["val/macro_f1"] for r in trial_results(runs, "slow"))
 
+    # both ways back: `raytrain resume`, and re-running the same sweep command, which finds the
+    # interrupted sweep by its name and (with --yes) resumes it rather than starting over
+    again = ["resume", "--runs-dir", str(runs)] if how == "SIGKILL" else sweep_args
     resumed = subprocess.run(
-        [sys.executable, "-m", "raytrain", "resume", "--runs-dir", str(runs)], cwd=tmp_path,
+        [sys.executable, "-m", "raytrain", *again], cwd=tmp_path,
         capture_output=True, text=True, timeout=300, env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(tmp_path / "cache")),
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    if how == "SIGTERM":
+        assert re.search(r"was interrupted with [12] trial\(s\) unfinished; resume it instead of starting over\? yes", resumed.stdout)
     assert "3 completed, 0 failed, 0 unfinished" in resumed.stdout
 
     log = artifacts.read_log(runs)
