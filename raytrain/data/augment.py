@@ -7,6 +7,8 @@ import ray or the dataset code.
 
 from __future__ import annotations
 
+import ctypes
+import functools
 import math
 from typing import TYPE_CHECKING
 
@@ -30,6 +32,32 @@ _LUMA = (0.299, 0.587, 0.114)
 # image, aspect ratio (h/w) log-uniform.
 ERASE_AREA = (0.02, 0.33)
 ERASE_RATIO = (0.3, 3.3)
+
+
+# glibc's mallopt parameters (malloc.h) and the largest mmap threshold it accepts on 64-bit
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_MMAP_THRESHOLD_MAX = 32 * 1024 * 1024
+
+
+@functools.cache
+def reuse_freed_memory() -> bool:
+    """Let glibc keep freed batch buffers for the next batch instead of unmapping them.
+
+    Each CPU batch allocates fresh float buffers of several MB (6.4 MB at 128 x 112 px); glibc
+    serves those with mmap and returns them on free, so every batch pays page faults to touch new
+    memory again: a third of the 112 px throughput here. Raising the mmap and trim thresholds keeps
+    them in the heap for reuse. Process-wide and harmless for training; a no-op off glibc. Called
+    when this module is imported, i.e. before a trial allocates anything large: set later, after
+    the heap has grown around big tensors, it helped only every other run here.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return False
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _MMAP_THRESHOLD_MAX) and libc.mallopt(_M_TRIM_THRESHOLD, 4 * _MMAP_THRESHOLD_MAX))
+
+
+reuse_freed_memory()
 
 
 def normalization(channels: int) -> tuple[tuple[float, ...], tuple[float, ...]]:
