@@ -240,17 +240,17 @@ def _sigterm_like_ctrl_c():
 class RunsPublisher(tune.Callback):
     """Driver-side: as each trial finishes, its artifacts go to runs/<experiment>/ and one line to
     runs/experiment_log.jsonl. Idempotent per sweep and experiment, so a restored sweep that sees
-    a trial finish again (it finished just before the kill) logs it once."""
+    a trial finish again (it finished just before the kill) logs it once; a failed trial that a
+    resume retries successfully gets its completed line after the failed one."""
 
-    def __init__(self, runs_dir: str, sweep: str, log=print):
+    def __init__(self, runs_dir: str, sweep: str):
         self.runs_dir = Path(runs_dir)
         self.sweep = sweep
-        self.log = log
         self.commit = _git_commit()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         experiment = trial.config[EXPERIMENT_KEY]
-        self.log(
+        print(
             f"[{experiment['name']}] epoch {result['epoch']}/{experiment['training']['epochs']}  "
             f"val macro F1 {result['val/macro_f1']:.3f} (best {result['best/val/macro_f1']:.3f} @ {result['best_epoch']})  "
             f"train loss {result['train/loss']:.3f}  {result['train/images_per_s']:.0f} img/s",
@@ -260,7 +260,7 @@ class RunsPublisher(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
-        if self._already_logged(name):
+        if self._logged_status(name) == "completed":
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
@@ -274,11 +274,13 @@ class RunsPublisher(tune.Callback):
         self._append(trial, "completed", best=best, test=test)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        if not self._already_logged(trial.config[EXPERIMENT_KEY]["name"]):
+        if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
             self._append(trial, "failed", error=_error_summary(trial))
 
-    def _already_logged(self, name: str) -> bool:
-        return any(r["sweep"] == self.sweep and r["experiment"] == name for r in artifacts.read_log(self.runs_dir))
+    def _logged_status(self, name: str) -> str | None:
+        """The status of this sweep's latest log line for `name`, None if it has none."""
+        lines = [r for r in artifacts.read_log(self.runs_dir) if r["sweep"] == self.sweep and r["experiment"] == name]
+        return lines[-1]["status"] if lines else None
 
     def _append(self, trial, status: str, *, best=None, test=None, error=None) -> None:
         experiment = trial.config[EXPERIMENT_KEY]
@@ -303,9 +305,9 @@ class RunsPublisher(tune.Callback):
         }
         artifacts.append_log(self.runs_dir, record)
         if status == "completed":
-            self.log(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
+            print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
         else:
-            self.log(f"[{record['experiment']}] FAILED: {error}", flush=True)
+            print(f"[{record['experiment']}] FAILED: {error}", flush=True)
 
 
 def _error_summary(trial) -> str:

@@ -126,3 +126,45 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS["slow"] + 1))
     for name in EPOCHS:
         assert artifacts.is_complete(runs, name)
+
+
+def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, tmp_path):
+    """A trial that failed (ImageNet weights missing) is retried by `raytrain resume` after the
+    user puts the weights in the torch cache; the finished one is left alone."""
+    import torch
+    import torchvision
+
+    configs = tmp_path / "configs"
+    write_config_like(configs, "fine", "")
+    write_config_like(configs, "needs_weights", "model: {pretrained: true}\n")
+    runs = tmp_path / "runs"
+    env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), RAYTRAIN_CACHE_DIR=str(tmp_path / "cache"))
+    command = [sys.executable, "-m", "raytrain"]
+    first = subprocess.run(
+        [*command, "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"],
+        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+    )
+    assert first.returncode == 1 and "FAILED needs_weights" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
+    fine_results = trial_results(runs, "fine")
+
+    # where torchvision would have downloaded them: $TORCH_HOME/hub/checkpoints/<file of the URL>
+    weights = tmp_path / "torch" / "hub" / "checkpoints" / Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name
+    weights.parent.mkdir(parents=True)
+    torch.save(torchvision.models.resnet18().state_dict(), weights)
+
+    resumed = subprocess.run([*command, "resume", "--runs-dir", str(runs)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
+    statuses = [(r["experiment"], r["status"]) for r in artifacts.read_log(runs)]
+    assert statuses.count(("fine", "completed")) == 1
+    assert statuses.index(("needs_weights", "failed")) < statuses.index(("needs_weights", "completed"))
+    assert artifacts.is_complete(runs, "needs_weights")
+    assert trial_results(runs, "fine") == fine_results, "the finished trial was run again"
+    assert results.load(runs).set_index("experiment").loc["needs_weights", "status"] == "completed"
+
+
+def write_config_like(folder: Path, name: str, extra: str) -> None:
+    folder.mkdir(exist_ok=True)
+    (folder / f"{name}.yaml").write_text(
+        f"extends: {PROJECT_ROOT / 'configs/demo/baseline_small.yaml'}\n"
+        "training: {epochs: 1, batch_size: 16}\ndata: {img_size: 24}\nother: {workers: 1}\n" + extra
+    )

@@ -226,39 +226,43 @@ def test_asking_for_a_gpu_the_cluster_does_not_have_is_a_clear_error(ray_session
     assert result.code == 0, result.err
 
 
-FRACTIONAL_GPU_SCRIPT = textwrap.dedent("""
-    import json, sys
+LOGICAL_GPU_SCRIPT = textwrap.dedent("""
+    import json, pathlib, sys
     import ray
     from ray import tune
     ray.init(num_cpus=4, num_gpus=1, include_dashboard=False, log_to_driver=False)  # one logical GPU
     from raytrain.cli import main
-    configs, data, runs, gpus = sys.argv[1:5]
-    extra = ["--gpus-per-trial", gpus] if gpus != "auto" else []
-    code = main(["sweep", configs, "--data-root", data, "--runs-dir", runs, "--yes", *extra])
-    [state] = [p for p in __import__("pathlib").Path(runs, "_tune").iterdir() if p.is_dir()]
-    analysis = tune.ExperimentAnalysis(str(state))
-    print(json.dumps({"code": code, "resources": [t.placement_group_factory.required_resources for t in analysis.trials],
-                      "times": [(t.last_result["timestamp"] - t.last_result["time_total_s"], t.last_result["timestamp"]) for t in analysis.trials]}))
+    configs, data, root = sys.argv[1:4]
+    report = {}
+    for gpus in ("0.5", "auto"):
+        runs = pathlib.Path(root, gpus)
+        extra = ["--gpus-per-trial", gpus] if gpus != "auto" else []
+        code = main(["sweep", configs, "--data-root", data, "--runs-dir", str(runs), "--yes", *extra])
+        [state] = [p for p in (runs / "_tune").iterdir() if p.is_dir()]
+        trials = tune.ExperimentAnalysis(str(state)).trials
+        report[gpus] = {"code": code, "resources": [t.placement_group_factory.required_resources for t in trials],
+                        "times": [(t.last_result["timestamp"] - t.last_result["time_total_s"], t.last_result["timestamp"]) for t in trials]}
+    print(json.dumps(report))
 """)
 
 
-@pytest.mark.parametrize("gpus, expected_gpu", [("0.5", 0.5), ("auto", 1.0)])
-def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path, gpus, expected_gpu):
+def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path):
     configs = tmp_path / "configs"
     for name in ("g1", "g2"):
         write_config(configs, name)
     proc = subprocess.run(
-        [sys.executable, "-c", FRACTIONAL_GPU_SCRIPT, str(configs), str(synthetic_root), str(tmp_path / "runs"), gpus],
+        [sys.executable, "-c", LOGICAL_GPU_SCRIPT, str(configs), str(synthetic_root), str(tmp_path)],
         capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert report["code"] == 0
-    assert [r.get("GPU") for r in report["resources"]] == [expected_gpu, expected_gpu]
-    (start_a, end_a), (start_b, end_b) = report["times"]
-    overlapped = start_a < end_b and start_b < end_a
-    # two half GPUs share the one logical GPU at once; two whole GPUs must take turns
-    assert overlapped == (expected_gpu == 0.5)
+    for gpus, expected_gpu in (("0.5", 0.5), ("auto", 1.0)):  # auto: one GPU each where there are GPUs
+        assert report[gpus]["code"] == 0
+        assert [r.get("GPU") for r in report[gpus]["resources"]] == [expected_gpu, expected_gpu]
+        (start_a, end_a), (start_b, end_b) = report[gpus]["times"]
+        overlapped = start_a < end_b and start_b < end_a
+        # two half GPUs share the one logical GPU at once; two whole GPUs must take turns
+        assert overlapped == (expected_gpu == 0.5), gpus
 
 
 def test_a_config_asking_for_asha_gets_it_for_the_sweep(ray_session, tmp_path):

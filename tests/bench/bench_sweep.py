@@ -66,7 +66,7 @@ def main() -> None:
     for name in CONFIGS:
         sequential += raytrain("run", str(configs / f"{name}.yaml"), "--data-root", str(data), "--runs-dir", str(work / "sequential"), *overrides, env=env)
 
-    print(f"4 configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, {os.cpu_count()} CPUs, 1 CPU per trial")
+    print(f"4 configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, {os.cpu_count()} CPUs, 0.6 CPU per trial (the demo configs)")
     print(f"  one parallel sweep         : {parallel:7.1f} s")
     print(f"  4 x `raytrain run` in turn : {sequential:7.1f} s")
     print(f"  speed-up sequential/sweep  : {sequential / parallel:7.2f}x")
