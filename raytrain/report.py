@@ -255,16 +255,21 @@ def group_curves_figure(frame: pd.DataFrame, history: pd.DataFrame, order: list[
             ax.plot(mean.index, mean[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
             ax.fill_between(mean.index, low[column], high[column], color=style["color"], alpha=0.18 if rank < MAX_COLOURED else 0.08,
                             linewidth=0, zorder=style["zorder"] - 1)
+    _finish_curve_axes(fig, axes, panels, history, title="{} per epoch, mean and min–max over seeds", legend="experiment (seeds)")
+    return fig
+
+
+def _finish_curve_axes(fig, axes, panels, history: pd.DataFrame, *, title: str, legend: str) -> None:
+    """Labels, scales and the shared legend of the learning-curve panels."""
     for ax, (column, label) in zip(axes, panels):
         if column == "val/loss" and use_log_axis(history[column]):
             ax.set_yscale("log")  # one diverging run (loss in the hundreds) would flatten every other line
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.set_title(f"{label} per epoch, mean and min–max over seeds")
+        ax.set_title(title.format(label))
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.grid(alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=9, title="experiment (seeds)")
-    return fig
+    fig.legend(loc="outside right upper", fontsize=9, title=legend)
 
 
 def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
@@ -285,15 +290,7 @@ def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
             ax.plot(epochs["epoch"], epochs[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
             ax.plot(best["epoch"], best[column], linestyle="none", marker="*", markersize=13,
                     color=style["color"], markeredgecolor="black", markeredgewidth=0.6, zorder=style["zorder"] + 1)
-    for ax, (column, label) in zip(axes, panels):
-        if column == "val/loss" and use_log_axis(history[column]):
-            ax.set_yscale("log")  # one diverging run (loss in the hundreds) would flatten every other line
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.set_title(f"{label} per epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        ax.grid(alpha=0.3)
-    fig.legend(loc="outside right upper", fontsize=9, title="experiment")
+    _finish_curve_axes(fig, axes, panels, history, title="{} per epoch", legend="experiment")
     caption = "One line per experiment; the star marks its best epoch (the weights it kept)."
     if len(frame) > MAX_COLOURED:
         caption += f" The best {MAX_COLOURED} of {len(frame)} are in colour, the rest grey."
@@ -408,17 +405,23 @@ def _numeric_plot(scored: pd.DataFrame, column: str, x: pd.Series) -> Figure:
     ax = fig.subplots()
     keep = x.notna()
     ax.scatter(x[keep], scored.loc[keep, METRIC], s=36, color="tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+    _name_points_and_scale(ax, x, scored[METRIC], scored["experiment"], offset=(4, 4))
+    return _finish_hp_axes(fig, ax, column)
+
+
+def _name_points_and_scale(ax, x: pd.Series, y: pd.Series, names: pd.Series, *, offset: tuple[int, int]) -> None:
+    """Name the points when there are few, and pick the x scale (log for wide ranges, integer ticks)."""
+    keep = x.notna()
     if keep.sum() <= 12:  # few points: name them; a search's 50 would be an unreadable blot
-        points = pd.DataFrame({"x": x[keep], "y": scored.loc[keep, METRIC], "name": scored.loc[keep, "experiment"].astype(str)})
+        points = pd.DataFrame({"x": x[keep], "y": y[keep], "name": names[keep].astype(str)})
         # experiments that land on the same point share one label instead of overprinting each other
-        for (value, score), names in points.groupby(["x", "y"], sort=False)["name"]:
-            ax.annotate(", ".join(names), (value, score), textcoords="offset points", xytext=(4, 4), fontsize=7)
+        for (value, score), named in points.groupby(["x", "y"], sort=False)["name"]:
+            ax.annotate(", ".join(named), (value, score), textcoords="offset points", xytext=offset, fontsize=7)
     ax.margins(x=0.15)  # room for the names beside the outermost points
     if use_log_axis(x):
         ax.set_xscale("log")
     elif x[keep].apply(float.is_integer).all():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, batch size: no 1.2 epochs on the axis
-    return _finish_hp_axes(fig, ax, column)
 
 
 def _categorical_plot(scored: pd.DataFrame, column: str) -> Figure:
@@ -443,16 +446,7 @@ def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: 
     for i, value in enumerate(x):
         if not np.isnan(value):
             clipped |= _draw_interval(ax, value, summary.iloc[i], "macro_f1", seeds[i], "tab:blue")
-    keep = x.notna()
-    if keep.sum() <= 12:  # few points: name them; a search's 50 would be an unreadable blot
-        points = pd.DataFrame({"x": x[keep], "y": summary.loc[keep, "macro_f1/mean"], "name": summary.loc[keep, "group"].astype(str)})
-        for (value, score), names in points.groupby(["x", "y"], sort=False)["name"]:
-            ax.annotate(", ".join(names), (value, score), textcoords="offset points", xytext=(6, 4), fontsize=7)
-    ax.margins(x=0.15)  # room for the names beside the outermost points
-    if use_log_axis(x):
-        ax.set_xscale("log")
-    elif x[keep].apply(float.is_integer).all():
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    _name_points_and_scale(ax, x, summary["macro_f1/mean"], summary["group"], offset=(6, 4))
     return _finish_hp_axes(fig, ax, column), clipped
 
 
