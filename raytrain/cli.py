@@ -268,7 +268,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     frame = results.load(args.runs_dir)
     if frame.empty:
         raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
-    results.export(args.runs_dir)  # keep runs/results.* in step with what is shown
+    results.export(args.runs_dir, frame)  # keep runs/results.* in step with what is shown
     if args.filter:
         frame = frame[frame["experiment"].str.startswith(args.filter)]
         if frame.empty:
@@ -292,10 +292,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if comparisons.empty:
             comparisons = None  # nothing to pair (no saved predictions): the plain difference only
     classes = results.class_names(frame, split)
-    hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (k == analysis.SEED_COLUMN and analysis.has_repeats(frame))]
+    repeats = analysis.has_repeats(frame)
+    # with repeats the seed is what varies inside a group, not a knob that tells groups apart
+    hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (repeats and k == analysis.SEED_COLUMN)]
     if args.per_class:
         print(per_class_table(frame.head(args.top) if args.top else frame, split=split, classes=classes))
-    elif analysis.has_repeats(frame):
+    elif repeats:
         # seeds are repeats, not rivals: rank the groups by their mean
         summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
         settings = frame.groupby("group", sort=False)[hyperparameters].first()

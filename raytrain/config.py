@@ -301,13 +301,6 @@ def _set_dotted(data: dict, dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
-def _get_dotted(data: dict, dotted: str) -> Any:
-    node: Any = data
-    for key in dotted.split("."):
-        node = node[key]
-    return node
-
-
 # ---------------------------------------------------------------------------------------------------
 # Search-space validation: every key must be a real knob and every value one it accepts.
 

@@ -66,7 +66,11 @@ def load_history(runs_dir: str | Path = "runs") -> pd.DataFrame:
 def load_per_class(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """The tidy long table: experiment, split, class, precision, recall, f1, support (best epoch for
     val; the best weights on test). Per-class comparisons are a pivot away."""
-    frame = load(runs_dir)
+    return per_class_rows(load(runs_dir))
+
+
+def per_class_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """load()'s wide per-class columns as the tidy long table of load_per_class."""
     rows = []
     for _, row in frame.iterrows():
         for split in SPLITS:
@@ -81,16 +85,19 @@ def load_per_class(runs_dir: str | Path = "runs") -> pd.DataFrame:
     return table
 
 
-def export(runs_dir: str | Path = "runs") -> list[Path]:
-    """Write runs/results.parquet, results.csv, history.parquet and per_class.parquet (atomically)."""
+def export(runs_dir: str | Path = "runs", frame: pd.DataFrame | None = None) -> list[Path]:
+    """Write runs/results.parquet, results.csv, history.parquet and per_class.parquet (atomically).
+
+    `frame`: load(runs_dir) when the caller already has it, so runs/ is read once, not three times.
+    """
     runs_dir = Path(runs_dir)
-    written = []
-    for name, frame in (
-        (RESULTS_PARQUET, load(runs_dir)), (HISTORY_PARQUET, load_history(runs_dir)), (PER_CLASS_PARQUET, load_per_class(runs_dir)),
-    ):
-        written.append(write_table(frame, runs_dir / name))
-    written.append(write_table(load(runs_dir), runs_dir / RESULTS_CSV))
-    return written
+    frame = load(runs_dir) if frame is None else frame
+    return [
+        write_table(frame, runs_dir / RESULTS_PARQUET),
+        write_table(frame, runs_dir / RESULTS_CSV),
+        write_table(load_history(runs_dir), runs_dir / HISTORY_PARQUET),
+        write_table(per_class_rows(frame), runs_dir / PER_CLASS_PARQUET),
+    ]
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
@@ -143,14 +150,15 @@ def _finished_row(runs_dir: Path, name: str, log: dict) -> dict:
     folder = artifacts.experiment_dir(runs_dir, name)
     config = yaml.safe_load((folder / artifacts.CONFIG).read_text())
     history = artifacts.read_json(folder / artifacts.HISTORY)
+    best = artifacts.read_json(folder / artifacts.BEST_METRICS)
     row = {
         "experiment": name,
         "group": group_of(name),
         "status": log.get("status", "completed"),
         "sweep": log.get("sweep"),
         **_flatten(config),
-        **_metrics_columns(artifacts.read_json(folder / artifacts.BEST_METRICS)),
-        "best_epoch": artifacts.read_json(folder / artifacts.BEST_METRICS)["epoch"],
+        **_metrics_columns(best),
+        "best_epoch": best["epoch"],
         "epochs_run": len(history),
         "duration_s": log.get("duration_s", float(sum(h.get("epoch_time_s", 0.0) for h in history))),
         "config_hash": log.get("config_hash"),
