@@ -127,6 +127,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="where the Tune experiment lives (default RUNS/_tune); s3://... on a cluster")
     parser.add_argument("--cpus-per-trial", type=_positive_float, metavar="C", help="overrides resources.cpu")
     parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
+    parser.add_argument(
+        "--precision", choices=("auto", "bf16", "fp32"),
+        help="overrides training.precision (auto: bf16 where the GPU or CPU runs it natively; fp32 forces full precision)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -187,8 +191,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     from raytrain.plan import plan_sweep
     from raytrain.tables import plan_table
 
+    # --precision is a named --set, applied last so it wins over a --set of the same key
+    overrides = [*args.overrides, *([f"training.precision={args.precision}"] if args.precision else [])]
     plan = plan_sweep(
-        args.configs, runs_dir=args.runs_dir, overrides=args.overrides, filter_prefix=args.filter,
+        args.configs, runs_dir=args.runs_dir, overrides=overrides, filter_prefix=args.filter,
         force=args.force, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, name=args.name,
     )
     print(plan_table(plan))

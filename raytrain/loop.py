@@ -6,7 +6,6 @@ sync per epoch, not per batch. Must not import ray: the Tune trainable (train.py
 
 from __future__ import annotations
 
-import contextlib
 import time
 from dataclasses import dataclass
 
@@ -16,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from raytrain.metrics import CONFUSION_MATRIX, EpochMetrics
+from raytrain.numerics import autocast
 
 
 @dataclass
@@ -34,13 +34,6 @@ def steps_per_epoch(num_images: int, batch_size: int) -> int:
     return max(1, num_images // batch_size)
 
 
-def autocast_for(device: torch.device) -> contextlib.AbstractContextManager:
-    # bf16 keeps fp32's exponent range, so no loss scaler is needed; CPU autocast is slower than fp32
-    if device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
-    return contextlib.nullcontext()
-
-
 def train_one_epoch(
     model: nn.Module,
     split: TensorSplit,
@@ -52,12 +45,14 @@ def train_one_epoch(
     batch_size: int,
     generator: torch.Generator,
     sample_weights: Tensor | None = None,
+    precision: str = "fp32",
 ) -> dict[str, float]:
     """One pass over the train split. Returns {loss, accuracy, images, seconds}.
 
     `generator` (on the split's device) drives the batch order and every augmentation draw, so an
     epoch is a pure function of the model state and the generator's seed. With `sample_weights`,
-    batches are drawn with replacement in proportion to them (the weighted sampler).
+    batches are drawn with replacement in proportion to them (the weighted sampler). `precision` is
+    a resolved one ("bf16" or "fp32", see numerics.resolve_precision).
     """
     model.train()
     device = split.images.device
@@ -75,7 +70,7 @@ def train_one_epoch(
         idx = order[step * batch_size : (step + 1) * batch_size]
         labels = split.labels[idx]
         inputs, targets = augmenter.train(split.images[idx], labels, generator)
-        with autocast_for(device):
+        with autocast(device, precision):
             logits = model(inputs)
             loss = loss_fn(logits.float(), targets)
         optimizer.zero_grad(set_to_none=True)
@@ -102,6 +97,7 @@ def evaluate(
     augmenter,
     class_names: list[str],
     batch_size: int,
+    precision: str = "fp32",
 ) -> tuple[dict, np.ndarray, Tensor]:
     """Metrics of the model on a split: (metrics, confusion matrix, softmax probabilities on the CPU).
 
@@ -116,7 +112,7 @@ def evaluate(
     for start in range(0, len(split), batch_size):
         images = split.images[start : start + batch_size]
         labels = split.labels[start : start + batch_size]
-        with autocast_for(device):
+        with autocast(device, precision):
             logits = model(augmenter.eval(images)).float()
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         metrics.update(logits, labels)

@@ -130,7 +130,7 @@ def varying_hyperparameters(frame: pd.DataFrame) -> list[str]:
 
 # ---------------------------------------------------------------------------------------------------
 
-_HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best", "best_epoch"}
+_HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best", "best_epoch", "precision_used"}
 
 
 def _finished_experiments(runs_dir: Path) -> list[str]:

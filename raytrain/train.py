@@ -7,6 +7,7 @@ module owns what Tune sees: the metric names, the checkpoint files and when a tr
 
 from __future__ import annotations
 
+import os
 import tempfile
 import time
 import warnings
@@ -25,6 +26,7 @@ from raytrain.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoc
 from raytrain.losses import build_loss
 from raytrain.metrics import metrics_artifact
 from raytrain.models import build_model, set_backbone_trainable
+from raytrain.numerics import resolve_precision, use_channels_last
 from raytrain.optim import build_optimizer, build_scheduler
 
 METRIC, MODE = "val/macro_f1", "max"  # what "best" means everywhere: checkpoints, results, reports
@@ -32,6 +34,10 @@ STATE_FILE = "state.pt"  # the latest training state; best.pt beside it holds th
 # A trial's Tune config is {"experiment": <resolved config dict>}: one grid over whole experiments
 # puts every config of a sweep into one Tuner, whatever keys each one changes.
 EXPERIMENT_KEY = "experiment"
+# torch.compile's backend for training.compile: true. inductor generates fused kernels; aot_eager
+# traces the same graphs without code generation (to tell a tracing problem from a codegen one, and
+# for tests, where inductor's C++ build of resnet18 takes minutes on 2 cores)
+COMPILE_BACKEND_ENV = "RAYTRAIN_COMPILE_BACKEND"
 
 
 @dataclass
@@ -49,6 +55,13 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
     """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store)."""
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
+    try:
+        _train(cfg, dataset)
+    except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
+        raise OutOfGPUMemory(out_of_memory_message(cfg)) from err
+
+
+def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
     trial = Trial(cfg, dataset)
     state = trial.restore(tune.get_checkpoint()) or TrainState()
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
@@ -58,6 +71,21 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
         with tempfile.TemporaryDirectory() as folder:
             trial.write_checkpoint(Path(folder), state, final=final)
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+
+
+class OutOfGPUMemory(RuntimeError):
+    """A trial's batch does not fit in its share of the GPU; the message says what to change."""
+
+
+def out_of_memory_message(cfg: ExperimentConfig) -> str:
+    share = cfg.resources.gpu
+    packed = f"{share:g} GPU per trial, so up to {int(1 / share)} trials share one GPU" if share and share < 1 else "a whole GPU"
+    return (
+        f"{cfg.name}: out of GPU memory at training.batch_size {cfg.training.batch_size}, data.img_size "
+        f"{cfg.data.img_size}, {cfg.model.arch} with {packed}: lower training.batch_size (or "
+        "eval_batch_size, data.img_size), or give each trial a larger share (--gpus-per-trial / "
+        "resources.gpu) so fewer trials share a GPU"
+    )
 
 
 class PatienceStopper(tune.Stopper):
@@ -91,6 +119,7 @@ class Trial:
         self.cfg = cfg
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         self.device = pick_device()
+        self.precision = resolve_precision(cfg.training.precision, self.device)
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
@@ -110,8 +139,15 @@ class Trial:
         self.model = build_model(
             cfg.model.arch, num_classes, dataset.channels, cfg.model.dropout, cfg.model.pretrained
         ).to(self.device)
-        if self.device.type == "cuda":
+        if use_channels_last(self.device, self.precision):
             self.model = self.model.to(memory_format=torch.channels_last)
+        # the compiled module shares its parameters with self.model, whose state_dict keeps plain
+        # names (no "_orig_mod." prefix) so checkpoints and best.pt load with or without compile
+        self.forward_model = (
+            torch.compile(self.model, backend=os.environ.get(COMPILE_BACKEND_ENV, "inductor"))
+            if cfg.training.compile
+            else self.model
+        )
         self.optimizer = build_optimizer(self.model, cfg.training)
         self.steps = steps_per_epoch(len(self.splits["train"]), cfg.training.batch_size)
         self.scheduler = build_scheduler(self.optimizer, cfg.training, self.steps)
@@ -135,9 +171,9 @@ class Trial:
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed)
         set_backbone_trainable(self.model, epoch > cfg.training.freeze_epochs)
         train = train_one_epoch(
-            self.model, self.splits["train"], augmenter=self.augmenter, loss_fn=self.loss_fn,
+            self.forward_model, self.splits["train"], augmenter=self.augmenter, loss_fn=self.loss_fn,
             optimizer=self.optimizer, scheduler=self.scheduler, batch_size=cfg.training.batch_size,
-            generator=generator, sample_weights=self.sample_weights,
+            generator=generator, sample_weights=self.sample_weights, precision=self.precision,
         )
         lr = self.scheduler.get_last_lr()[0]
         if not np.isfinite(train["loss"]):
@@ -145,10 +181,7 @@ class Trial:
                 f"epoch {epoch}: train loss is {train['loss']} at lr {lr:.3g}; "
                 "lower training.lr or check the data"
             )
-        val, confusion, probabilities = evaluate(
-            self.model, self.splits["val"], augmenter=self.augmenter,
-            class_names=self.class_names, batch_size=cfg.training.eval_batch_size,
-        )
+        val, confusion, probabilities = self._evaluate("val")
         state.epoch = epoch
         if val["macro_f1"] > state.best_val_macro_f1:
             state.best_val_macro_f1, state.best_epoch, state.epochs_since_best = val["macro_f1"], epoch, 0
@@ -164,6 +197,7 @@ class Trial:
             "lr": lr,
             "epoch_time_s": time.perf_counter() - start,
             "train/images_per_s": train["images"] / train["seconds"],
+            "precision_used": self.precision,  # what training.precision "auto" resolved to on this device
             "epochs_since_best": state.epochs_since_best,
             "best_epoch": state.best_epoch,
             "best/val/macro_f1": state.best_val_macro_f1,
@@ -212,10 +246,7 @@ class Trial:
         """The best weights, evaluated once on test. Never reported to Tune: test is not for selection."""
         latest = {k: v.detach().clone() for k, v in self.model.state_dict().items()}
         self.model.load_state_dict(self.best_weights)
-        test, confusion, probabilities = evaluate(
-            self.model, self.splits["test"], augmenter=self.augmenter,
-            class_names=self.class_names, batch_size=self.cfg.training.eval_batch_size,
-        )
+        test, confusion, probabilities = self._evaluate("test")
         self.model.load_state_dict(latest)
         artifacts.write_predictions(
             folder / artifacts.TEST_PREDICTIONS, self.splits["test"].labels.cpu().numpy(), probabilities.numpy()
@@ -225,6 +256,12 @@ class Trial:
             metrics_artifact(test, epoch=best_epoch, split="test", loss=test["loss"], class_names=self.class_names),
         )
         artifacts.write_npy(folder / artifacts.TEST_CONFUSION, confusion)
+
+    def _evaluate(self, split: str) -> tuple[dict, np.ndarray, torch.Tensor]:
+        return evaluate(
+            self.forward_model, self.splits[split], augmenter=self.augmenter, class_names=self.class_names,
+            batch_size=self.cfg.training.eval_batch_size, precision=self.precision,
+        )
 
     def restore(self, checkpoint: tune.Checkpoint | None) -> TrainState | None:
         if checkpoint is None:
