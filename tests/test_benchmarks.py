@@ -1,0 +1,39 @@
+"""The benchmarks' smoke modes: each one runs end to end in seconds, so a benchmark cannot rot
+between the runs that measure with it. The figures themselves are not checked here (timings do
+not belong in pass/fail tests); what is checked is that every figure line is printed."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import PROJECT_ROOT
+
+BENCH = PROJECT_ROOT / "tests" / "bench"
+
+
+def run_bench(script: str, *args: str, tmp_path) -> str:
+    done = subprocess.run(
+        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600,
+        cwd=tmp_path, env={**os.environ, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, f"{script} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+    return done.stdout
+
+
+@pytest.mark.slow
+def test_bench_vs_seed_smoke_prints_both_sides_and_the_ratio(tmp_path):
+    out = run_bench("bench_vs_seed.py", "--smoke", tmp_path=tmp_path)
+    assert re.search(r"24px\s+[\d,.]+\s+[\d,.]+\s+[\d.]+x\s+(bf16|fp32)", out), out
+
+
+@pytest.mark.slow
+def test_bench_gpu_cpu_smoke_prints_the_loop_and_packed_sweep_figures(tmp_path):
+    out = run_bench("bench_gpu.py", "--cpu-smoke", tmp_path=tmp_path)
+    assert re.search(r"loop\s+24 px: raytrain\s+[\d,]+ img/s\s+bare PyTorch\s+[\d,]+ img/s\s+ratio [\d.]+x", out), out
+    for n in (1, 2):
+        assert re.search(rf"packed {n} trial\(s\).*img/s summed over trials\s+gain over 1 trial [\d.]+x", out), out
