@@ -37,3 +37,16 @@ def test_bench_gpu_cpu_smoke_prints_the_loop_and_packed_sweep_figures(tmp_path):
     assert re.search(r"loop\s+24 px: raytrain\s+[\d,]+ img/s\s+bare PyTorch\s+[\d,]+ img/s\s+ratio [\d.]+x", out), out
     for n in (1, 2):
         assert re.search(rf"packed {n} trial\(s\).*img/s summed over trials\s+gain over 1 trial [\d.]+x", out), out
+
+
+@pytest.mark.slow
+def test_bench_train_small_prints_the_ratio_to_the_bare_loop(tmp_path):
+    out = run_bench("bench_train.py", "--images", "64", "--img-size", "24", "--batch-size", "16", "--repeats", "1", tmp_path=tmp_path)
+    assert re.search(r"ratio raytrain / bare\s+:\s+[\d.]+x", out), out
+
+
+@pytest.mark.slow
+def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
+    out = run_bench("bench_data.py", "--per-class", "5", "--epochs", "1", tmp_path=tmp_path)
+    for size in (48, 112):
+        assert re.search(rf"{size}px\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out), out

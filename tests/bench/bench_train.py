@@ -3,11 +3,12 @@
     .venv/bin/python tests/bench/bench_train.py [--images 2048] [--img-size 48] [--arch resnet18]
 
 Both sides train the same resnet18 (from scratch, 1 channel) on the same in-memory 48 px images at
-batch 128 with AdamW. raytrain's side is `train_one_epoch` exactly as a trial runs it (batch
-augmentation from configs/demo/baseline_small.yaml, OneCycle, loss with class weights and label
-smoothing, on-device accounting); the bare side is forward/backward/step on pre-normalised float
-batches and nothing else. Runs alternate, best of --repeats each; the ratio is the figure. Target:
-raytrain >= 0.9x the bare loop.
+batch 128 with AdamW, in the same numerics (--precision, default what `auto` picks here: bf16
+autocast and NHWC on CPUs with native bf16). raytrain's side is `train_one_epoch` exactly as a trial
+runs it (batch augmentation from configs/demo/baseline_small.yaml, OneCycle, loss with class weights
+and label smoothing, on-device accounting); the bare side is forward/backward/step on pre-normalised
+float batches and nothing else. Runs alternate, best of --repeats each; the ratio is the figure.
+Target: raytrain >= 0.9x the bare loop. (Against the seed's own loop, see bench_vs_seed.py.)
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from raytrain.data.synthetic import render_faces  # noqa: E402
 from raytrain.loop import TensorSplit, train_one_epoch  # noqa: E402
 from raytrain.losses import build_loss  # noqa: E402
 from raytrain.models import build_model  # noqa: E402
+from raytrain.numerics import autocast, resolve_precision, use_channels_last  # noqa: E402
 from raytrain.optim import build_optimizer, build_scheduler  # noqa: E402
 
 
@@ -40,8 +42,11 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
+    cpu = torch.device("cpu")
+    precision = resolve_precision(args.precision, cpu)
 
     import numpy as np
 
@@ -56,6 +61,8 @@ def main() -> None:
     def model_and_optimizer():
         torch.manual_seed(0)
         model = build_model(args.arch, 7, 1, cfg.model.dropout)
+        if use_channels_last(cpu, precision):  # as train.Trial does
+            model = model.to(memory_format=torch.channels_last)
         return model, build_optimizer(model, cfg.training)
 
     def raytrain_epoch() -> float:
@@ -64,7 +71,7 @@ def main() -> None:
         loss_fn = build_loss(cfg.loss, torch.as_tensor(class_weights(labels, 7), dtype=torch.float32))
         stats = train_one_epoch(
             model, split, augmenter=augmenter, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-            batch_size=args.batch_size, generator=torch.Generator().manual_seed(0),
+            batch_size=args.batch_size, generator=torch.Generator().manual_seed(0), precision=precision,
         )
         return stats["images"] / stats["seconds"]
 
@@ -75,7 +82,8 @@ def main() -> None:
         start = time.perf_counter()
         for step in range(steps):
             idx = order[step * args.batch_size : (step + 1) * args.batch_size]
-            loss = F.cross_entropy(model(floats[idx]), split.labels[idx])
+            with autocast(cpu, precision):
+                loss = F.cross_entropy(model(floats[idx]).float(), split.labels[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -87,7 +95,7 @@ def main() -> None:
         raytrain_rates.append(raytrain_epoch())
         bare_rates.append(bare_epoch())
     ours, bare = max(raytrain_rates), max(bare_rates)
-    print(f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU")
+    print(f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU, {precision}")
     print(f"  raytrain train_one_epoch : {ours:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in raytrain_rates)})")
     print(f"  bare PyTorch loop        : {bare:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in bare_rates)})")
     print(f"  ratio raytrain / bare    : {ours / bare:8.2f}x  (target >= 0.9x)")
