@@ -15,7 +15,7 @@ from pathlib import Path
 
 from raytrain.errors import UserError
 
-SUBMIT_ATTEMPTS = 3  # job submission fails transiently now and then (2 of 10 in RAY_NOTES)
+SUBMIT_ATTEMPTS = 3  # job submission fails transiently now and then (2 of 10 in docs/ray-notes.md)
 FINAL_STATES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}
 
 

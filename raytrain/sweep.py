@@ -8,6 +8,7 @@ needs no Ray; this module is where the Ray Tune driver API is used.
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 from contextlib import contextmanager
@@ -26,6 +27,10 @@ from raytrain.plan import SweepPlan
 from raytrain.train import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, train_experiment
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
+# a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
+# own messages, which name a file and the fix; error.txt beside the trial has the rest
+MAX_REASON_CHARS = 600
+ERROR_FILE = "error.txt"  # what Tune names a trial's traceback file
 SWEEP_FILE_SUFFIX = ".sweep.json"  # runs/_tune/<sweep>.sweep.json: what `resume` needs to rebuild it
 
 
@@ -108,7 +113,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     """Run (or restore) the sweep's Tuner to the end or to Ctrl+C / SIGTERM. Trials are published to
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial."""
     _connect(settings.address)
-    # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (RAY_NOTES)
+    # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(
         tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
     )
@@ -167,7 +172,7 @@ def trial_name(trial) -> str:
 
 
 def trial_dirname(trial) -> str:
-    # short, unique and one folder deep: long names hit path limits (RAY_NOTES), and a repeat's
+    # short, unique and one folder deep: long names hit path limits (docs/ray-notes.md), and a repeat's
     # "baseline/seed-2" would nest
     return f"{trial.config[EXPERIMENT_KEY]['name'][:60].replace('/', '__')}_{trial.trial_id}"
 
@@ -190,7 +195,7 @@ def _load_datasets(settings: SweepSettings) -> dict:
 
 def _connect(address: str | None) -> None:
     # a checkpoint every epoch with num_to_keep=1 forces frequent experiment snapshots, which is
-    # what we want; Tune warns about it on every epoch otherwise (RAY_NOTES)
+    # what we want; Tune warns about it on every epoch otherwise (docs/ray-notes.md)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
@@ -201,7 +206,7 @@ def _connect(address: str | None) -> None:
         return
     if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
         # Ray 2.60 turns token auth on by default, but a client given an explicit address does not
-        # send its token unless told to (RAY_NOTES); without it the connection fails after ~20 s
+        # send its token unless told to (docs/ray-notes.md); without it the connection fails after ~20 s
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=address, log_to_driver=False, configure_logging=False)
 
@@ -213,7 +218,7 @@ def _with_concrete_resources(config: ExperimentConfig) -> dict:
     if gpu is None:
         gpu = 1.0 if gpus_in_cluster else 0.0  # a GPU per trial where there are GPUs, else the CPU
     if gpu > 0 and gpus_in_cluster == 0:
-        # Tune would keep such a trial PENDING forever without an error (RAY_NOTES)
+        # Tune would keep such a trial PENDING forever without an error (docs/ray-notes.md)
         raise SweepError(
             f"{config.name}: resources.gpu: asks for {gpu:g} GPU per trial, but the Ray cluster has no GPU; "
             "use --gpus-per-trial 0 (or resources.gpu: 0) to train on the CPU, or connect to a cluster with GPUs (--address)"
@@ -311,12 +316,51 @@ class RunsPublisher(tune.Callback):
 
 
 def _error_summary(trial) -> str:
-    path = getattr(trial, "error_file", None) or ""
+    """The trial's last failure as one line: its exception's own message, whole lines from the
+    first, up to MAX_REASON_CHARS, and where the full traceback is."""
+    text = _error_text(trial)
+    where = f"{trial.path}/{ERROR_FILE}" if trial.path else ERROR_FILE
+    if text is None:
+        return f"trial failed; no {ERROR_FILE} was saved (looked for {where})"
+    return f"{failure_reason(text)} (full traceback: {where})"
+
+
+def _error_text(trial) -> str | None:
+    # the driver writes error.txt to its Ray session's staging folder and syncs it to the storage
+    # later; trial.error_file needs a running Ray (docs/ray-notes.md), so a command run after the
+    # sweep, without Ray, reads the synced copy from the storage
+    if ray.is_initialized() and trial.error_file and Path(trial.error_file).is_file():
+        return Path(trial.error_file).read_text(errors="replace")
     try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        return trial.get_error()
     except OSError:
-        return "trial failed (no error file)"
-    return lines[-1][:500] if lines else "trial failed"
+        return None
+
+
+_TRACEBACK_FRAME = re.compile(r"^\s+File \"")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failure_reason(error_text: str) -> str:
+    """error.txt -> the message of the exception that ended the last failure, on one line.
+
+    error.txt holds one block per failure ("Failure # N ..."), each a traceback ending in
+    `Type: message`, where the message may run over several lines: the useful part is its start.
+    """
+    text = _ANSI.sub("", error_text)
+    block = text.split("Failure # ")[-1].splitlines()
+    frames = [i for i, line in enumerate(block) if _TRACEBACK_FRAME.match(line)]
+    after = block[frames[-1] + 1:] if frames else block[1:]
+    # the frame's source and caret lines are indented; the exception starts at the first line that is not
+    start = next((i for i, line in enumerate(after) if line.strip() and not line.startswith((" ", "\t"))), None)
+    lines = [line.strip() for line in after[start:]] if start is not None else []
+    message = " ".join(line for line in lines if line)
+    message = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=\w+: )", "", message)  # raytrain.models.ModelError -> ModelError
+    if not message:
+        return "trial failed"
+    if len(message) > MAX_REASON_CHARS:
+        message = message[: MAX_REASON_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return message
 
 
 def _git_commit() -> str | None:
@@ -347,7 +391,7 @@ class SweepOutcome:
 
 
 def summarize(settings: SweepSettings) -> SweepOutcome:
-    # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (RAY_NOTES)
+    # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (docs/ray-notes.md)
     analysis = tune.ExperimentAnalysis(settings.experiment_path)
     completed, failed, unfinished = [], {}, []
     for trial in analysis.trials:
