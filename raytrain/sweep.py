@@ -11,6 +11,7 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -64,7 +65,25 @@ class SweepSettings:
 
     @classmethod
     def load(cls, path: Path) -> SweepSettings:
-        return cls(**artifacts.read_json(path))
+        try:
+            return cls(**artifacts.read_json(path))._moved_to(Path(path).parent.parent)
+        except (OSError, ValueError, TypeError) as err:  # unreadable, torn JSON, or other keys
+            raise SweepError(
+                f"{path}: cannot read this sweep's settings ({type(err).__name__}: {str(err)[:200]}); it cannot be "
+                "resumed. Its finished experiments are safe in the runs folder: run the same `raytrain sweep` "
+                "command again and only the unfinished ones run"
+            ) from None
+
+
+    def _moved_to(self, runs_dir: Path) -> SweepSettings:
+        """The settings as they apply where the runs folder is now: a moved (or copied) runs/ keeps
+        its Tune experiment inside, at runs/_tune, so both paths follow it. Other storage stays."""
+        here = str(runs_dir.resolve())
+        if self.runs_dir != here:
+            if self.storage == str(Path(self.runs_dir) / artifacts.TUNE_DIR):
+                self.storage = str(Path(here) / artifacts.TUNE_DIR)
+            self.runs_dir = here
+        return self
 
 
 def sweep_file(runs_dir: Path, name: str) -> Path:
@@ -120,6 +139,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
     if restore:
+        _require_restorable(settings)
         tuner = tune.Tuner.restore(
             settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
         )
@@ -127,8 +147,55 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
         settings.save()
         tuner = _new_tuner(settings, trainable, param_space)
     with _sigterm_like_ctrl_c():
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception as err:
+            # at its end fit() reads every trial's error files back; a disk that filled up leaves
+            # them empty (EOFError). The outcome is read from the files below either way.
+            problem = unwritable(settings)
+            if problem is None:
+                raise
+            print(f"warning: {problem}; the sweep ended early ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
+    if restore:
+        publish_unpublished(settings)
     return summarize(settings)
+
+
+def unwritable(settings: SweepSettings) -> str | None:
+    """Why the sweep's runs folder (or local Tune storage) cannot take a file now, or None."""
+    folders = [Path(settings.runs_dir)] + ([Path(settings.storage)] if "://" not in settings.storage else [])
+    for folder in folders:
+        try:
+            artifacts.check_writable(folder)
+        except artifacts.UnwritableRuns as err:
+            return str(err)
+    return None
+
+
+def publish_unpublished(settings: SweepSettings) -> None:
+    """Publish every trial Tune finished that is not whole in runs/: its publishing failed (a full
+    disk) or the folder was damaged since. The trial's last checkpoint holds every artifact."""
+    publisher = RunsPublisher(settings.runs_dir, settings.name)
+    for trial in tune_trials(settings) or []:
+        if trial.status == "TERMINATED" and not published(settings.runs_dir, trial.config[EXPERIMENT_KEY]["name"]):
+            publisher.on_trial_complete(None, [], trial)
+
+
+def published(runs_dir: str | Path, experiment: str) -> bool:
+    try:
+        artifacts.read_experiment(Path(runs_dir), experiment)
+    except artifacts.DamagedExperiment:
+        return False
+    return True
+
+
+def _require_restorable(settings: SweepSettings) -> None:
+    if not tune.Tuner.can_restore(settings.experiment_path):
+        raise SweepError(
+            f"{settings.experiment_path}: sweep {settings.name}'s Tune experiment is not there (deleted or moved?), "
+            "so it cannot be resumed. Its finished experiments are safe in "
+            f"{settings.runs_dir}: run the same `raytrain sweep` command again and only the unfinished ones run"
+        )
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
@@ -265,17 +332,24 @@ class RunsPublisher(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
-        if self._logged_status(name) == "completed":
+        if self._logged_status(name) == "completed" and published(self.runs_dir, name):
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
             return
-        with trial.checkpoint.as_directory() as folder:
-            config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
-            artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
-            best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
-            test_path = Path(folder) / artifacts.TEST_METRICS
-            test = artifacts.read_json(test_path) if test_path.is_file() else None
+        try:
+            with trial.checkpoint.as_directory() as folder:
+                config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
+                artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
+                best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
+                test_path = Path(folder) / artifacts.TEST_METRICS
+                test = artifacts.read_json(test_path) if test_path.is_file() else None
+        except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
+            self._append(trial, "failed", error=(
+                f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
+                f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
+            ))
+            return
         self._append(trial, "completed", best=best, test=test)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -308,7 +382,10 @@ class RunsPublisher(tune.Callback):
             "trial_id": trial.trial_id,
             "error": error,
         }
-        artifacts.append_log(self.runs_dir, record)
+        try:
+            artifacts.append_log(self.runs_dir, record)
+        except OSError as err:  # a full disk: say it here at least; the sweep's summary says it again
+            print(f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}", flush=True)
         if status == "completed":
             print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
         else:
@@ -392,12 +469,16 @@ class SweepOutcome:
 
 def summarize(settings: SweepSettings) -> SweepOutcome:
     # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (docs/ray-notes.md)
-    analysis = tune.ExperimentAnalysis(settings.experiment_path)
+    trials = tune_trials(settings)
+    if trials is None:
+        return _summarize_from_log(settings)
     completed, failed, unfinished = [], {}, []
-    for trial in analysis.trials:
+    for trial in trials:
         name = trial.config[EXPERIMENT_KEY]["name"]
         if trial.status == "ERROR":
             failed[name] = _error_summary(trial)
+        elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
+            failed[name] = _logged_error(settings, name) or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
         elif trial.status == "TERMINATED":
             completed.append(name)
         else:
@@ -405,12 +486,47 @@ def summarize(settings: SweepSettings) -> SweepOutcome:
     return SweepOutcome(sorted(completed), failed, sorted(unfinished))
 
 
+def tune_trials(settings: SweepSettings) -> list | None:
+    """The sweep's trials as Tune recorded them, or None (with a warning) where that record is gone
+    or damaged: Tune writes its state file in place, so a disk that fills up can leave it torn."""
+    try:
+        return tune.ExperimentAnalysis(settings.experiment_path).trials
+    except (OSError, ValueError, EOFError) as err:  # a torn JSON state file is a ValueError
+        artifacts.warn_damaged(
+            f"{settings.experiment_path}: Tune's record of sweep {settings.name} is unreadable "
+            f"({type(err).__name__}: {str(err)[:120]}); the outcome is taken from {settings.runs_dir}/{artifacts.EXPERIMENT_LOG}"
+        )
+        return None
+
+
+def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
+    completed, failed, unfinished = [], {}, []
+    for experiment in settings.experiments:
+        name = experiment["name"]
+        if published(settings.runs_dir, name):
+            completed.append(name)
+        elif error := _logged_error(settings, name):
+            failed[name] = error
+        else:
+            unfinished.append(name)
+    return SweepOutcome(sorted(completed), failed, sorted(unfinished))
+
+
+def _logged_error(settings: SweepSettings, name: str) -> str | None:
+    lines = [r for r in artifacts.read_log(Path(settings.runs_dir)) if r["sweep"] == settings.name and r["experiment"] == name]
+    return lines[-1].get("error") if lines and lines[-1]["status"] == "failed" else None
+
+
 def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
     """The unfinished trials of sweep `name` if it exists and can be restored, else None."""
     path = sweep_file(runs_dir, name)
     if not path.is_file():
         return None
-    settings = SweepSettings.load(path)
+    try:
+        settings = SweepSettings.load(path)
+    except SweepError as err:
+        artifacts.warn_damaged(f"{err}; starting it anew")
+        return None
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
     unfinished = summarize(settings).unfinished
