@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import signal
-import subprocess
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yam
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
+from raytrain.provenance import git_commit
 from raytrain.train import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, train_experiment
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
@@ -111,6 +111,7 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
+    _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
     experiments = [_with_concrete_resources(t.config) for t in plan.to_run]
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     name = plan.name
@@ -126,6 +127,16 @@ def start_sweep(
         scheduler=asha[0] if asha else None,
         address=address,
     )
+
+
+def _note_shared_storage(storage: str) -> None:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and "://" not in storage:
+        # a head-local path fails only once a trial on another node checkpoints (docs/ray-notes.md)
+        print(
+            f"note: {len(nodes)} nodes: trials on every node write their checkpoints to {storage}, so it must be one "
+            "shared folder mounted at that path on every node (NFS), or pass --storage s3://...", flush=True,
+        )
 
 
 def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome:
@@ -318,7 +329,7 @@ class RunsPublisher(tune.Callback):
     def __init__(self, runs_dir: str, sweep: str):
         self.runs_dir = Path(runs_dir)
         self.sweep = sweep
-        self.commit = _git_commit()
+        self.commit = git_commit()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         experiment = trial.config[EXPERIMENT_KEY]
@@ -438,14 +449,6 @@ def failure_reason(error_text: str) -> str:
     if len(message) > MAX_REASON_CHARS:
         message = message[: MAX_REASON_CHARS - 1].rsplit(" ", 1)[0] + " …"
     return message
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return out.stdout.strip() or None
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -336,3 +336,31 @@ def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_trace
     assert first.startswith("ModelError: model.pretrained: weights not found: /t/r.pth is missing.")
     assert first.endswith("or set `model.pretrained: false`."), "the message is cut"
     assert len(failure_reason(error_txt.replace("copy the file", "copy " * 500))) <= 600
+
+
+# --- submit: results must outlive the job ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("runs_dir", [[], ["--runs-dir", "runs"], ["--runs-dir=results/runs"]])
+def test_submit_refuses_a_runs_dir_inside_the_jobs_temporary_folder(runs_dir, run_cli):
+    # port 9 (discard): nothing listens, so reaching the cluster would fail differently and later
+    result = run_cli("submit", "--address", "http://127.0.0.1:9", "--", "sweep", "--data-root", "/data/fer", *runs_dir)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert "submit: sweep:" in result.err and "temporary working directory on the head node" in result.err
+    assert "--runs-dir /mnt/shared/raytrain/runs" in result.err and "cluster/README.md" in result.err
+
+
+def test_a_submitted_job_records_the_submitting_checkouts_commit(monkeypatch):
+    from raytrain.jobs import job_runtime_env
+    from raytrain.provenance import COMMIT_ENV_VAR, git_commit
+    from tests.conftest import PROJECT_ROOT
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    env = job_runtime_env(PROJECT_ROOT)
+    assert env == {"working_dir": str(PROJECT_ROOT), "env_vars": {COMMIT_ENV_VAR: head.stdout.strip()}}
+    # inside the job, where the upload has no .git, the sweep records what submit passed on
+    monkeypatch.setenv(COMMIT_ENV_VAR, "abc1234")
+    assert git_commit() == "abc1234"
