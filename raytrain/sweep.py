@@ -74,7 +74,6 @@ class SweepSettings:
                 "command again and only the unfinished ones run"
             ) from None
 
-
     def _moved_to(self, runs_dir: Path) -> SweepSettings:
         """The settings as they apply where the runs folder is now: a moved (or copied) runs/ keeps
         its Tune experiment inside, at runs/_tune, so both paths follow it. Other storage stays."""
@@ -527,8 +526,8 @@ def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
         return None
     try:
         settings = SweepSettings.load(path)
-    except SweepError as err:
-        artifacts.warn_damaged(f"{err}; starting it anew")
+    except SweepError:
+        artifacts.warn_damaged(f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew")
         return None
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
