@@ -229,22 +229,20 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.data_root is None:
         raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
-    from raytrain import artifacts, sweep
-
-    # before Ray starts and any epoch is spent on results that could not be kept
-    artifacts.check_writable(args.runs_dir)
-    if args.storage and "://" not in args.storage:
-        artifacts.check_writable(Path(args.storage))
+    from raytrain import sweep
 
     interrupted = sweep.interrupted_sweep(args.runs_dir, plan.name)
     if interrupted is not None and _confirm(
         f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of starting over?",
         args.yes, default=True,
     ):
-        return _finish(sweep.run_sweep(sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name)), restore=True), args.runs_dir)
+        settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
+        sweep.require_writable(Path(settings.runs_dir), settings.storage)
+        return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
         print("cancelled")
         return 130
+    sweep.require_writable(args.runs_dir, args.storage)
     settings = sweep.start_sweep(
         plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
         address=args.address, max_concurrent=args.max_concurrent,
@@ -253,13 +251,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from raytrain import artifacts, sweep
+    from raytrain import sweep
 
     path = sweep.sweep_file(args.runs_dir, args.sweep) if args.sweep else sweep.latest_sweep(args.runs_dir)
     if not path.is_file():
         raise sweep.SweepError(f"{path}: no such sweep; `ls {args.runs_dir}/_tune` lists them")
     settings = sweep.SweepSettings.load(path)
-    artifacts.check_writable(Path(settings.runs_dir))
+    sweep.require_writable(Path(settings.runs_dir), settings.storage)
     print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
     return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
 

@@ -149,10 +149,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
     if restore:
-        _require_restorable(settings)
-        tuner = tune.Tuner.restore(
-            settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
-        )
+        tuner = _restore(settings, trainable, param_space)
     else:
         settings.save()
         tuner = _new_tuner(settings, trainable, param_space)
@@ -161,7 +158,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
             tuner.fit()
         except Exception as err:
             # at its end fit() reads every trial's error files back; a disk that filled up leaves
-            # them empty (EOFError). The outcome is read from the files below either way.
+            # them empty (EOFError, docs/ray-notes.md). The outcome is read from the files below.
             problem = unwritable(settings)
             if problem is None:
                 raise
@@ -171,14 +168,19 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     return summarize(settings)
 
 
+def require_writable(runs_dir: str | Path, storage: str | None) -> None:
+    """Called before Ray starts, so a read-only or full disk fails the command before any training."""
+    artifacts.check_writable(Path(runs_dir))
+    if storage and "://" not in storage:  # a bucket is checked by Tune itself when the sweep starts
+        artifacts.check_writable(Path(storage))
+
+
 def unwritable(settings: SweepSettings) -> str | None:
     """Why the sweep's runs folder (or local Tune storage) cannot take a file now, or None."""
-    folders = [Path(settings.runs_dir)] + ([Path(settings.storage)] if "://" not in settings.storage else [])
-    for folder in folders:
-        try:
-            artifacts.check_writable(folder)
-        except artifacts.UnwritableRuns as err:
-            return str(err)
+    try:
+        require_writable(settings.runs_dir, settings.storage)
+    except artifacts.UnwritableRuns as err:
+        return str(err)
     return None
 
 
@@ -199,13 +201,27 @@ def published(runs_dir: str | Path, experiment: str) -> bool:
     return True
 
 
-def _require_restorable(settings: SweepSettings) -> None:
+def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
+    rerun = (
+        f"Its finished experiments are safe in {settings.runs_dir}: run the same `raytrain sweep` command "
+        "again and only the unfinished ones run"
+    )
     if not tune.Tuner.can_restore(settings.experiment_path):
         raise SweepError(
             f"{settings.experiment_path}: sweep {settings.name}'s Tune experiment is not there (deleted or moved?), "
-            "so it cannot be resumed. Its finished experiments are safe in "
-            f"{settings.runs_dir}: run the same `raytrain sweep` command again and only the unfinished ones run"
+            f"so it cannot be resumed. {rerun}"
         )
+    try:
+        tune.ExperimentAnalysis(settings.experiment_path)
+    except (OSError, ValueError, EOFError) as err:
+        # given a torn state file (a full disk), Tuner.restore would start every trial over (docs/ray-notes.md)
+        raise SweepError(
+            f"{settings.experiment_path}: sweep {settings.name}'s Tune state cannot be read "
+            f"({type(err).__name__}: {str(err)[:200]}), so it cannot be resumed. {rerun}"
+        ) from None
+    return tune.Tuner.restore(
+        settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+    )
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
@@ -472,8 +488,10 @@ class SweepOutcome:
 def summarize(settings: SweepSettings) -> SweepOutcome:
     # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (docs/ray-notes.md)
     trials = tune_trials(settings)
-    if trials is None:
-        return _summarize_from_log(settings)
+    return _summarize_from_log(settings) if trials is None else _summarize_trials(settings, trials)
+
+
+def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
     completed, failed, unfinished = [], {}, []
     for trial in trials:
         name = trial.config[EXPERIMENT_KEY]["name"]
@@ -531,5 +549,7 @@ def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
         return None
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
-    unfinished = summarize(settings).unfinished
-    return unfinished or None
+    trials = tune_trials(settings)
+    if trials is None:  # Tune could not restore it either
+        return None
+    return _summarize_trials(settings, trials).unfinished or None

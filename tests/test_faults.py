@@ -211,6 +211,20 @@ def test_a_deleted_tune_folder_costs_only_the_resume(tiny_runs, tmp_path, run_cl
     assert snapshot(runs) == before
 
 
+def test_a_torn_tune_state_file_is_a_clear_error_on_resume(tiny_runs, tmp_path, run_cli, synthetic_root):
+    """Tune rewrites experiment_state-*.json in place: a disk that fills up can tear it."""
+    runs = copy_runs(tiny_runs, tmp_path)
+    [state] = runs.glob(f"{artifacts.TUNE_DIR}/*/experiment_state-*.json")
+    truncate(state)
+    result = run_cli("resume", "--runs-dir", runs)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert f"{state.parent}: sweep {state.parent.name}'s" in result.err and "cannot be resumed" in result.err
+    # what the message advises: the same sweep command, which finds every experiment done
+    result = run_cli("sweep", tiny_runs.parent / "configs", "--data-root", synthetic_root, "--runs-dir", runs, "--yes")
+    assert result.code == 0 and "nothing to run" in result.out, result.err
+
+
 def test_damaged_tune_files_are_skipped_with_a_warning_each(tiny_runs, tmp_path, run_cli, healthy):
     runs = copy_runs(tiny_runs, tmp_path)
     trials = sorted(p for p in (runs / artifacts.TUNE_DIR).glob("*/*") if (p / "result.json").is_file())
