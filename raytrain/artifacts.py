@@ -1,20 +1,28 @@
 """The files raytrain leaves on disk: a trial's best.pt, *_metrics.json, *_confusion_matrix.npy and
 history.json, and runs/ (one folder per experiment, experiment_log.jsonl).
 
-Owns their names and formats and writes each one atomically (a crash never leaves half a file). No
-Ray import, and torch only inside the best.pt functions, so results and reports load fast anywhere.
+Owns their names and formats, writes each one atomically (a crash never leaves half a file), and
+tells a damaged experiment from a good one so every reader can warn and go on. No Ray import, and
+torch only inside the best.pt functions, so results and reports load fast anywhere.
 """
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
+import warnings
+import zipfile
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
 import numpy as np
+import yaml
+
+from raytrain.errors import UserError
 
 BEST_WEIGHTS = "best.pt"
 BEST_METRICS = "best_metrics.json"
@@ -43,6 +51,9 @@ def atomic_path(path: Path) -> Iterator[Path]:
     os.close(fd)
     try:
         yield Path(tmp)
+        # on disk before the rename: after a power cut the name holds the old file or the new, not zeros
+        with open(tmp, "rb") as written:
+            os.fsync(written.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -159,18 +170,159 @@ def publish_experiment(runs_dir: Path, experiment: str, trial_files: Path, confi
 
 
 def append_log(runs_dir: Path, record: dict) -> None:
-    """One JSON line in runs/experiment_log.jsonl, flushed and fsynced before returning, so a killed
-    driver never leaves a half line. Only the driver writes it: trials on other nodes never do."""
+    """One JSON line in runs/experiment_log.jsonl, flushed and fsynced before returning. Only the
+    driver writes it: trials on other nodes never do.
+
+    A crash or a full disk during an earlier append can leave a torn last line; this record then
+    starts on a new line, so it is never glued onto the fragment (read_log skips the fragment)."""
     path = Path(runs_dir) / EXPERIMENT_LOG
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a", encoding="utf-8") as log:
-        log.write(json.dumps(record, sort_keys=False) + "\n")
+    line = json.dumps(record, sort_keys=False) + "\n"
+    with open(path, "a+b") as log:
+        if log.tell() > 0:
+            log.seek(-1, os.SEEK_END)
+            if log.read(1) != b"\n":
+                line = "\n" + line
+        log.write(line.encode("utf-8"))
         log.flush()
         os.fsync(log.fileno())
 
 
 def read_log(runs_dir: Path) -> list[dict]:
+    """Every record of experiment_log.jsonl; a line that is not a JSON object is skipped with a warning."""
     path = Path(runs_dir) / EXPERIMENT_LOG
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    records = []
+    for number, line in enumerate(path.read_text(encoding="utf-8", errors="replace").splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except ValueError:
+            record = None
+        if not isinstance(record, dict) or "experiment" not in record:
+            warn_damaged(f"{path}: line {number} is not a whole record (a write cut short by a crash or a full disk); skipped it")
+            continue
+        records.append(record)
+    return records
+
+
+# ---------------------------------------------------------------------------------------------------
+# Damage: readers of runs/ warn once per problem and go on with everything else
+
+
+class DamagedRunsWarning(UserWarning):
+    """A file under runs/ that cannot be read; what was skipped because of it is in the message."""
+
+
+def warn_damaged(message: str) -> None:
+    # one call site for every such warning: Python shows a given message once per call site
+    warnings.warn(message, DamagedRunsWarning, stacklevel=2)
+
+
+class DamagedExperiment(Exception):
+    """runs/<experiment>/ is missing a file or holds one that cannot be read."""
+
+    def __init__(self, experiment: str, path: Path, problem: str):
+        super().__init__(f"{path}: {problem}")
+        self.experiment, self.path, self.problem = experiment, path, problem
+
+    @property
+    def message(self) -> str:
+        """The warning every reader gives for it: the file, the problem, and how to repair it."""
+        return (
+            f"{self.path}: {self.problem}; experiment {self.experiment!r} is shown as damaged until it is "
+            "run again (`raytrain sweep`/`run` with its config plans it again and repairs it)"
+        )
+
+
+@dataclass
+class ExperimentFiles:
+    """What results and reports read from a finished experiment's folder."""
+
+    config: dict
+    best: dict
+    history: list[dict]
+    test: dict | None
+
+
+# needed by every reader; the rest are checked only when present (older runs lack the predictions)
+REQUIRED_ARTIFACTS = (CONFIG, BEST_WEIGHTS, BEST_METRICS, HISTORY)
+
+
+def has_artifacts(folder: Path) -> bool:
+    """Whether a finished trial published anything into `folder`: it is an experiment, whole or damaged."""
+    return any((Path(folder) / name).is_file() for name in TRIAL_ARTIFACTS)
+
+
+def read_experiment(runs_dir: Path, experiment: str) -> ExperimentFiles:
+    """Read and check runs/<experiment>/; raise DamagedExperiment naming the first bad file.
+
+    The binary files are checked cheaply (no torch): a truncated zip (best.pt, *.npz) loses its
+    directory at the end, and a truncated .npy is shorter than its header says."""
+    folder = experiment_dir(runs_dir, experiment)
+    for name in REQUIRED_ARTIFACTS:
+        if not (folder / name).is_file():
+            raise DamagedExperiment(experiment, folder / name, "missing")
+    for name in (BEST_WEIGHTS, VAL_PREDICTIONS, TEST_PREDICTIONS):
+        if (folder / name).is_file() and not zipfile.is_zipfile(folder / name):
+            raise DamagedExperiment(experiment, folder / name, "truncated or not a torch/numpy archive")
+    for name in (BEST_CONFUSION, TEST_CONFUSION):
+        if (folder / name).is_file():
+            _parse(experiment, folder / name, lambda p: np.load(p, mmap_mode="r"))
+    config = _parse(experiment, folder / CONFIG, lambda p: yaml.safe_load(p.read_text(encoding="utf-8")), dict)
+    best = _parse(experiment, folder / BEST_METRICS, read_json, dict)
+    history = _parse(experiment, folder / HISTORY, read_json, list)
+    test = _parse(experiment, folder / TEST_METRICS, read_json, dict) if (folder / TEST_METRICS).is_file() else None
+    return ExperimentFiles(config, best, history, test)
+
+
+def _parse(experiment: str, path: Path, read, kind: type | None = None):
+    try:
+        value = read(path)
+    except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise DamagedExperiment(experiment, path, f"unreadable ({type(err).__name__}: {_first_line(err)})") from None
+    if kind is not None and not isinstance(value, kind):
+        raise DamagedExperiment(experiment, path, f"holds {type(value).__name__}, not the {kind.__name__} raytrain writes")
+    return value
+
+
+def _first_line(err: Exception) -> str:
+    return (str(err).splitlines() or [""])[0][:200]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Before a sweep: can runs/ be written at all?
+
+
+class UnwritableRuns(UserError):
+    """runs/ (or the Tune storage in it) cannot take a file: read-only, full, or no permission."""
+
+
+def check_writable(folder: Path) -> None:
+    """Create `folder` and write, fsync and delete a small file in it, so that a read-only or full
+    disk stops a sweep before any training is spent on results that could not be kept."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(dir=folder, prefix=".raytrain-write-check.", suffix=".tmp")
+        try:
+            os.write(fd, b"x" * 4096)  # a page: tmpfs and most file systems allocate on write
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+            os.unlink(probe)
+    except OSError as err:
+        raise UnwritableRuns(f"{folder}: cannot write here ({_describe_os_error(err)})") from None
+
+
+def _describe_os_error(err: OSError) -> str:
+    hints = {
+        errno.ENOSPC: "no space left on device: free some space",
+        errno.EDQUOT: "disk quota exceeded: free some space",
+        errno.EROFS: "read-only file system: choose a writable --runs-dir",
+        errno.EACCES: "permission denied: choose a folder you can write, or fix its permissions",
+        errno.EPERM: "permission denied: choose a folder you can write, or fix its permissions",
+    }
+    return hints.get(err.errno, f"{err.strerror or err}")

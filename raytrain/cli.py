@@ -1,7 +1,8 @@
 """Command line: argparse verbs that call the package's functions.
 
 Every user error (ConfigError, DatasetError, ...) becomes one message on stderr and exit code 2, with
-no traceback; anything else is a bug and keeps its traceback. Heavy imports happen inside the verbs
+no traceback; anything else is a bug and keeps its traceback. A damaged file under runs/ is one
+`warning:` line on stderr, once, and the command goes on. Heavy imports happen inside the verbs
 so `raytrain validate` stays fast.
 """
 
@@ -9,6 +10,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+import warnings
+from contextlib import contextmanager
 from pathlib import Path
 
 from raytrain.config import ConfigError, config_hash, load_config, to_yaml
@@ -24,7 +27,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return EXIT_USER_ERROR
     try:
-        return args.handler(args) or 0
+        with _damage_as_one_line():
+            return args.handler(args) or 0
     except KeyboardInterrupt:
         print("\ncancelled", file=sys.stderr)
         return 130
@@ -34,6 +38,29 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as err:
         print(f"error: {err}", file=sys.stderr)
         return EXIT_USER_ERROR
+
+
+@contextmanager
+def _damage_as_one_line():
+    """While a verb runs, each distinct DamagedRunsWarning is printed once as `warning: ...`, with no
+    source line: the message names the file and what was skipped, which is all a user can act on."""
+    from raytrain.artifacts import DamagedRunsWarning
+
+    shown: set[str] = set()  # by hand: Ray changes the warning filters, which resets Python's own "once"
+    with warnings.catch_warnings():
+        warnings.simplefilter("always", DamagedRunsWarning)
+        previous = warnings.showwarning
+
+        def show(message, category, filename, lineno, file=None, line=None):
+            if issubclass(category, DamagedRunsWarning):
+                if str(message) not in shown:
+                    shown.add(str(message))
+                    print(f"warning: {message}", file=sys.stderr, flush=True)
+            else:
+                previous(message, category, filename, lineno, file, line)
+
+        warnings.showwarning = show
+        yield
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -215,10 +242,13 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of starting over?",
         args.yes, default=True,
     ):
-        return _finish(sweep.run_sweep(sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name)), restore=True), args.runs_dir)
+        settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
+        sweep.require_writable(Path(settings.runs_dir), settings.storage)
+        return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
         print("cancelled")
         return 130
+    sweep.require_writable(args.runs_dir, args.storage)
     settings = sweep.start_sweep(
         plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
         address=args.address, max_concurrent=args.max_concurrent,
@@ -233,6 +263,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise sweep.SweepError(f"{path}: no such sweep; `ls {args.runs_dir}/_tune` lists them")
     settings = sweep.SweepSettings.load(path)
+    sweep.require_writable(Path(settings.runs_dir), settings.storage)
     print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
     return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
 
@@ -245,15 +276,24 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 
 def _finish(outcome, runs_dir: Path) -> int:
-    from raytrain import results
-
-    results.export(runs_dir)  # runs/results.parquet, .csv, history.parquet, per_class.parquet
+    _export(runs_dir)
     print(f"\n{len(outcome.completed)} completed, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     if outcome.unfinished:
         print(f"  interrupted: `raytrain resume --runs-dir {runs_dir}` continues {', '.join(outcome.unfinished)}")
     return outcome.exit_code
+
+
+def _export(runs_dir: Path, frame=None) -> None:
+    """runs/results.parquet, .csv, history.parquet and per_class.parquet, kept in step with runs/."""
+    from raytrain import results
+
+    try:
+        results.export(runs_dir, frame)
+    except OSError as err:  # a full or read-only disk: the experiments are safe; the tables can wait
+        print(f"warning: {runs_dir}: could not write results.parquet/.csv ({err.strerror or err}); "
+              "`raytrain compare` writes them once the folder can be written", file=sys.stderr)
 
 
 def _confirm(question: str, yes: bool, *, default: bool) -> bool:
@@ -274,7 +314,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
     frame = results.load(args.runs_dir)
     if frame.empty:
         raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
-    results.export(args.runs_dir, frame)  # keep runs/results.* in step with what is shown
+    _export(args.runs_dir, frame)
     if args.filter:
         frame = frame[frame["experiment"].str.startswith(args.filter)]
         if frame.empty:

@@ -22,7 +22,9 @@ DEFAULT_CONFIGS = Path("configs")
 class PlannedTrial:
     config: ExperimentConfig
     source: Path
-    status: str  # "new", "done" (in runs/, same config hash) or "changed" (in runs/, another hash)
+    # "new", "done" (in runs/, same config hash), "changed" (in runs/, another hash) or "damaged" (in
+    # runs/ but missing a file or holding an unreadable one: planned again, which repairs it)
+    status: str
     changes: dict = field(default_factory=dict)  # dotted key -> (baseline value, this value)
     scheduler: dict | None = None  # the source config's search.scheduler when it asks for ASHA
 
@@ -39,7 +41,7 @@ class SweepPlan:
 
     @property
     def to_run(self) -> list[PlannedTrial]:
-        return [t for t in self.trials if self.force or t.status == "new"]
+        return [t for t in self.trials if self.force or t.status in ("new", "damaged")]
 
 
 def plan_sweep(
@@ -93,8 +95,13 @@ def plan_sweep(
 
 
 def _status(runs_dir: Path, config: ExperimentConfig) -> str:
-    if not artifacts.is_complete(runs_dir, config.name):
+    if not artifacts.has_artifacts(artifacts.experiment_dir(runs_dir, config.name)):
         return "new"
+    try:
+        artifacts.read_experiment(runs_dir, config.name)
+    except artifacts.DamagedExperiment as damage:
+        artifacts.warn_damaged(damage.message)
+        return "damaged"
     stored = load_config(artifacts.experiment_dir(runs_dir, config.name) / artifacts.CONFIG)
     return "done" if config_hash(stored) == config_hash(config) else "changed"
 

@@ -117,7 +117,14 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
         f'<p class="meta">Runs folder <code>{_esc(runs_dir.resolve())}</code> &middot; {n} experiment{"s" if n != 1 else ""}{_esc(groups)}'
         f" &middot; generated {_esc(now.strftime('%Y-%m-%d %H:%M %Z').strip())}</p>",
     ]
-    unfinished = frame[frame["status"] != "completed"]
+    damaged = frame[frame["status"] == results.DAMAGED]
+    if len(damaged):
+        problems = "; ".join(f"{name}: {problem}" for name, problem in zip(damaged["experiment"], damaged["problem"]))
+        parts.append(
+            f'<p class="note">{len(damaged)} of {n} experiments {"is" if len(damaged) == 1 else "are"} damaged and left out of '
+            f"the plots: {_esc(problems)}. Run {'its' if len(damaged) == 1 else 'their'} config again to repair it.</p>"
+        )
+    unfinished = frame[~frame["status"].isin(["completed", results.DAMAGED])]
     if len(unfinished):
         names = ", ".join(f"{name} ({status})" for name, status in zip(unfinished["experiment"], unfinished["status"]))
         parts.append(
@@ -319,8 +326,8 @@ def confusion_html(runs_dir: Path, frame: pd.DataFrame) -> str:
     shown = []
     for _, row in frame.iterrows():
         folder = artifacts.experiment_dir(runs_dir, row["experiment"])
-        # a trial still running may have a folder half published: only a complete one is shown
-        if artifacts.is_complete(runs_dir, row["experiment"]) and (folder / artifacts.BEST_CONFUSION).is_file():
+        # results.load checked the folder: a damaged one (or one half published) is not shown
+        if row["status"] != results.DAMAGED and (folder / artifacts.BEST_CONFUSION).is_file():
             shown.append((row["experiment"], folder))
         if len(shown) == TOP_CONFUSION:
             break

@@ -2,7 +2,8 @@
 
 Reads runs/<experiment>/ (finished trials) and, for a sweep still running or interrupted, the
 trials' result.json files under runs/_tune/ — plain files, so a notebook needs no Ray cluster.
-Must not import torch, ray or the training code.
+A damaged file costs only what depends on it: a warning naming it, and a `damaged` row for its
+experiment. Must not import torch, ray or the training code.
 
     from raytrain import results
     df = results.load("runs")
@@ -21,6 +22,7 @@ from raytrain.search import group_of
 
 SCHEMA_VERSION = 1  # bump when a column's name or meaning changes
 METRIC = "val/macro_f1"
+DAMAGED = "damaged"  # the status of an experiment whose folder is missing a file or holds an unreadable one
 SPLITS = ("val", "test")
 RESULTS_PARQUET, RESULTS_CSV = "results.parquet", "results.csv"
 HISTORY_PARQUET, PER_CLASS_PARQUET = "history.parquet", "per_class.parquet"
@@ -33,7 +35,13 @@ def load(runs_dir: str | Path = "runs") -> pd.DataFrame:
     duration. Sorted by val macro F1, best first."""
     runs_dir = Path(runs_dir)
     log = _latest_log_lines(runs_dir)
-    rows = [_finished_row(runs_dir, name, log.get(name, {})) for name in _finished_experiments(runs_dir)]
+    rows = []
+    for name in _experiment_folders(runs_dir):
+        files = _read_or_warn(runs_dir, name)
+        if isinstance(files, artifacts.DamagedExperiment):
+            rows.append(_damaged_row(runs_dir, name, files, log.get(name, {})))
+        else:
+            rows.append(_finished_row(name, files, log.get(name, {})))
     known = {row["experiment"] for row in rows}
     rows += [row for row in _unfinished_rows(runs_dir) if row["experiment"] not in known]
     if not rows:
@@ -47,9 +55,10 @@ def load_history(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """One row per experiment and epoch, with every metric reported that epoch."""
     runs_dir = Path(runs_dir)
     frames = []
-    for name in _finished_experiments(runs_dir):
-        history = artifacts.read_json(artifacts.experiment_dir(runs_dir, name) / artifacts.HISTORY)
-        frames.append(pd.DataFrame(history).assign(experiment=name))
+    for name in _experiment_folders(runs_dir):
+        files = _read_or_warn(runs_dir, name)
+        if not isinstance(files, artifacts.DamagedExperiment):
+            frames.append(pd.DataFrame(files.history).assign(experiment=name))
     finished = {f["experiment"].iloc[0] for f in frames if len(f)}
     for experiment, results in _unfinished_trials(runs_dir):
         if experiment["name"] not in finished and results:
@@ -125,7 +134,10 @@ def hyperparameter_columns(frame: pd.DataFrame) -> list[str]:
 
 def varying_hyperparameters(frame: pd.DataFrame) -> list[str]:
     """Config columns whose value differs between the rows: what a comparison is about."""
-    return [c for c in hyperparameter_columns(frame) if frame[c].astype(str).nunique(dropna=False) > 1]
+    columns = hyperparameter_columns(frame)
+    # a damaged row without a readable config has no values: it says nothing about what varies
+    known = frame.dropna(subset=columns, how="all") if columns else frame
+    return [c for c in columns if known[c].astype(str).nunique(dropna=False) > 1]
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -133,39 +145,58 @@ def varying_hyperparameters(frame: pd.DataFrame) -> list[str]:
 _HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best", "best_epoch", "precision_used"}
 
 
-def _finished_experiments(runs_dir: Path) -> list[str]:
-    """Experiment folders with a config.yaml: runs/<name>/, or runs/<name>/seed-<n>/ for repeats."""
+def _experiment_folders(runs_dir: Path) -> list[str]:
+    """Folders a finished trial published into, whole or damaged: runs/<name>/, or
+    runs/<name>/seed-<n>/ for repeats. Folders starting with _ or . are raytrain's own."""
     if not runs_dir.is_dir():
         return []
-    candidates = [p.parent for pattern in ("*/" + artifacts.CONFIG, "*/seed-*/" + artifacts.CONFIG) for p in runs_dir.glob(pattern)]
-    names = {p.relative_to(runs_dir).as_posix() for p in candidates if not p.name.startswith("_")}
-    return sorted(n for n in names if artifacts.is_complete(runs_dir, n))
+    candidates = [p for pattern in ("*/", "*/seed-*/") for p in runs_dir.glob(pattern)]
+    names = {p.relative_to(runs_dir).as_posix() for p in candidates if not p.relative_to(runs_dir).as_posix().startswith(("_", "."))}
+    return sorted(n for n in names if artifacts.has_artifacts(runs_dir / n))
+
+
+def _read_or_warn(runs_dir: Path, name: str) -> artifacts.ExperimentFiles | artifacts.DamagedExperiment:
+    try:
+        return artifacts.read_experiment(runs_dir, name)
+    except artifacts.DamagedExperiment as damage:
+        artifacts.warn_damaged(damage.message)  # one call site, so load() and load_history() warn once
+        return damage
 
 
 def _latest_log_lines(runs_dir: Path) -> dict[str, dict]:
     return {record["experiment"]: record for record in artifacts.read_log(runs_dir)}
 
 
-def _finished_row(runs_dir: Path, name: str, log: dict) -> dict:
-    folder = artifacts.experiment_dir(runs_dir, name)
-    config = yaml.safe_load((folder / artifacts.CONFIG).read_text())
-    history = artifacts.read_json(folder / artifacts.HISTORY)
-    best = artifacts.read_json(folder / artifacts.BEST_METRICS)
+def _finished_row(name: str, files: artifacts.ExperimentFiles, log: dict) -> dict:
+    history, best = files.history, files.best
     row = {
         "experiment": name,
         "group": group_of(name),
         "status": log.get("status", "completed"),
         "sweep": log.get("sweep"),
-        **_flatten(config),
+        **_flatten(files.config),
         **_metrics_columns(best),
         "best_epoch": best["epoch"],
         "epochs_run": len(history),
         "duration_s": log.get("duration_s", float(sum(h.get("epoch_time_s", 0.0) for h in history))),
         "config_hash": log.get("config_hash"),
     }
-    test_path = folder / artifacts.TEST_METRICS
-    if test_path.is_file():
-        row |= _metrics_columns(artifacts.read_json(test_path))
+    if files.test is not None:
+        row |= _metrics_columns(files.test)
+    return row
+
+
+def _damaged_row(runs_dir: Path, name: str, damage: artifacts.DamagedExperiment, log: dict) -> dict:
+    """A row that says what is wrong; no metrics, since the files that hold them cannot be trusted."""
+    row = {
+        "experiment": name, "group": group_of(name), "status": DAMAGED, "sweep": log.get("sweep"),
+        "problem": f"{damage.path.name}: {damage.problem}", "config_hash": log.get("config_hash"),
+    }
+    if damage.path.name != artifacts.CONFIG:  # the config is still readable: its columns help find the run
+        try:
+            row |= _flatten(yaml.safe_load((artifacts.experiment_dir(runs_dir, name) / artifacts.CONFIG).read_text()))
+        except (OSError, ValueError, yaml.YAMLError, AttributeError):
+            pass
     return row
 
 
@@ -180,16 +211,35 @@ def _metrics_columns(metrics: dict) -> dict:
 
 
 def _unfinished_trials(runs_dir: Path) -> list[tuple[dict, list[dict]]]:
-    """(experiment config, its reported results) for each trial folder of every Tune experiment."""
+    """(experiment config, its reported results) for each trial folder of every Tune experiment.
+    A Tune folder that was deleted or moved simply has no trials here."""
     trials = []
     for result_file in sorted((runs_dir / artifacts.TUNE_DIR).glob("*/*/result.json")):
         params = result_file.parent / "params.json"
         if not params.is_file():
             continue
-        experiment = json.loads(params.read_text())["experiment"]
-        results = [json.loads(line) for line in result_file.read_text().splitlines() if line.strip()]
-        trials.append((experiment, results))
+        try:
+            experiment = json.loads(params.read_text())["experiment"]
+        except (OSError, ValueError, KeyError, TypeError) as err:
+            artifacts.warn_damaged(f"{params}: unreadable ({type(err).__name__}); left out that trial's epochs")
+            continue
+        trials.append((experiment, _result_lines(result_file)))
     return trials
+
+
+def _result_lines(path: Path) -> list[dict]:
+    """Tune's result.json: one JSON object per reported epoch. A running trial may be mid-write."""
+    lines = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        try:
+            record = json.loads(line) if line.strip() else None
+        except ValueError:
+            record = None
+        if isinstance(record, dict) and "epoch" in record:
+            lines.append(record)
+        elif line.strip():
+            artifacts.warn_damaged(f"{path}: line {number} is not a whole result; skipped it")
+    return lines
 
 
 def _unfinished_rows(runs_dir: Path) -> list[dict]:

@@ -8,8 +8,9 @@ needs no Ray; this module is where the Ray Tune driver API is used.
 from __future__ import annotations
 
 import os
+import re
 import signal
-import subprocess
+import sys
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,9 +24,14 @@ from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yam
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
+from raytrain.provenance import git_commit
 from raytrain.train import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, train_experiment
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
+# a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
+# own messages, which name a file and the fix; error.txt beside the trial has the rest
+MAX_REASON_CHARS = 600
+ERROR_FILE = "error.txt"  # what Tune names a trial's traceback file
 SWEEP_FILE_SUFFIX = ".sweep.json"  # runs/_tune/<sweep>.sweep.json: what `resume` needs to rebuild it
 
 
@@ -59,7 +65,24 @@ class SweepSettings:
 
     @classmethod
     def load(cls, path: Path) -> SweepSettings:
-        return cls(**artifacts.read_json(path))
+        try:
+            return cls(**artifacts.read_json(path))._moved_to(Path(path).parent.parent)
+        except (OSError, ValueError, TypeError) as err:  # unreadable, torn JSON, or other keys
+            raise SweepError(
+                f"{path}: cannot read this sweep's settings ({type(err).__name__}: {str(err)[:200]}); it cannot be "
+                "resumed. Its finished experiments are safe in the runs folder: run the same `raytrain sweep` "
+                "command again and only the unfinished ones run"
+            ) from None
+
+    def _moved_to(self, runs_dir: Path) -> SweepSettings:
+        """The settings as they apply where the runs folder is now: a moved (or copied) runs/ keeps
+        its Tune experiment inside, at runs/_tune, so both paths follow it. Other storage stays."""
+        here = str(runs_dir.resolve())
+        if self.runs_dir != here:
+            if self.storage == str(Path(self.runs_dir) / artifacts.TUNE_DIR):
+                self.storage = str(Path(here) / artifacts.TUNE_DIR)
+            self.runs_dir = here
+        return self
 
 
 def sweep_file(runs_dir: Path, name: str) -> Path:
@@ -87,6 +110,7 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
+    _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
     experiments = [_with_concrete_resources(t.config) for t in plan.to_run]
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     name = plan.name
@@ -104,26 +128,100 @@ def start_sweep(
     )
 
 
+def _note_shared_storage(storage: str) -> None:
+    nodes = [node for node in ray.nodes() if node.get("Alive")]
+    if len(nodes) > 1 and "://" not in storage:
+        # a head-local path fails only once a trial on another node checkpoints (docs/ray-notes.md)
+        print(
+            f"note: {len(nodes)} nodes: trials on every node write their checkpoints to {storage}, so it must be one "
+            "shared folder mounted at that path on every node (NFS), or pass --storage s3://...", flush=True,
+        )
+
+
 def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome:
     """Run (or restore) the sweep's Tuner to the end or to Ctrl+C / SIGTERM. Trials are published to
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial."""
     _connect(settings.address)
-    # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (RAY_NOTES)
+    # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(
         tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
     )
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
     if restore:
-        tuner = tune.Tuner.restore(
-            settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
-        )
+        tuner = _restore(settings, trainable, param_space)
     else:
         settings.save()
         tuner = _new_tuner(settings, trainable, param_space)
     with _sigterm_like_ctrl_c():
-        tuner.fit()
+        try:
+            tuner.fit()
+        except Exception as err:
+            # at its end fit() reads every trial's error files back; a disk that filled up leaves
+            # them empty (EOFError, docs/ray-notes.md). The outcome is read from the files below.
+            problem = unwritable(settings)
+            if problem is None:
+                raise
+            print(f"warning: {problem}; the sweep ended early ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
+    if restore:
+        publish_unpublished(settings)
     return summarize(settings)
+
+
+def require_writable(runs_dir: str | Path, storage: str | None) -> None:
+    """Called before Ray starts, so a read-only or full disk fails the command before any training."""
+    artifacts.check_writable(Path(runs_dir))
+    if storage and "://" not in storage:  # a bucket is checked by Tune itself when the sweep starts
+        artifacts.check_writable(Path(storage))
+
+
+def unwritable(settings: SweepSettings) -> str | None:
+    """Why the sweep's runs folder (or local Tune storage) cannot take a file now, or None."""
+    try:
+        require_writable(settings.runs_dir, settings.storage)
+    except artifacts.UnwritableRuns as err:
+        return str(err)
+    return None
+
+
+def publish_unpublished(settings: SweepSettings) -> None:
+    """Publish every trial Tune finished that is not whole in runs/: its publishing failed (a full
+    disk) or the folder was damaged since. The trial's last checkpoint holds every artifact."""
+    publisher = RunsPublisher(settings.runs_dir, settings.name)
+    for trial in tune_trials(settings) or []:
+        if trial.status == "TERMINATED" and not published(settings.runs_dir, trial.config[EXPERIMENT_KEY]["name"]):
+            publisher.on_trial_complete(None, [], trial)
+
+
+def published(runs_dir: str | Path, experiment: str) -> bool:
+    try:
+        artifacts.read_experiment(Path(runs_dir), experiment)
+    except artifacts.DamagedExperiment:
+        return False
+    return True
+
+
+def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
+    rerun = (
+        f"Its finished experiments are safe in {settings.runs_dir}: run the same `raytrain sweep` command "
+        "again and only the unfinished ones run"
+    )
+    if not tune.Tuner.can_restore(settings.experiment_path):
+        raise SweepError(
+            f"{settings.experiment_path}: sweep {settings.name}'s Tune experiment is not there (deleted or moved?), "
+            f"so it cannot be resumed. {rerun}"
+        )
+    try:
+        tune.ExperimentAnalysis(settings.experiment_path)
+    except (OSError, ValueError, EOFError) as err:
+        # given a torn state file (a full disk), Tuner.restore would start every trial over (docs/ray-notes.md)
+        raise SweepError(
+            f"{settings.experiment_path}: sweep {settings.name}'s Tune state cannot be read "
+            f"({type(err).__name__}: {str(err)[:200]}), so it cannot be resumed. {rerun}"
+        ) from None
+    return tune.Tuner.restore(
+        settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+    )
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
@@ -167,7 +265,7 @@ def trial_name(trial) -> str:
 
 
 def trial_dirname(trial) -> str:
-    # short, unique and one folder deep: long names hit path limits (RAY_NOTES), and a repeat's
+    # short, unique and one folder deep: long names hit path limits (docs/ray-notes.md), and a repeat's
     # "baseline/seed-2" would nest
     return f"{trial.config[EXPERIMENT_KEY]['name'][:60].replace('/', '__')}_{trial.trial_id}"
 
@@ -190,7 +288,7 @@ def _load_datasets(settings: SweepSettings) -> dict:
 
 def _connect(address: str | None) -> None:
     # a checkpoint every epoch with num_to_keep=1 forces frequent experiment snapshots, which is
-    # what we want; Tune warns about it on every epoch otherwise (RAY_NOTES)
+    # what we want; Tune warns about it on every epoch otherwise (docs/ray-notes.md)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     if ray.is_initialized():
         return
@@ -201,7 +299,7 @@ def _connect(address: str | None) -> None:
         return
     if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
         # Ray 2.60 turns token auth on by default, but a client given an explicit address does not
-        # send its token unless told to (RAY_NOTES); without it the connection fails after ~20 s
+        # send its token unless told to (docs/ray-notes.md); without it the connection fails after ~20 s
         os.environ.setdefault("RAY_AUTH_MODE", "token")
     ray.init(address=address, log_to_driver=False, configure_logging=False)
 
@@ -213,7 +311,7 @@ def _with_concrete_resources(config: ExperimentConfig) -> dict:
     if gpu is None:
         gpu = 1.0 if gpus_in_cluster else 0.0  # a GPU per trial where there are GPUs, else the CPU
     if gpu > 0 and gpus_in_cluster == 0:
-        # Tune would keep such a trial PENDING forever without an error (RAY_NOTES)
+        # Tune would keep such a trial PENDING forever without an error (docs/ray-notes.md)
         raise SweepError(
             f"{config.name}: resources.gpu: asks for {gpu:g} GPU per trial, but the Ray cluster has no GPU; "
             "use --gpus-per-trial 0 (or resources.gpu: 0) to train on the CPU, or connect to a cluster with GPUs (--address)"
@@ -246,7 +344,7 @@ class RunsPublisher(tune.Callback):
     def __init__(self, runs_dir: str, sweep: str):
         self.runs_dir = Path(runs_dir)
         self.sweep = sweep
-        self.commit = _git_commit()
+        self.commit = git_commit()
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         experiment = trial.config[EXPERIMENT_KEY]
@@ -260,17 +358,24 @@ class RunsPublisher(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
-        if self._logged_status(name) == "completed":
+        if self._logged_status(name) == "completed" and published(self.runs_dir, name):
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
             return
-        with trial.checkpoint.as_directory() as folder:
-            config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
-            artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
-            best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
-            test_path = Path(folder) / artifacts.TEST_METRICS
-            test = artifacts.read_json(test_path) if test_path.is_file() else None
+        try:
+            with trial.checkpoint.as_directory() as folder:
+                config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
+                artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
+                best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
+                test_path = Path(folder) / artifacts.TEST_METRICS
+                test = artifacts.read_json(test_path) if test_path.is_file() else None
+        except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
+            self._append(trial, "failed", error=(
+                f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
+                f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
+            ))
+            return
         self._append(trial, "completed", best=best, test=test)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -303,7 +408,10 @@ class RunsPublisher(tune.Callback):
             "trial_id": trial.trial_id,
             "error": error,
         }
-        artifacts.append_log(self.runs_dir, record)
+        try:
+            artifacts.append_log(self.runs_dir, record)
+        except OSError as err:  # a full disk: say it here at least; the sweep's summary says it again
+            print(f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}", flush=True)
         if status == "completed":
             print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
         else:
@@ -311,20 +419,51 @@ class RunsPublisher(tune.Callback):
 
 
 def _error_summary(trial) -> str:
-    path = getattr(trial, "error_file", None) or ""
+    """The trial's last failure as one line: its exception's own message, whole lines from the
+    first, up to MAX_REASON_CHARS, and where the full traceback is."""
+    text = _error_text(trial)
+    where = f"{trial.path}/{ERROR_FILE}" if trial.path else ERROR_FILE
+    if text is None:
+        return f"trial failed; no {ERROR_FILE} was saved (looked for {where})"
+    return f"{failure_reason(text)} (full traceback: {where})"
+
+
+def _error_text(trial) -> str | None:
+    # the driver writes error.txt to its Ray session's staging folder and syncs it to the storage
+    # later; trial.error_file needs a running Ray (docs/ray-notes.md), so a command run after the
+    # sweep, without Ray, reads the synced copy from the storage
+    if ray.is_initialized() and trial.error_file and Path(trial.error_file).is_file():
+        return Path(trial.error_file).read_text(errors="replace")
     try:
-        lines = [line for line in Path(path).read_text().splitlines() if line.strip()]
+        return trial.get_error()
     except OSError:
-        return "trial failed (no error file)"
-    return lines[-1][:500] if lines else "trial failed"
-
-
-def _git_commit() -> str | None:
-    try:
-        out = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5)
-    except (OSError, subprocess.TimeoutExpired):
         return None
-    return out.stdout.strip() or None
+
+
+_TRACEBACK_FRAME = re.compile(r"^\s+File \"")
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+
+def failure_reason(error_text: str) -> str:
+    """error.txt -> the message of the exception that ended the last failure, on one line.
+
+    error.txt holds one block per failure ("Failure # N ..."), each a traceback ending in
+    `Type: message`, where the message may run over several lines: the useful part is its start.
+    """
+    text = _ANSI.sub("", error_text)
+    block = text.split("Failure # ")[-1].splitlines()
+    frames = [i for i, line in enumerate(block) if _TRACEBACK_FRAME.match(line)]
+    after = block[frames[-1] + 1:] if frames else block[1:]
+    # the frame's source and caret lines are indented; the exception starts at the first line that is not
+    start = next((i for i, line in enumerate(after) if line.strip() and not line.startswith((" ", "\t"))), None)
+    lines = [line.strip() for line in after[start:]] if start is not None else []
+    message = " ".join(line for line in lines if line)
+    message = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=\w+: )", "", message)  # raytrain.models.ModelError -> ModelError
+    if not message:
+        return "trial failed"
+    if len(message) > MAX_REASON_CHARS:
+        message = message[: MAX_REASON_CHARS - 1].rsplit(" ", 1)[0] + " …"
+    return message
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -347,13 +486,19 @@ class SweepOutcome:
 
 
 def summarize(settings: SweepSettings) -> SweepOutcome:
-    # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (RAY_NOTES)
-    analysis = tune.ExperimentAnalysis(settings.experiment_path)
+    # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (docs/ray-notes.md)
+    trials = tune_trials(settings)
+    return _summarize_from_log(settings) if trials is None else _summarize_trials(settings, trials)
+
+
+def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
     completed, failed, unfinished = [], {}, []
-    for trial in analysis.trials:
+    for trial in trials:
         name = trial.config[EXPERIMENT_KEY]["name"]
         if trial.status == "ERROR":
             failed[name] = _error_summary(trial)
+        elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
+            failed[name] = _logged_error(settings, name) or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
         elif trial.status == "TERMINATED":
             completed.append(name)
         else:
@@ -361,13 +506,50 @@ def summarize(settings: SweepSettings) -> SweepOutcome:
     return SweepOutcome(sorted(completed), failed, sorted(unfinished))
 
 
+def tune_trials(settings: SweepSettings) -> list | None:
+    """The sweep's trials as Tune recorded them, or None (with a warning) where that record is gone
+    or damaged: Tune writes its state file in place, so a disk that fills up can leave it torn."""
+    try:
+        return tune.ExperimentAnalysis(settings.experiment_path).trials
+    except (OSError, ValueError, EOFError) as err:  # a torn JSON state file is a ValueError
+        artifacts.warn_damaged(
+            f"{settings.experiment_path}: Tune's record of sweep {settings.name} is unreadable "
+            f"({type(err).__name__}: {str(err)[:120]}); the outcome is taken from {settings.runs_dir}/{artifacts.EXPERIMENT_LOG}"
+        )
+        return None
+
+
+def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
+    completed, failed, unfinished = [], {}, []
+    for experiment in settings.experiments:
+        name = experiment["name"]
+        if published(settings.runs_dir, name):
+            completed.append(name)
+        elif error := _logged_error(settings, name):
+            failed[name] = error
+        else:
+            unfinished.append(name)
+    return SweepOutcome(sorted(completed), failed, sorted(unfinished))
+
+
+def _logged_error(settings: SweepSettings, name: str) -> str | None:
+    lines = [r for r in artifacts.read_log(Path(settings.runs_dir)) if r["sweep"] == settings.name and r["experiment"] == name]
+    return lines[-1].get("error") if lines and lines[-1]["status"] == "failed" else None
+
+
 def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
     """The unfinished trials of sweep `name` if it exists and can be restored, else None."""
     path = sweep_file(runs_dir, name)
     if not path.is_file():
         return None
-    settings = SweepSettings.load(path)
+    try:
+        settings = SweepSettings.load(path)
+    except SweepError:
+        artifacts.warn_damaged(f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew")
+        return None
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
-    unfinished = summarize(settings).unfinished
-    return unfinished or None
+    trials = tune_trials(settings)
+    if trials is None:  # Tune could not restore it either
+        return None
+    return _summarize_trials(settings, trials).unfinished or None

@@ -13,7 +13,10 @@ from rich.table import Table
 
 from raytrain.plan import SweepPlan
 
-STATUS_TEXT = {"new": "to run", "done": "done (skipped)", "changed": "done, config changed (skipped)"}
+STATUS_TEXT = {
+    "new": "to run", "done": "done (skipped)", "changed": "done, config changed (skipped)",
+    "damaged": "damaged (to run again, which repairs it)",
+}
 
 
 def terminal_width() -> int:
@@ -37,7 +40,7 @@ def plan_table(plan: SweepPlan) -> str:
     for column in ("experiment", "status", "differs from baseline", "per trial"):
         table.add_column(column, overflow="fold")
     for trial in plan.trials:
-        status = "to run (--force)" if plan.force and trial.status != "new" else STATUS_TEXT[trial.status]
+        status = "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
         changes = ", ".join(f"{key}={_short(new)}" for key, (_, new) in trial.changes.items() if not key.startswith("resources."))
         resources = trial.config.resources
         gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"

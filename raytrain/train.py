@@ -92,7 +92,7 @@ class PatienceStopper(tune.Stopper):
     """Stops a trial once `epochs_since_best` reaches that trial's own other.patience.
 
     A pure function of the result: the counter lives in the trainable and its checkpoint, so a
-    restored sweep stops exactly where an uninterrupted one would (see RAY_NOTES.md).
+    restored sweep stops exactly where an uninterrupted one would (docs/ray-notes.md).
     """
 
     def __call__(self, trial_id: str, result: dict) -> bool:

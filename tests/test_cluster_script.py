@@ -245,4 +245,9 @@ def test_submit_runs_a_sweep_as_a_job_with_trials_on_both_nodes(local_cluster, s
     assert sorted(r["experiment"] for r in log) == ["left", "right"]
     assert all(r["status"] == "completed" for r in log)
     assert len({r["node_id"] for r in log}) == 2, "both trials ran on one node"
+    # the upload has no .git: the commit comes from the submitting checkout
+    from raytrain.provenance import checkout_commit
+
+    assert {r["git_commit"] for r in log} == {checkout_commit(PROJECT_ROOT)}
+    assert f"results in {runs} on the cluster's head node" in proc.stdout
     assert artifacts.is_complete(runs, "left") and artifacts.is_complete(runs, "right")

@@ -212,7 +212,21 @@ def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(ray
     log = {r["experiment"]: r for r in artifacts.read_log(runs)}
     assert log["healthy"]["status"] == "completed" and artifacts.is_complete(runs, "healthy")
     assert log["broken"]["status"] == "failed" and "model.pretrained: false" in log["broken"]["error"]
+    # the reason is the exception's message from its first line, and says where the traceback is
+    reason = log["broken"]["error"]
+    assert reason.startswith("ModelError: model.pretrained: ImageNet weights for 'resnet18' not found: ")
+    assert reason.endswith(f"{log['broken']['sweep']}/{next(runs.glob('_tune/*/broken_*')).name}/error.txt)")
     assert not artifacts.is_complete(runs, "broken")
+    # a later command reads the failed sweep in a process without Ray, as re-running `raytrain run`
+    # does before it starts Ray (it used to ask Ray for its session folder and crash)
+    script = (
+        "import sys; from pathlib import Path; from raytrain import sweep\n"
+        "settings = sweep.SweepSettings.load(sweep.latest_sweep(Path(sys.argv[1])))\n"
+        "print(sweep.interrupted_sweep(Path(sys.argv[1]), settings.name)); print(sweep.summarize(settings).failed['broken'])"
+    )
+    proc = subprocess.run([sys.executable, "-c", script, str(runs)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.stdout.splitlines() == ["None", reason]
 
 
 def test_asking_for_a_gpu_the_cluster_does_not_have_is_a_clear_error(ray_session, synthetic_root, tmp_path, run_cli):

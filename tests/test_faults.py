@@ -1,0 +1,380 @@
+"""Damage a real runs folder (a copy of the shared tiny sweep's) in each way a crash, a full disk or a
+user can, and check what every command says: one warning naming the file, the right exit code, no
+traceback, nothing else lost or altered, and that running the experiment again repairs it."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from raytrain import artifacts, results
+from raytrain.artifacts import DamagedRunsWarning
+from raytrain.plan import plan_sweep
+
+EXPERIMENTS = ["alpha", "beta", "gamma"]
+TABLES = {results.RESULTS_PARQUET, results.RESULTS_CSV, results.HISTORY_PARQUET, results.PER_CLASS_PARQUET, "report.html"}
+
+
+# --- helpers ------------------------------------------------------------------------------------------
+
+
+def copy_runs(tiny_runs: Path, tmp_path: Path) -> Path:
+    """A private copy of the shared sweep's runs/ to damage. Checkpoints are left out (no reader
+    here needs them) and the big best.pt files are hard links: every damage below replaces a file,
+    never writes into it, so the shared original is never touched."""
+    runs = tmp_path / "runs"
+
+    def link_weights(source, target):
+        if source.endswith(".pt"):
+            os.link(source, target)
+        else:
+            shutil.copy2(source, target)
+
+    shutil.copytree(tiny_runs, runs, ignore=shutil.ignore_patterns("checkpoint_*"), copy_function=link_weights)
+    return runs
+
+
+def truncate(path: Path) -> None:
+    """What a crash mid-write leaves: the first half of the file (a new inode: see copy_runs)."""
+    data = path.read_bytes()
+    path.unlink()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def snapshot(runs: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
+    """Every file under runs/ with a digest of its bytes, minus the tables commands rewrite."""
+    files = {}
+    for path in sorted(runs.rglob("*")):
+        relative = path.relative_to(runs).as_posix()
+        if path.is_file() and relative not in TABLES and not relative.startswith(skip):
+            files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
+    return files
+
+
+def warning_lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.startswith("warning:")]
+
+
+def assert_no_traceback(result) -> None:
+    assert "Traceback" not in result.err and "Traceback" not in result.out, result.err[-2000:]
+
+
+@pytest.fixture(scope="module")
+def healthy(tiny_runs):
+    """What results.load says of the undamaged folder, to compare the untouched rows against."""
+    return results.load(tiny_runs).set_index("experiment")
+
+
+def assert_rows_unchanged(frame, healthy, names) -> None:
+    frame = frame.set_index("experiment")
+    for name in names:
+        assert frame.loc[name, "status"] == "completed"
+        for column in ("val/macro_f1", "val/accuracy", "test/macro_f1", "best_epoch", "epochs_run", "training.lr"):
+            assert frame.loc[name, column] == healthy.loc[name, column], (name, column)
+
+
+# --- experiment_log.jsonl --------------------------------------------------------------------------
+
+
+def test_a_torn_last_log_line_is_skipped_with_one_warning_and_the_next_append_starts_a_line(tiny_runs, tmp_path, run_cli, healthy):
+    runs = copy_runs(tiny_runs, tmp_path)
+    log = runs / artifacts.EXPERIMENT_LOG
+    with open(log, "a") as f:
+        f.write('{"time": "2026-11-29T01:00:00+00:00", "sweep": "sweep-x", "experi')  # a crash mid-append
+    before = snapshot(runs)
+
+    result = run_cli("compare", "--runs-dir", runs)
+    assert result.code == 0, result.err
+    assert_no_traceback(result)
+    [warning] = warning_lines(result.err)
+    assert f"{log}: line 4 is not a whole record" in warning and "skipped it" in warning
+    assert all(f" {name} " in result.out for name in EXPERIMENTS)
+    assert run_cli("report", "--runs-dir", runs).code == 0
+    assert snapshot(runs) == before, "reading changed a file"
+
+    record = {"time": "2026-11-29T02:00:00+00:00", "sweep": "sweep-y", "experiment": "delta", "status": "failed"}
+    artifacts.append_log(runs, record)
+    with pytest.warns(DamagedRunsWarning, match="line 4 is not a whole record"):
+        records = artifacts.read_log(runs)
+    assert sorted(r["experiment"] for r in records[:-1]) == EXPERIMENTS
+    assert records[-1] == record, "the new record was glued onto the torn fragment"
+    with pytest.warns(DamagedRunsWarning):
+        assert_rows_unchanged(results.load(runs), healthy, EXPERIMENTS)
+
+
+# --- one experiment's folder -----------------------------------------------------------------------
+
+
+def _garbage(path: Path) -> None:
+    path.unlink()
+    path.write_text("{not json")
+
+
+DAMAGES = {
+    "truncated best_metrics.json": (artifacts.BEST_METRICS, truncate, "unreadable (JSONDecodeError"),
+    "truncated history.json": (artifacts.HISTORY, truncate, "unreadable (JSONDecodeError"),
+    "no config.yaml": (artifacts.CONFIG, Path.unlink, "missing"),
+    "no best_metrics.json": (artifacts.BEST_METRICS, Path.unlink, "missing"),
+    "truncated best.pt": (artifacts.BEST_WEIGHTS, truncate, "truncated or not a torch/numpy archive"),
+    "truncated confusion matrix": (artifacts.BEST_CONFUSION, truncate, "unreadable"),
+    "garbage test_metrics.json": (artifacts.TEST_METRICS, _garbage, "unreadable (JSONDecodeError"),
+}
+
+
+@pytest.mark.parametrize("damage", list(DAMAGES))
+def test_a_damaged_experiment_shows_as_damaged_and_the_others_are_untouched(damage, tiny_runs, tmp_path, run_cli, healthy):
+    file, damage_it, problem = DAMAGES[damage]
+    runs = copy_runs(tiny_runs, tmp_path)
+    damage_it(runs / "alpha" / file)
+    before = snapshot(runs)
+
+    with pytest.warns(DamagedRunsWarning, match=f"alpha/{file}: {problem}".replace("(", r"\(")):
+        frame = results.load(runs)
+    rows = frame.set_index("experiment")
+    assert rows.loc["alpha", "status"] == "damaged" and rows.loc["alpha", "problem"].startswith(f"{file}: {problem}")
+    assert_rows_unchanged(frame, healthy, ["beta", "gamma"])
+    with pytest.warns(DamagedRunsWarning):
+        history = results.load_history(runs)
+    assert {"beta", "gamma"} <= set(history["experiment"])
+
+    result = run_cli("compare", "--runs-dir", runs)
+    assert result.code == 0, result.err
+    assert_no_traceback(result)
+    [warning] = warning_lines(result.err)  # load() and load_history() both met it: said once
+    assert f"{runs / 'alpha' / file}: {problem}" in warning and "run again" in warning
+    alpha_line = next(line for line in result.out.splitlines() if " alpha " in line)
+    assert "damaged" in alpha_line
+
+    # the plan of the same configs runs the damaged experiment again (which repairs it), only it
+    with pytest.warns(DamagedRunsWarning):
+        plan = plan_sweep([tiny_runs.parent / "configs"], runs_dir=runs)
+    assert {t.name: t.status for t in plan.trials} == {"alpha": "damaged", "beta": "done", "gamma": "done"}
+    assert [t.name for t in plan.to_run] == ["alpha"]
+    assert snapshot(runs) == before, "reading changed a file"
+
+
+@pytest.mark.parametrize("damage", ["truncated best_metrics.json", "no config.yaml"])
+def test_the_report_names_a_damaged_experiment_and_draws_the_rest(damage, tiny_runs, tmp_path, run_cli):
+    file, damage_it, _ = DAMAGES[damage]
+    runs = copy_runs(tiny_runs, tmp_path)
+    damage_it(runs / "alpha" / file)
+    result = run_cli("report", "--runs-dir", runs)
+    assert result.code == 0, result.err
+    assert_no_traceback(result)
+    assert len(warning_lines(result.err)) == 1
+    page = (runs / "report.html").read_text()
+    assert "1 of 3 experiments is damaged" in page and f"alpha: {file}" in page
+    assert "beta" in page and "gamma" in page
+
+
+def test_running_the_sweep_again_repairs_a_damaged_experiment_only(tiny_runs, tmp_path, run_cli, synthetic_root):
+    runs = copy_runs(tiny_runs, tmp_path)
+    truncate(runs / "alpha" / artifacts.BEST_METRICS)
+    others = snapshot(runs, skip=("alpha/", "_tune/", artifacts.EXPERIMENT_LOG))
+    log_before = (runs / artifacts.EXPERIMENT_LOG).read_text()
+
+    result = run_cli("sweep", tiny_runs.parent / "configs", "--data-root", synthetic_root, "--runs-dir", runs, "--yes")
+    assert result.code == 0, result.err[-3000:]
+    assert "damaged (to run again, which repairs it)" in result.out and "1 of 3 to run" in result.out
+    assert "1 completed, 0 failed" in result.out
+    artifacts.read_experiment(runs, "alpha")  # whole again
+    assert (runs / artifacts.EXPERIMENT_LOG).read_text().startswith(log_before), "the log is only appended to"
+    assert artifacts.read_log(runs)[-1]["experiment"] == "alpha"
+    assert snapshot(runs, skip=("alpha/", "_tune/", artifacts.EXPERIMENT_LOG)) == others, "another experiment changed"
+    assert (results.load(runs)["status"] == "completed").all()
+
+
+# --- runs/_tune ------------------------------------------------------------------------------------
+
+
+def test_a_deleted_tune_folder_costs_only_the_resume(tiny_runs, tmp_path, run_cli, healthy):
+    runs = copy_runs(tiny_runs, tmp_path)
+    [sweep_folder] = [p for p in (runs / artifacts.TUNE_DIR).iterdir() if p.is_dir()]
+    shutil.rmtree(sweep_folder)
+    before = snapshot(runs)
+
+    result = run_cli("compare", "--runs-dir", runs)
+    assert result.code == 0 and not warning_lines(result.err), result.err
+    assert_rows_unchanged(results.load(runs), healthy, EXPERIMENTS)
+    result = run_cli("resume", "--runs-dir", runs)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert f"{sweep_folder}: sweep {sweep_folder.name}'s Tune experiment is not there (deleted or moved?)" in result.err
+    assert "run the same `raytrain sweep` command again" in result.err
+    assert snapshot(runs) == before
+
+
+def test_a_torn_tune_state_file_is_a_clear_error_on_resume(tiny_runs, tmp_path, run_cli, synthetic_root):
+    """Tune rewrites experiment_state-*.json in place: a disk that fills up can tear it."""
+    runs = copy_runs(tiny_runs, tmp_path)
+    [state] = runs.glob(f"{artifacts.TUNE_DIR}/*/experiment_state-*.json")
+    truncate(state)
+    result = run_cli("resume", "--runs-dir", runs)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert f"{state.parent}: sweep {state.parent.name}'s" in result.err and "cannot be resumed" in result.err
+    # what the message advises: the same sweep command, which finds every experiment done
+    result = run_cli("sweep", tiny_runs.parent / "configs", "--data-root", synthetic_root, "--runs-dir", runs, "--yes")
+    assert result.code == 0 and "nothing to run" in result.out, result.err
+
+
+def test_damaged_tune_files_are_skipped_with_a_warning_each(tiny_runs, tmp_path, run_cli, healthy):
+    runs = copy_runs(tiny_runs, tmp_path)
+    trials = sorted(p for p in (runs / artifacts.TUNE_DIR).glob("*/*") if (p / "result.json").is_file())
+    truncate(trials[0] / "params.json")
+    with open(trials[1] / "result.json", "a") as f:
+        f.write('{"epoch": 3, "val/mac')  # a torn last line
+    result = run_cli("compare", "--runs-dir", runs)
+    assert result.code == 0, result.err
+    assert_no_traceback(result)
+    warnings = warning_lines(result.err)
+    assert len(warnings) == 2
+    assert any(f"{trials[0] / 'params.json'}: unreadable" in w for w in warnings)
+    assert any(f"{trials[1] / 'result.json'}: line" in w and "skipped it" in w for w in warnings)
+    with pytest.warns(DamagedRunsWarning):
+        assert_rows_unchanged(results.load(runs), healthy, EXPERIMENTS)
+
+
+def test_a_damaged_sweep_file_is_a_clear_error_on_resume(tiny_runs, tmp_path, run_cli):
+    runs = copy_runs(tiny_runs, tmp_path)
+    [sweep_file] = (runs / artifacts.TUNE_DIR).glob("*.sweep.json")
+    truncate(sweep_file)
+    result = run_cli("resume", "--runs-dir", runs)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert f"{sweep_file}: cannot read this sweep's settings (JSONDecodeError" in result.err
+
+
+# --- a full or read-only disk (real tmpfs mounts: needs root) ---------------------------------------
+
+
+@pytest.fixture
+def mount_tmpfs(tmp_path):
+    """mount_tmpfs(name, size, *options) -> a fresh tmpfs folder; unmounted after the test."""
+    mounted = []
+
+    def mount(name: str, size: str, *options: str) -> Path:
+        folder = tmp_path / name
+        folder.mkdir()
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
+                              capture_output=True, text=True)
+        if done.returncode != 0:
+            pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.strip()}")
+        mounted.append(folder)
+        return folder
+
+    yield mount
+    for folder in mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def remount(folder: Path, *options: str) -> None:
+    subprocess.run(["mount", "-o", ",".join(["remount", *options]), str(folder)], check=True)
+
+
+@pytest.mark.parametrize("how, expected", [("read-only", "read-only file system"), ("full", "no space left on device")])
+def test_a_runs_folder_that_cannot_be_written_stops_the_sweep_before_it_starts(how, expected, mount_tmpfs, tmp_path, run_cli, synthetic_root):
+    disk = mount_tmpfs("disk", "1m", "ro") if how == "read-only" else mount_tmpfs("disk", "1m")
+    if how == "full":
+        with open(disk / "filler", "wb") as f, pytest.raises(OSError):
+            f.write(b"\0" * 2 * 2**20)
+    configs = tmp_path / "configs"
+    from tests.conftest import write_config
+
+    write_config(configs, "one")
+    result = run_cli("sweep", configs, "--data-root", synthetic_root, "--runs-dir", disk / "runs", "--yes")
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert f"{disk / 'runs'}: cannot write here ({expected}" in result.err
+    assert "[one] epoch" not in result.out, "training started"
+
+
+def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes_it(mount_tmpfs, tmp_path, run_cli, synthetic_root):
+    """runs/ on a 60 MB disk: the first finished trial's folder (a 45 MB best.pt) fits, the second's
+    does not. The Tune storage is elsewhere, so what fills up is the publishing of the second."""
+    from tests.conftest import write_config
+
+    disk = mount_tmpfs("disk", "60m")
+    runs = disk / "runs"
+    configs = tmp_path / "configs"
+    write_config(configs, "first")
+    write_config(configs, "second", training="epochs: 1, batch_size: 16, lr: 0.001")
+    sweep = ["sweep", configs, "--data-root", synthetic_root, "--runs-dir", runs, "--storage", tmp_path / "tune", "--yes"]
+    result = run_cli(*sweep)
+    assert result.code == 1, result.out[-3000:] + result.err[-3000:]
+    assert_no_traceback(result)
+    assert "1 completed, 1 failed" in result.out
+    [failed] = [line for line in result.out.splitlines() if line.startswith("  FAILED ")]
+    assert "No space left on device" in failed and "raytrain resume" in failed
+    done, full = ("first", "second") if "FAILED second" in failed else ("second", "first")
+    kept = snapshot(runs / done)
+    assert not artifacts.has_artifacts(runs / full), "half a folder was left behind"
+
+    remount(disk, "size=200m")  # space freed
+    result = run_cli("resume", "--runs-dir", runs)
+    assert result.code == 0, result.out[-3000:] + result.err[-3000:]
+    assert "2 completed, 0 failed, 0 unfinished" in result.out
+    artifacts.read_experiment(runs, full)
+    assert snapshot(runs / done) == kept, "what was published before the disk filled changed"
+    statuses = [(r["experiment"], r["status"]) for r in artifacts.read_log(runs)]
+    assert statuses.count((done, "completed")) == 1 and statuses[-1] == (full, "completed")
+
+
+# --- reading a failed sweep after the fact -----------------------------------------------------------
+
+
+def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_traceback():
+    from raytrain.sweep import failure_reason
+
+    error_txt = (
+        "Failure # 1 (occurred at 2026-11-29_02-04-25)\n"
+        "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=5268, ip=192.0.2.2, repr=raytrain_trial)\n"
+        '  File "/x/raytrain/models.py", line 131, in _require_cached\n'
+        "    raise ModelError(\n"
+        "raytrain.models.ModelError: model.pretrained: weights not found: /t/r.pth is missing. On a machine with internet run\n"
+        "    curl -L -o r.pth https://example/r.pth\n"
+        "and copy the file to /t/r.pth, or set `model.pretrained: false`.\n"
+        "Failure # 2 (occurred at 2026-11-29_02-04-34)\n"
+        '  File "/x/train.py", line 9, in save\n'
+        "OSError: [Errno 28] No space left on device: '/runs/_tune/x'\n"
+    )
+    assert failure_reason(error_txt) == "OSError: [Errno 28] No space left on device: '/runs/_tune/x'", "the last failure"
+    first = failure_reason(error_txt.split("Failure # 2")[0])
+    assert first.startswith("ModelError: model.pretrained: weights not found: /t/r.pth is missing.")
+    assert first.endswith("or set `model.pretrained: false`."), "the message is cut"
+    assert len(failure_reason(error_txt.replace("copy the file", "copy " * 500))) <= 600
+
+
+# --- submit: results must outlive the job ----------------------------------------------------------
+
+
+@pytest.mark.parametrize("runs_dir", [[], ["--runs-dir", "runs"], ["--runs-dir=results/runs"]])
+def test_submit_refuses_a_runs_dir_inside_the_jobs_temporary_folder(runs_dir, run_cli):
+    # port 9 (discard): nothing listens, so reaching the cluster would fail differently and later
+    result = run_cli("submit", "--address", "http://127.0.0.1:9", "--", "sweep", "--data-root", "/data/fer", *runs_dir)
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert "submit: sweep:" in result.err and "temporary working directory on the head node" in result.err
+    assert "--runs-dir /mnt/shared/raytrain/runs" in result.err and "cluster/README.md" in result.err
+
+
+def test_a_submitted_job_records_the_submitting_checkouts_commit(monkeypatch):
+    from raytrain.jobs import job_runtime_env
+    from raytrain.provenance import COMMIT_ENV_VAR, git_commit
+    from tests.conftest import PROJECT_ROOT
+
+    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    if head.returncode != 0:
+        pytest.skip("not a git checkout")
+    env = job_runtime_env(PROJECT_ROOT)
+    assert env == {"working_dir": str(PROJECT_ROOT), "env_vars": {COMMIT_ENV_VAR: head.stdout.strip()}}
+    # inside the job, where the upload has no .git, the sweep records what submit passed on
+    monkeypatch.setenv(COMMIT_ENV_VAR, "abc1234")
+    assert git_commit() == "abc1234"
