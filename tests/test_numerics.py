@@ -80,17 +80,14 @@ def test_out_of_gpu_memory_names_the_knobs_to_turn():
     assert "a whole GPU" in whole and "lower training.batch_size" in whole
 
 
-def test_precision_flag_reaches_every_planned_config(tmp_path, run_cli):
-    from raytrain import artifacts
-    from raytrain.config import load_config, to_yaml
+def test_precision_flag_reaches_every_planned_config(tiny_runs, tmp_path, run_cli):
+    import shutil
+
     from tests.conftest import write_config
 
-    config = write_config(tmp_path / "configs", "one")
+    write_config(tmp_path / "configs", "alpha")  # the config tiny_runs finished `alpha` with
     runs = tmp_path / "runs"
-    finished = artifacts.experiment_dir(runs, "one")  # as if `one` had finished with the default precision
-    for name in (artifacts.BEST_WEIGHTS, artifacts.BEST_METRICS):
-        artifacts.write_text(finished / name, "{}")
-    artifacts.write_text(finished / artifacts.CONFIG, to_yaml(load_config(config)))
+    shutil.copytree(tiny_runs / "alpha", runs / "alpha")
 
     same = run_cli("sweep", tmp_path / "configs", "--dry-run", "--runs-dir", runs)
     assert same.code == 0 and "done (skipped)" in same.out
