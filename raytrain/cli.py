@@ -242,7 +242,8 @@ def _finish(outcome, runs_dir: Path) -> int:
     from raytrain import results
 
     results.export(runs_dir)  # runs/results.parquet, .csv, history.parquet, per_class.parquet
-    print(f"\n{len(outcome.completed)} completed, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
+    pruned = f", {len(outcome.pruned)} pruned" if outcome.pruned else ""  # stopped early by ASHA
+    print(f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     if outcome.unfinished:

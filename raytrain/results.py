@@ -134,10 +134,12 @@ _HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best
 
 
 def _finished_experiments(runs_dir: Path) -> list[str]:
-    """Experiment folders with a config.yaml: runs/<name>/, or runs/<name>/seed-<n>/ for repeats."""
+    """Experiment folders with a config.yaml: runs/<name>/, runs/<name>/seed-<n>/ for repeats, or
+    runs/<search>/t<nnn>/ for the trials of an adaptive search."""
     if not runs_dir.is_dir():
         return []
-    candidates = [p.parent for pattern in ("*/" + artifacts.CONFIG, "*/seed-*/" + artifacts.CONFIG) for p in runs_dir.glob(pattern)]
+    patterns = ("*/" + artifacts.CONFIG, "*/seed-*/" + artifacts.CONFIG, "*/t[0-9][0-9][0-9]*/" + artifacts.CONFIG)
+    candidates = [p.parent for pattern in patterns for p in runs_dir.glob(pattern)]
     names = {p.relative_to(runs_dir).as_posix() for p in candidates if not p.name.startswith("_")}
     return sorted(n for n in names if artifacts.is_complete(runs_dir, n))
 

@@ -1,5 +1,8 @@
 """Sweeps: a plan -> ONE Tuner running every trial in parallel -> runs/; restore after a crash.
 
+A sweep is either expanded experiments (one grid over whole configs) or one adaptive search (a
+searcher proposes up to search.num_samples trials while the Tuner runs; searchers.py).
+
 Owns the Tuner, each trial's resources, the restore path and the driver-side callback that
 publishes each finished trial to runs/<experiment>/ and experiment_log.jsonl. Planning (plan.py)
 needs no Ray; this module is where the Ray Tune driver API is used.
@@ -11,7 +14,7 @@ import os
 import signal
 import subprocess
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -23,7 +26,10 @@ from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yam
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
-from raytrain.train import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, train_experiment
+from raytrain.search import adaptive_trial_name, search_seed
+from raytrain.train import (
+    EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler, train_experiment,
+)
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
 SWEEP_FILE_SUFFIX = ".sweep.json"  # runs/_tune/<sweep>.sweep.json: what `resume` needs to rebuild it
@@ -49,6 +55,9 @@ class SweepSettings:
     max_concurrent: int | None = None
     scheduler: dict | None = None
     address: str | None = None
+    # an adaptive search: {algorithm, num_samples, max_concurrent, seed, space}; experiments then
+    # holds its one base config, named after the search
+    search: dict | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -87,8 +96,12 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
-    experiments = [_with_concrete_resources(t.config) for t in plan.to_run]
+    # the planner lets an adaptive search into a sweep only on its own
+    search = next((t.config.search for t in plan.to_run if t.adaptive), None)
+    experiments = [_with_concrete_resources(t.config.model_copy(update={"search": None})) for t in plan.to_run]
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
+    if search is not None:
+        asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
     name = plan.name
     if sweep_file(runs_dir, name).exists():  # the same trials ran before (--force): keep that record
         name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -101,7 +114,16 @@ def start_sweep(
         max_concurrent=max_concurrent,
         scheduler=asha[0] if asha else None,
         address=address,
+        search=_search_settings(plan.to_run[0].config) if search is not None else None,
     )
+
+
+def _search_settings(config: ExperimentConfig) -> dict:
+    search = config.search
+    return {
+        "algorithm": search.algorithm, "num_samples": search.num_samples, "max_concurrent": search.max_concurrent,
+        "seed": search_seed(config), "space": search.space,
+    }
 
 
 def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome:
@@ -113,7 +135,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
         tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
     )
     # re-passed on restore too: trials created after it would otherwise get placeholders
-    param_space = {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
+    param_space = _param_space(settings)
     if restore:
         tuner = tune.Tuner.restore(
             settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
@@ -124,6 +146,24 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     with _sigterm_like_ctrl_c():
         tuner.fit()
     return summarize(settings)
+
+
+def _param_space(settings: SweepSettings) -> dict:
+    if settings.search:
+        from raytrain.searchers import adaptive_param_space
+
+        return adaptive_param_space(settings.experiments[0], settings.search["space"])
+    return {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
+
+
+def _search_alg(settings: SweepSettings):
+    """The searcher of an adaptive search; None for expanded experiments (Tune's grid generator).
+    Tuner.restore unpickles it and reloads its state from the experiment folder."""
+    if not settings.search:
+        return None
+    from raytrain.searchers import build_searcher
+
+    return build_searcher(settings.search, settings.experiments[0]["name"])
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
@@ -138,6 +178,7 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tu
         param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=settings.max_concurrent, scheduler=scheduler,
+            search_alg=_search_alg(settings), num_samples=settings.search["num_samples"] if settings.search else 1,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -237,6 +278,9 @@ def _sigterm_like_ctrl_c():
 # Publishing trials to runs/ (driver only)
 
 
+FINISHED_STATUSES = ("completed", "pruned")  # published to runs/ with best.pt; a pruned one has no test
+
+
 class RunsPublisher(tune.Callback):
     """Driver-side: as each trial finishes, its artifacts go to runs/<experiment>/ and one line to
     runs/experiment_log.jsonl. Idempotent per sweep and experiment, so a restored sweep that sees
@@ -260,18 +304,19 @@ class RunsPublisher(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
-        if self._logged_status(name) == "completed":
+        if self._logged_status(name) in FINISHED_STATUSES:
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
             return
+        status = "pruned" if stopped_by_scheduler(experiment, trial.last_result or {}) else "completed"
         with trial.checkpoint.as_directory() as folder:
             config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
             artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
             best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
             test_path = Path(folder) / artifacts.TEST_METRICS
             test = artifacts.read_json(test_path) if test_path.is_file() else None
-        self._append(trial, "completed", best=best, test=test)
+        self._append(trial, status, best=best, test=test)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
@@ -306,6 +351,11 @@ class RunsPublisher(tune.Callback):
         artifacts.append_log(self.runs_dir, record)
         if status == "completed":
             print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
+        elif status == "pruned":
+            print(
+                f"[{record['experiment']}] pruned by the scheduler after epoch {record['epochs_run']}: "
+                f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True,
+            )
         else:
             print(f"[{record['experiment']}] FAILED: {error}", flush=True)
 
@@ -335,7 +385,8 @@ def _git_commit() -> str | None:
 class SweepOutcome:
     completed: list[str]
     failed: dict[str, str]
-    unfinished: list[str]
+    unfinished: list[str]  # an adaptive search's trials not yet proposed included, by their names to be
+    pruned: list[str] = field(default_factory=list)  # stopped by the scheduler: finished, not failed
 
     @property
     def exit_code(self) -> int:
@@ -349,16 +400,23 @@ class SweepOutcome:
 def summarize(settings: SweepSettings) -> SweepOutcome:
     # the in-memory ResultGrid calls unfinished trials TERMINATED; the files on disk do not (RAY_NOTES)
     analysis = tune.ExperimentAnalysis(settings.experiment_path)
-    completed, failed, unfinished = [], {}, []
+    completed, failed, unfinished, pruned = [], {}, [], []
     for trial in analysis.trials:
-        name = trial.config[EXPERIMENT_KEY]["name"]
+        experiment = trial.config[EXPERIMENT_KEY]
+        name = experiment["name"]
         if trial.status == "ERROR":
             failed[name] = _error_summary(trial)
+        elif trial.status == "TERMINATED" and stopped_by_scheduler(experiment, trial.last_result or {}):
+            pruned.append(name)
         elif trial.status == "TERMINATED":
             completed.append(name)
         else:
             unfinished.append(name)
-    return SweepOutcome(sorted(completed), failed, sorted(unfinished))
+    if settings.search:
+        # the searcher has not proposed these yet; it numbers them in order, so their names are known
+        search = settings.experiments[0]["name"]
+        unfinished += [adaptive_trial_name(search, n) for n in range(len(analysis.trials) + 1, settings.search["num_samples"] + 1)]
+    return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
 
 
 def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
