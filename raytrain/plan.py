@@ -131,9 +131,14 @@ def _search_status(runs_dir: Path, config: ExperimentConfig) -> str:
 def _default_name(trials: list[PlannedTrial]) -> str:
     # the same command plans the same trials and gets the same name, so re-running it finds the
     # interrupted sweep and offers to resume it
-    digest = hashlib.sha256(
-        json.dumps(sorted((t.name, config_hash(t.config)) for t in trials)).encode()
-    ).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(sorted(_identity(t) for t in trials)).encode()).hexdigest()[:8]
     return f"sweep-{digest}"
 
 
+
+
+def _identity(trial: PlannedTrial) -> list:
+    # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
+    if trial.adaptive:
+        return [trial.name, config_hash(trial.config), json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True)]
+    return [trial.name, config_hash(trial.config)]

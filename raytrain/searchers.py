@@ -9,11 +9,16 @@ from __future__ import annotations
 
 import copy
 
+import optuna
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from raytrain.search import adaptive_trial_name
 from raytrain.train import EXPERIMENT_KEY
+
+# Optuna logs a line per study and trial; raytrain prints its own line per trial. Set here, on import,
+# because a restored search unpickles its searcher without calling build_searcher.
+optuna.logging.set_verbosity(optuna.logging.WARNING)
 
 # The searcher scores a trial by its best val macro F1 so far, not by its last epoch's: that is the
 # number raytrain publishes, and a trial ASHA stops is scored by what it had reached.
@@ -55,10 +60,8 @@ def startup_trials(num_samples: int) -> int:
 def build_searcher(search: dict, search_name: str) -> Searcher:
     """TPE seeded by search.seed (the same command proposes the same first points), at most
     search.max_concurrent proposals in flight, each trial named by its place in the order."""
-    import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    optuna.logging.set_verbosity(optuna.logging.WARNING)  # one line per trial would drown raytrain's own
     sampler = optuna.samplers.TPESampler(seed=search["seed"], n_startup_trials=startup_trials(search["num_samples"]))
     searcher: Searcher = OptunaSearch(metric=SEARCH_METRIC, mode=SEARCH_MODE, sampler=sampler)
     if search.get("max_concurrent"):
