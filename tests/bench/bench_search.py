@@ -1,0 +1,164 @@
+"""Benchmark: Optuna TPE + ASHA vs random search + ASHA vs the full grid, at the same trial budget.
+
+    .venv/bin/python tests/bench/bench_search.py [--seeds 3]    # ~10 min on 2 CPUs
+    .venv/bin/python tests/bench/bench_search.py --smoke        # ~1 min: the suite runs this
+
+The problem is built here: 7 classes of oriented bars in noise (24 px grayscale image folders), a
+small torchvision model (shufflenet_v2_x0_5) from scratch, and a learning-rate x weight-decay space
+in which most points are poor (too slow to learn in a few epochs, or decayed to nothing). Each
+method is a real `raytrain sweep` of the same base config; the grid runs every point for every
+epoch, the two searches get as many trials as the grid has points, and ASHA stops their poor trials.
+Prints, per method and search seed, the best val macro F1 found and the trial-epochs spent.
+Target: optuna+ASHA within 0.01 of the grid's best with <= 40% of the grid's trial-epochs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[2]
+CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
+SPLITS = {"train": 0.7, "val": 0.15, "test": 0.15}
+
+
+def make_bars(root: Path, *, per_class: int, size: int = 24, seed: int = 0) -> Path:
+    """Image folders: class k is a bar at angle k * 180/7 degrees, placed, sized and lit at random,
+    in Gaussian noise. Learnable in a few epochs at a good learning rate, not at a poor one."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size].astype(np.float32)
+    for label, name in enumerate(CLASSES):
+        angle = np.pi * label / len(CLASSES)
+        for i in range(per_class):
+            cy, cx = rng.uniform(size * 0.35, size * 0.65, 2)
+            jitter = angle + rng.normal(0, 0.06)
+            # distance from the bar's axis and along it
+            across = np.abs((xx - cx) * np.sin(jitter) - (yy - cy) * np.cos(jitter))
+            along = np.abs((xx - cx) * np.cos(jitter) + (yy - cy) * np.sin(jitter))
+            bar = (across < rng.uniform(1.0, 2.0)) & (along < rng.uniform(size * 0.25, size * 0.4))
+            image = 0.35 + rng.uniform(0.3, 0.5) * bar + rng.normal(0, 0.2, (size, size))
+            split = _split_of(i, per_class)
+            folder = root / split / name
+            folder.mkdir(parents=True, exist_ok=True)
+            Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).save(folder / f"{name}_{i:04d}.png")
+    return root
+
+
+def _split_of(i: int, n: int) -> str:
+    edge = 0.0
+    for split, share in SPLITS.items():
+        edge += share
+        if i < round(edge * n):
+            return split
+    return "test"
+
+
+# lr x wd: a good band of lr in the middle of four decades, and weight decay that erases the weights
+# once lr * wd is large (AdamW decays by lr * wd per step)
+LR, WD = (1.0e-5, 1.0e-1), (1.0e-4, 1.0e2)
+GRID_LR = [1.0e-5, 1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]
+GRID_WD = [1.0e-4, 1.0e-2, 1.0, 1.0e2]
+
+
+def base_yaml(name: str, epochs: int) -> str:
+    return (
+        f"extends: {ROOT / 'configs/demo/baseline_small.yaml'}\n"
+        f"name: {name}\n"
+        "model: {arch: shufflenet_v2_x0_5, pretrained: false, dropout: 0.0}\n"
+        f"training: {{epochs: {epochs}, batch_size: 32}}\n"
+        "loss: {label_smoothing: 0.0}\n"
+        "augmentation: {hflip: 0.0, rotation: 0.0, scale: 0.0, translate: 0.0, brightness: 0.0, contrast: 0.0, mixup_alpha: 0.0}\n"
+        "data: {img_size: 24}\n"
+        f"other: {{workers: 1, patience: {epochs}}}\n"  # never stopped by patience: only ASHA stops early
+        "resources: {cpu: 1}\n"
+    )
+
+
+def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: list, grid_wd: list) -> str:
+    name = f"{method}_s{seed}"
+    text = base_yaml(name, epochs)
+    asha = "  scheduler: {type: asha, grace_period: 1, reduction_factor: 3}\n"
+    ranges = f"    training.lr: {{loguniform: [{LR[0]}, {LR[1]}]}}\n    training.weight_decay: {{loguniform: [{WD[0]}, {WD[1]}]}}\n"
+    if method == "grid":
+        return text + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
+    if method == "random_asha":
+        return text + f"search:\n  num_samples: {budget}\n  seed: {seed}\n{asha}  space:\n{ranges}"
+    # one proposal in flight: TPE sees every earlier result (2 CPUs would otherwise run 2 at once)
+    return text + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 1\n  seed: {seed}\n{asha}  space:\n{ranges}"
+
+
+def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
+    """One real `raytrain sweep` (in this process, so every sweep shares one Ray) -> its best val
+    macro F1, trial-epochs spent and trials."""
+    from raytrain import artifacts, results
+    from raytrain.cli import main
+
+    configs = work / "configs" / f"{method}_s{seed}"
+    configs.mkdir(parents=True)
+    (configs / "search.yaml").write_text(method_yaml(method, seed, **shape))
+    runs = work / "runs" / f"{method}_s{seed}"
+    code = main(["sweep", str(configs), "--data-root", str(data), "--runs-dir", str(runs), "--yes"])
+    if code != 0:
+        raise SystemExit(f"{method} seed {seed}: sweep exited {code}; see the output above")
+    frame = results.load(runs)
+    log = artifacts.read_log(runs)
+    return {
+        "best": float(frame["val/macro_f1"].max()),
+        "trial_epochs": int(frame["epochs_run"].sum()),
+        "trials": len(frame),
+        "pruned": sum(r["status"] == "pruned" for r in log),
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seeds", type=int, default=3, help="search seeds per searching method")
+    parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument("--per-class", type=int, default=80, help="images per class (70/15/15 train/val/test)")
+    parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2x2 grid, 2 epochs (checks that it runs, not the target)")
+    args = parser.parse_args()
+    grid_lr, grid_wd = (GRID_LR[1:4:2], GRID_WD[1:3]) if args.smoke else (GRID_LR, GRID_WD)
+    epochs, per_class, seeds = (2, 12, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
+    work = Path(tempfile.mkdtemp(prefix="bench-search-"))
+    os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
+    data = make_bars(work / "data", per_class=per_class)
+    shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd)
+
+    rows = {("grid", 0): run_method("grid", 0, work, data, **shape)}
+    for seed in range(1, seeds + 1):
+        for method in ("optuna_asha", "random_asha"):
+            rows[(method, seed)] = run_method(method, seed, work, data, **shape)
+    print_table(rows, shape, per_class)
+    if not args.smoke:
+        met = target_met(rows)
+        print(f"target (optuna+ASHA within 0.01 of the grid's best with <= 40% of its trial-epochs): {'met' if met else 'NOT met'}")
+
+
+def print_table(rows: dict, shape: dict, per_class: int) -> None:
+    grid = rows[("grid", 0)]
+    print(f"\n{shape['budget']} trials per method, {shape['epochs']} epochs max, shufflenet_v2_x0_5 at 24 px, "
+          f"{7 * per_class} images (7 bar orientations), {os.cpu_count()} CPUs")
+    print(f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}{'pruned':>8}")
+    for (method, seed), row in rows.items():
+        print(f"{method:<14}{seed if method != 'grid' else '-':>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
+              f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{row['pruned']:>8}")
+    for method in ("optuna_asha", "random_asha"):
+        mine = [r for (m, _), r in rows.items() if m == method]
+        print(f"{method:<14}{'mean':>5}{np.mean([r['best'] for r in mine]):>13.3f}{np.mean([r['best'] for r in mine]) - grid['best']:>+13.3f}"
+              f"{np.mean([r['trial_epochs'] for r in mine]):>14.1f}{100 * np.mean([r['trial_epochs'] for r in mine]) / grid['trial_epochs']:>10.0f}%")
+
+
+def target_met(rows: dict) -> bool:
+    grid = rows[("grid", 0)]
+    optuna = [r for (m, _), r in rows.items() if m == "optuna_asha"]
+    return all(r["best"] >= grid["best"] - 0.01 and r["trial_epochs"] <= 0.4 * grid["trial_epochs"] for r in optuna)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
