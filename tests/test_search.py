@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -193,5 +194,32 @@ def test_the_same_seed_proposes_the_same_first_points():
     assert [p["experiment"]["name"] for p in first_points(1)] == ["lr_search_optuna/t001", "lr_search_optuna/t002", "lr_search_optuna/t003"]
 
 
+def test_search_seed_also_seeds_grid_random_draws(tmp_path):
+    from raytrain.plan import plan_sweep
+
+    def lrs(*overrides: str) -> list[float]:
+        plan = plan_sweep([PROJECT_ROOT / "configs/search/lr_search.yaml"], runs_dir=tmp_path, overrides=list(overrides))
+        return sorted({t.config.training.lr for t in plan.trials})
+
+    assert lrs("search.seed=1") == lrs("search.seed=1") != lrs("search.seed=2")
+    assert lrs() not in (lrs("search.seed=1"), lrs("search.seed=2")), "no seed: drawn from the name, as before"
+
+
 def _config(folder: Path) -> dict:
     return yaml.safe_load((folder / artifacts.CONFIG).read_text())
+
+
+def test_the_search_benchmark_runs_in_smoke_mode(ray_session, tmp_path, monkeypatch, capsys):
+    """tests/bench/bench_search.py --smoke: the three methods, really run (tiny), in this test's Ray."""
+    import importlib.util
+
+    monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))  # restored after the benchmark sets it
+    spec = importlib.util.spec_from_file_location("bench_search", PROJECT_ROOT / "tests/bench/bench_search.py")
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--smoke", "--work", str(tmp_path / "bench")])
+    out = capsys.readouterr().out
+    table = out[out.index("trials per method"):]
+    for method in ("grid", "optuna_asha", "random_asha"):
+        assert re.search(rf"^{method} +(-|1) +0\.\d{{3}} ", table, re.MULTILINE), table
+    assert (tmp_path / "bench/runs/optuna_asha_s1/optuna_asha_s1/t002/config.yaml").is_file()

@@ -116,14 +116,14 @@ def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
     }
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per searching method")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-class", type=int, default=100, help="images per class (70/15/15 train/val/test)")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a new temporary folder)")
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     grid_lr, grid_wd = (GRID_LR[1:3], GRID_WD[1:2]) if args.smoke else (GRID_LR, GRID_WD)
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
