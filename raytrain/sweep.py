@@ -111,17 +111,20 @@ def start_sweep(
         runs_dir=str(Path(runs_dir).resolve()),
         storage=storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR),
         experiments=experiments,
-        max_concurrent=max_concurrent,
+        # a search limits its trials in its searcher (one ConcurrencyLimiter: Tune would wrap a
+        # second one around it for max_concurrent_trials, and save only one of the two states)
+        max_concurrent=max_concurrent if search is None else None,
         scheduler=asha[0] if asha else None,
         address=address,
-        search=_search_settings(plan.to_run[0].config) if search is not None else None,
+        search=_search_settings(plan.to_run[0].config, max_concurrent) if search is not None else None,
     )
 
 
-def _search_settings(config: ExperimentConfig) -> dict:
+def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -> dict:
     search = config.search
+    limits = [n for n in (search.max_concurrent, cli_max_concurrent) if n is not None]
     return {
-        "algorithm": search.algorithm, "num_samples": search.num_samples, "max_concurrent": search.max_concurrent,
+        "algorithm": search.algorithm, "num_samples": search.num_samples, "max_concurrent": min(limits, default=None),
         "seed": search_seed(config), "space": search.space,
     }
 

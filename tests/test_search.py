@@ -194,6 +194,18 @@ def test_the_same_seed_proposes_the_same_first_points():
     assert [p["experiment"]["name"] for p in first_points(1)] == ["lr_search_optuna/t001", "lr_search_optuna/t002", "lr_search_optuna/t003"]
 
 
+def test_sweep_max_concurrent_limits_the_searcher_not_a_second_limiter(ray_session, tmp_path):
+    from raytrain.plan import plan_sweep
+    from raytrain.sweep import start_sweep
+
+    plan = plan_sweep([PROJECT_ROOT / "configs/search/lr_search_optuna.yaml"], runs_dir=tmp_path / "runs")
+    assert [t.name for t in plan.trials] == ["lr_search_optuna"] and plan.trials[0].adaptive
+    settings = start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs", max_concurrent=2)
+    assert settings.max_concurrent is None and settings.search["max_concurrent"] == 2  # the smaller of 4 and 2
+    assert settings.scheduler["type"] == "asha" and "search" not in settings.experiments[0]
+    assert start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs").search["max_concurrent"] == 4
+
+
 def test_search_seed_also_seeds_grid_random_draws(tmp_path):
     from raytrain.plan import plan_sweep
 

@@ -89,8 +89,9 @@ def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: li
         return text + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
     if method == "random_asha":
         return text + f"search:\n  num_samples: {budget}\n  seed: {seed}\n{asha}  space:\n{ranges}"
-    # one proposal in flight: TPE sees every earlier result (2 CPUs would otherwise run 2 at once)
-    return text + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 1\n  seed: {seed}\n{asha}  space:\n{ranges}"
+    # two proposals in flight, one per CPU here: each proposal sees every result but the one
+    # trial still running beside it
+    return text + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n{asha}  space:\n{ranges}"
 
 
 def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
@@ -120,7 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per searching method")
     parser.add_argument("--epochs", type=int, default=5)
-    parser.add_argument("--per-class", type=int, default=100, help="images per class (70/15/15 train/val/test)")
+    parser.add_argument("--per-class", type=int, default=80, help="images per class (70/15/15 train/val/test)")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a new temporary folder)")
     args = parser.parse_args(argv)
