@@ -96,16 +96,18 @@ def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: li
 
 def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
     """One real `raytrain sweep` (in this process, so every sweep shares one Ray) -> its best val
-    macro F1, trial-epochs spent and trials."""
+    macro F1, trial-epochs spent and trials. A trial that diverges (NaN loss at a high lr and weight
+    decay) fails: that is part of a poor space, so its epochs count and it scores nothing. Run again
+    with the same --work, finished sweeps are skipped (raytrain skips what runs/ holds)."""
     from raytrain import artifacts, results
     from raytrain.cli import main
 
     configs = work / "configs" / f"{method}_s{seed}"
-    configs.mkdir(parents=True)
+    configs.mkdir(parents=True, exist_ok=True)
     (configs / "search.yaml").write_text(method_yaml(method, seed, **shape))
     runs = work / "runs" / f"{method}_s{seed}"
     code = main(["sweep", str(configs), "--data-root", str(data), "--runs-dir", str(runs), "--yes"])
-    if code != 0:
+    if code not in (0, 1):  # 1: some trials failed
         raise SystemExit(f"{method} seed {seed}: sweep exited {code}; see the output above")
     frame = results.load(runs)
     log = artifacts.read_log(runs)
@@ -114,6 +116,7 @@ def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
         "trial_epochs": int(frame["epochs_run"].sum()),
         "trials": len(frame),
         "pruned": sum(r["status"] == "pruned" for r in log),
+        "failed": len({r["experiment"] for r in log if r["status"] == "failed"}),
     }
 
 
@@ -129,7 +132,7 @@ def main(argv: list[str] | None = None) -> None:
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
-    data = make_bars(work / "data", per_class=per_class)
+    data = work / "data" if (work / "data").is_dir() else make_bars(work / "data", per_class=per_class)
     shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd)
 
     rows = {("grid", 0): run_method("grid", 0, work, data, **shape)}
@@ -146,10 +149,10 @@ def print_table(rows: dict, shape: dict, per_class: int) -> None:
     grid = rows[("grid", 0)]
     print(f"\n{shape['budget']} trials per method, {shape['epochs']} epochs max, shufflenet_v2_x0_5 at 24 px, "
           f"{7 * per_class} images (7 bar orientations), {os.cpu_count()} CPUs")
-    print(f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}{'pruned':>8}")
+    print(f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}{'pruned':>8}{'failed':>8}")
     for (method, seed), row in rows.items():
         print(f"{method:<14}{seed if method != 'grid' else '-':>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
-              f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{row['pruned']:>8}")
+              f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{row['pruned']:>8}{row['failed']:>8}")
     for method in ("optuna_asha", "random_asha"):
         mine = [r for (m, _), r in rows.items() if m == method]
         print(f"{method:<14}{'mean':>5}{np.mean([r['best'] for r in mine]):>13.3f}{np.mean([r['best'] for r in mine]) - grid['best']:>+13.3f}"
