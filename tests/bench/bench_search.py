@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -106,7 +107,9 @@ def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
     configs.mkdir(parents=True, exist_ok=True)
     (configs / "search.yaml").write_text(method_yaml(method, seed, **shape))
     runs = work / "runs" / f"{method}_s{seed}"
-    code = main(["sweep", str(configs), "--data-root", str(data), "--runs-dir", str(runs), "--yes"])
+    # a sweep name of its own per run: nothing to look up from an earlier run of the same --work
+    name = f"{method}_s{seed}_{time.strftime('%H%M%S')}"
+    code = main(["sweep", str(configs), "--data-root", str(data), "--runs-dir", str(runs), "--yes", "--name", name])
     if code not in (0, 1):  # 1: some trials failed
         raise SystemExit(f"{method} seed {seed}: sweep exited {code}; see the output above")
     frame = results.load(runs)
