@@ -277,7 +277,8 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
 def _finish(outcome, runs_dir: Path) -> int:
     _export(runs_dir)
-    print(f"\n{len(outcome.completed)} completed, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
+    pruned = f", {len(outcome.pruned)} pruned" if outcome.pruned else ""  # stopped early by ASHA
+    print(f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     if outcome.unfinished:

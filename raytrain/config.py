@@ -149,17 +149,44 @@ class SchedulerConfig(_Section):
     reduction_factor: float = Field(3.0, gt=1.0)  # ASHA: keep 1/reduction_factor at each rung
 
 
+SEARCH_ALGORITHMS = ("grid_random", "optuna")
+# what an adaptive searcher proposes from: one value per trial, so no grids (a grid is a list of
+# trials fixed up front, which is what grid_random is for)
+ADAPTIVE_KINDS = ("choice", "uniform", "loguniform", "randint")
+
+
 class SearchConfig(_Section):
-    num_samples: int = Field(1, ge=1)  # random draws; grids are crossed with each draw
+    # grid_random: every point drawn up front (grids x num_samples seeded draws), names known before
+    # anything runs. optuna: TPE proposes each trial from the results of the finished ones.
+    algorithm: Literal["grid_random", "optuna"] = "grid_random"
+    # grid_random: random draws, grids are crossed with each draw; optuna: the trial budget
+    num_samples: int = Field(1, ge=1)
+    # optuna: at most this many trials proposed and running at once. Each proposal waits for fewer
+    # results, so a high value makes TPE closer to random search; None = as many as the cluster fits
+    max_concurrent: int | None = Field(None, ge=1)
+    seed: int | None = None  # the search's own seed (not the model's); None = derived from the name
     scheduler: SchedulerConfig = SchedulerConfig()
     # dotted path -> {grid|choice|uniform|loguniform|randint: values}; checked by _search_problems,
     # which knows the schema of each key
     space: dict[str, Any] = {}
 
+    @model_validator(mode="after")
+    def _adaptive_space(self) -> SearchConfig:
+        if self.algorithm == "grid_random":
+            if self.max_concurrent is not None:
+                raise ValueError("max_concurrent: only applies to an adaptive search (algorithm: optuna); "
+                                 "for grid_random use `raytrain sweep --max-concurrent N`")
+            return self
+        if not self.space:
+            raise ValueError(f"space: algorithm {self.algorithm} needs at least one searched key, "
+                             "e.g. space: {training.lr: {loguniform: [1.0e-4, 3.0e-3]}}")
+        return self
+
 
 class ExperimentConfig(_Section):
-    # "/seed-N" only appears in the members raytrain makes from a list of seeds
-    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+(/seed-[0-9]+)?$")
+    # "/seed-N" only appears in the members raytrain makes from a list of seeds, "/tNNN" in the
+    # trials an adaptive search proposes
+    name: str = Field("experiment", min_length=1, pattern=r"^[A-Za-z0-9_.\-]+(/seed-[0-9]+|/t[0-9]{3,})?$")
     description: str = ""
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -318,11 +345,46 @@ def _search_problems(raw: dict, origins: dict[str, str], path: Path) -> list[str
     if not isinstance(space, dict):
         return []
     where = _origin_of("search.space", origins, path)
-    return [
+    problems = [
         f"{where}: search.space.{dotted}: {message}"
         for dotted, spec in space.items()
         for message in _spec_problems(raw, str(dotted), spec)
     ]
+    algorithm = search.get("algorithm", "grid_random")
+    if algorithm in SEARCH_ALGORITHMS and algorithm != "grid_random":
+        problems += _adaptive_problems(raw, space, algorithm, origins, path)
+    return problems
+
+
+# An adaptive searcher scores each proposed point by one trial. Repeats would give it several scores
+# for one point (or seed would be a knob it tunes to luck), so seeds are repeated after the search.
+_NO_REPEATS = (
+    "seed repeats do not mix with algorithm {algorithm}: the searcher learns from one score per "
+    "proposed point; search with one seed (other.seed: 42), then re-run the best point with "
+    "other.seed: [1, 2, 3]"
+)
+
+
+def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str, str], path: Path) -> list[str]:
+    """What an adaptive searcher cannot take: grids (fixed lists of trials) and seed repeats."""
+    where = _origin_of("search.space", origins, path)
+    problems = []
+    for dotted, spec in space.items():
+        kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else None
+        if kind not in ("grid",):
+            continue
+        if dotted == "other.seed":
+            problems.append(f"{where}: search.space.other.seed: {_NO_REPEATS.format(algorithm=algorithm)}")
+        else:
+            problems.append(
+                f"{where}: search.space.{dotted}: grid: algorithm {algorithm} proposes values itself and "
+                "takes no grid; write choice: [...] to let it pick among these values, or use "
+                "algorithm: grid_random to run each of them"
+            )
+    seed = raw.get("other", {}).get("seed") if isinstance(raw.get("other"), dict) else None
+    if isinstance(seed, list):
+        problems.append(f"{_origin_of('other.seed', origins, path)}: other.seed: {_NO_REPEATS.format(algorithm=algorithm)}")
+    return problems
 
 
 def _spec_problems(raw: dict, dotted: str, spec: Any) -> list[str]:

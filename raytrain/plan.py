@@ -13,7 +13,7 @@ from pathlib import Path
 
 from raytrain import artifacts
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
-from raytrain.search import expand
+from raytrain.search import adaptive_trial_name, expand, is_adaptive
 
 DEFAULT_CONFIGS = Path("configs")
 
@@ -31,6 +31,11 @@ class PlannedTrial:
     @property
     def name(self) -> str:
         return self.config.name
+
+    @property
+    def adaptive(self) -> bool:
+        """A whole adaptive search: up to search.num_samples trials, proposed while it runs."""
+        return is_adaptive(self.config)
 
 
 @dataclass
@@ -82,6 +87,7 @@ def plan_sweep(
             trials.append(
                 PlannedTrial(experiment, path, _status(runs_dir, experiment), differences(experiment, baseline), asha)
             )
+    problems += _mixing_problems(trials)
     seen: dict[str, Path] = {}
     for trial in trials:
         if trial.name in seen:
@@ -94,7 +100,22 @@ def plan_sweep(
     return SweepPlan(name or _default_name(trials), trials, force)
 
 
+def _mixing_problems(trials: list[PlannedTrial]) -> list[str]:
+    """An adaptive search runs in a Tuner of its own (one searcher proposes every trial of it), so a
+    sweep holds either one adaptive search or expanded experiments, never both."""
+    searches = [t for t in trials if t.adaptive]
+    if not searches or len(trials) == 1:
+        return []
+    others = ", ".join(sorted({str(t.source) for t in trials if t is not searches[0]}))
+    return [
+        f"{searches[0].source}: search.algorithm: {searches[0].config.search.algorithm} runs as a sweep of its own, "
+        f"but this sweep also plans {others}; sweep {searches[0].source} alone and the others in another sweep"
+    ]
+
+
 def _status(runs_dir: Path, config: ExperimentConfig) -> str:
+    if is_adaptive(config):
+        return _search_status(runs_dir, config)
     if not artifacts.has_artifacts(artifacts.experiment_dir(runs_dir, config.name)):
         return "new"
     try:
@@ -106,12 +127,25 @@ def _status(runs_dir: Path, config: ExperimentConfig) -> str:
     return "done" if config_hash(stored) == config_hash(config) else "changed"
 
 
+def _search_status(runs_dir: Path, config: ExperimentConfig) -> str:
+    """A search is done once runs/ holds its whole budget of trials. A part-finished one is `new`:
+    re-running the command resumes it when its Tune experiment can be restored."""
+    budget = config.search.num_samples
+    finished = sum(artifacts.is_complete(runs_dir, adaptive_trial_name(config.name, n)) for n in range(1, budget + 1))
+    return "done" if finished == budget else "new"
+
+
 def _default_name(trials: list[PlannedTrial]) -> str:
     # the same command plans the same trials and gets the same name, so re-running it finds the
     # interrupted sweep and offers to resume it
-    digest = hashlib.sha256(
-        json.dumps(sorted((t.name, config_hash(t.config)) for t in trials)).encode()
-    ).hexdigest()[:8]
+    digest = hashlib.sha256(json.dumps(sorted(_identity(t) for t in trials)).encode()).hexdigest()[:8]
     return f"sweep-{digest}"
 
 
+
+
+def _identity(trial: PlannedTrial) -> list:
+    # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
+    if trial.adaptive:
+        return [trial.name, config_hash(trial.config), json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True)]
+    return [trial.name, config_hash(trial.config)]

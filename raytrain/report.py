@@ -29,6 +29,8 @@ from matplotlib.transforms import offset_copy
 
 from raytrain import analysis, artifacts, results
 from raytrain.errors import UserError
+from raytrain.search import search_of
+from raytrain.tables import status_text
 
 METRIC = results.METRIC
 TOP_CONFUSION = 3  # confusion matrices shown; the rest are one np.load away in a notebook
@@ -87,6 +89,8 @@ def render_report(runs_dir: Path, now: datetime | None = None) -> str:
             ("curves", "Learning curves", "Learning curves", learning_curves_html(frame, history)),
         ]
         hyperparameters = hyperparameters_html(frame, varying)
+    if frame["experiment"].map(search_of).notna().any():
+        sections.append(("search", "Search progress", "Search progress: best val macro F1 so far", search_progress_html(frame)))
     sections += [
         ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame)),
         ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame)),
@@ -124,7 +128,14 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
             f'<p class="note">{len(damaged)} of {n} experiments {"is" if len(damaged) == 1 else "are"} damaged and left out of '
             f"the plots: {_esc(problems)}. Run {'its' if len(damaged) == 1 else 'their'} config again to repair it.</p>"
         )
-    unfinished = frame[~frame["status"].isin(["completed", results.DAMAGED])]
+    pruned = frame[frame["status"] == "pruned"]
+    if len(pruned):
+        parts.append(
+            f'<p class="note">{len(pruned)} of {n} experiments {"was" if len(pruned) == 1 else "were"} pruned: the scheduler (ASHA) '
+            f"stopped {'it' if len(pruned) == 1 else 'them'} early ({_esc(', '.join(pruned['experiment']))}). Their numbers are "
+            "from the epochs they ran (see epochs run); they have no test metrics.</p>"
+        )
+    unfinished = frame[~frame["status"].isin(["completed", "pruned", results.DAMAGED])]
     if len(unfinished):
         names = ", ".join(f"{name} ({status})" for name, status in zip(unfinished["experiment"], unfinished["status"]))
         parts.append(
@@ -151,7 +162,7 @@ def leaderboard_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
         name = _esc(row["experiment"])
         if isinstance(description, str) and description.strip():
             name += f'<div class="desc">{_esc(description)}</div>'
-        cells = [f'<td class="num">{position}</td>', f"<td>{name}</td>", f"<td>{_esc(row['status'])}</td>"]
+        cells = [f'<td class="num">{position}</td>', f"<td>{name}</td>", f"<td>{_esc(status_text(row))}</td>"]
         cells += [f"<td>{_esc(_format_value(row.get(c)))}</td>" for c in hyperparameters]
         cells += [f'<td class="num">{_esc(_format_metric(row.get(c)))}</td>' for c, _ in metrics]
         cells += [f'<td class="num">{_esc(_format_value(row.get(c)))}</td>' for c in ("best_epoch", "epochs_run")]
@@ -302,6 +313,29 @@ def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
     if len(frame) > MAX_COLOURED:
         caption += f" The best {MAX_COLOURED} of {len(frame)} are in colour, the rest grey."
     return _img(fig, "learning curves") + f'\n<p class="caption">{caption}</p>'
+
+
+def search_progress_html(frame: pd.DataFrame) -> str:
+    """For each adaptive search, the best val macro F1 found so far against the number of trials
+    finished (in the order proposed): a curve that has flattened says more trials will not help."""
+    trials = frame.assign(search=frame["experiment"].map(search_of)).dropna(subset=["search", METRIC])
+    fig = Figure(figsize=(7, 4), layout="constrained")
+    ax = fig.subplots()
+    for rank, (search, group) in enumerate(trials.groupby("search", sort=True)):
+        group = group.sort_values("experiment")  # t001, t002, ...: the order the searcher proposed them
+        x = np.arange(1, len(group) + 1)
+        style = _line_style(rank)
+        ax.step(x, group[METRIC].cummax(), where="post", label=f"{search} (best so far)", color=style["color"])
+        pruned = (group["status"] == "pruned").to_numpy()
+        ax.plot(x[~pruned], group[METRIC][~pruned], linestyle="none", marker="o", color=style["color"], alpha=0.6)
+        ax.plot(x[pruned], group[METRIC][pruned], linestyle="none", marker="x", color=style["color"], alpha=0.6)
+    ax.set_xlabel("trials finished")
+    ax.set_ylabel("val macro F1")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    ax.legend(loc="lower right", fontsize=8)
+    caption = ("The line is the best val macro F1 among the trials so far, in the order the searcher proposed them; "
+               "dots are single trials, crosses trials the scheduler pruned (scored by the epochs they ran).")
+    return _img(fig, "best val macro F1 so far against trials finished") + f'\n<p class="caption">{caption}</p>'
 
 
 def per_class_html(frame: pd.DataFrame) -> str:

@@ -146,11 +146,12 @@ _HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best
 
 
 def _experiment_folders(runs_dir: Path) -> list[str]:
-    """Folders a finished trial published into, whole or damaged: runs/<name>/, or
-    runs/<name>/seed-<n>/ for repeats. Folders starting with _ or . are raytrain's own."""
+    """Folders a finished trial published into, whole or damaged: runs/<name>/,
+    runs/<name>/seed-<n>/ for repeats, or runs/<search>/t<nnn>/ for the trials of an adaptive
+    search. Folders starting with _ or . are raytrain's own."""
     if not runs_dir.is_dir():
         return []
-    candidates = [p for pattern in ("*/", "*/seed-*/") for p in runs_dir.glob(pattern)]
+    candidates = [p for pattern in ("*/", "*/seed-*/", "*/t[0-9][0-9][0-9]*/") for p in runs_dir.glob(pattern)]
     names = {p.relative_to(runs_dir).as_posix() for p in candidates if not p.relative_to(runs_dir).as_posix().startswith(("_", "."))}
     return sorted(n for n in names if artifacts.has_artifacts(runs_dir / n))
 

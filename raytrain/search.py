@@ -3,7 +3,9 @@ point, named after the values that differ.
 
 Expansion happens up front in the driver (grids crossed with num_samples seeded random draws), so
 every trial has its experiment name, config and hash before anything runs: skip-if-done, the plan
-table and resume all work on names. No ray, no torch.
+table and resume all work on names. An adaptive search (algorithm: optuna) is not expanded: its
+trials are proposed while it runs and named `<name>/t001`, `<name>/t002`, ... in the order proposed
+(searchers.py turns its space into Tune domains). No ray, no torch.
 """
 
 from __future__ import annotations
@@ -22,14 +24,34 @@ GRID_KINDS = ("grid",)
 SEED_KEY = "other.seed"
 
 
+def is_adaptive(config: ExperimentConfig) -> bool:
+    """Whether a searcher proposes this config's trials as it runs (not expanded up front)."""
+    return config.search is not None and config.search.algorithm != "grid_random"
+
+
+def adaptive_trial_name(search_name: str, number: int) -> str:
+    """The name of the search's `number`-th proposed trial (from 1): `lr_search/t007`."""
+    return f"{search_name}/t{number:03d}"
+
+
+def search_seed(config: ExperimentConfig) -> int:
+    """search.seed, or one derived from the config's name: the same command draws the same points."""
+    if config.search is not None and config.search.seed is not None:
+        return config.search.seed
+    return int(hashlib.sha256(config.name.encode()).hexdigest()[:8], 16)
+
+
 def expand(config: ExperimentConfig) -> list[ExperimentConfig]:
     """The experiments a config stands for: itself, or one per point of its search space, each
-    repeated once per seed when other.seed is a list or a searched grid (`<name>/seed-<seed>`)."""
+    repeated once per seed when other.seed is a list or a searched grid (`<name>/seed-<seed>`).
+    An adaptive search stands for itself: its trials do not exist until the searcher proposes them."""
+    if is_adaptive(config):
+        return [config]
     space = dict(config.search.space) if config.search else {}
     seeds = config.other.seed if isinstance(config.other.seed, list) else None
     if SEED_KEY in space and next(iter(space[SEED_KEY])) in GRID_KINDS:
         seeds = list(space.pop(SEED_KEY)["grid"])  # a seed grid is repeats, not a hyperparameter
-    points = _search_points(config.name, space, config.search.num_samples if config.search else 1)
+    points = _search_points(search_seed(config), space, config.search.num_samples if config.search else 1)
     base = config.model_dump(mode="json", exclude={"search"})
     experiments = []
     for name, point in zip(_point_names(config.name, points), points):
@@ -42,18 +64,26 @@ def expand(config: ExperimentConfig) -> list[ExperimentConfig]:
 
 
 def group_of(experiment: str) -> str:
-    """The experiment a repeat belongs to: `baseline/seed-2` -> `baseline`."""
+    """The experiment a repeat belongs to: `baseline/seed-2` -> `baseline`. A searched trial
+    (`lr_search/t007`) is its own group: each is a different point."""
     return experiment.split("/seed-")[0]
 
 
-def _search_points(name: str, space: dict, num_samples: int) -> list[dict]:
+def search_of(experiment: str) -> str | None:
+    """The adaptive search a trial belongs to: `lr_search/t007` -> `lr_search`; None for others."""
+    search, sep, trial = experiment.rpartition("/t")
+    return search if sep and trial.isdigit() and "/" not in search else None
+
+
+def _search_points(seed: int, space: dict, num_samples: int) -> list[dict]:
     """Grid points crossed with num_samples seeded random draws; [{}] when nothing is searched."""
     if not space:
         return [{}]
     grid_keys = [k for k, spec in space.items() if next(iter(spec)) in GRID_KINDS]
     random_keys = [k for k in space if k not in grid_keys]
-    # seeded by the config's name: the same command draws the same points, so a re-run finds them
-    rng = np.random.default_rng(int(hashlib.sha256(name.encode()).hexdigest()[:8], 16))
+    # seeded (by default from the config's name): the same command draws the same points, so a
+    # re-run finds them
+    rng = np.random.default_rng(seed)
     samples = [{k: _draw(space[k], rng) for k in random_keys} for _ in range(num_samples)]
     if not random_keys:
         samples = samples[:1] * num_samples  # grid only: num_samples repeats the grid

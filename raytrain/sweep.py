@@ -1,5 +1,8 @@
 """Sweeps: a plan -> ONE Tuner running every trial in parallel -> runs/; restore after a crash.
 
+A sweep is either expanded experiments (one grid over whole configs) or one adaptive search (a
+searcher proposes up to search.num_samples trials while the Tuner runs; searchers.py).
+
 Owns the Tuner, each trial's resources, the restore path and the driver-side callback that
 publishes each finished trial to runs/<experiment>/ and experiment_log.jsonl. Planning (plan.py)
 needs no Ray; this module is where the Ray Tune driver API is used.
@@ -12,7 +15,7 @@ import re
 import signal
 import sys
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -25,7 +28,10 @@ from raytrain.data import load_dataset
 from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
 from raytrain.provenance import git_commit
-from raytrain.train import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, train_experiment
+from raytrain.search import adaptive_trial_name, search_seed
+from raytrain.train import (
+    EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler, train_experiment,
+)
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
 # a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
@@ -55,6 +61,9 @@ class SweepSettings:
     max_concurrent: int | None = None
     scheduler: dict | None = None
     address: str | None = None
+    # an adaptive search: {algorithm, num_samples, max_concurrent, seed, space}; experiments then
+    # holds its one base config, named after the search
+    search: dict | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -111,8 +120,12 @@ def start_sweep(
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
     _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
-    experiments = [_with_concrete_resources(t.config) for t in plan.to_run]
+    # the planner lets an adaptive search into a sweep only on its own
+    search = next((t.config.search for t in plan.to_run if t.adaptive), None)
+    experiments = [_with_concrete_resources(t.config.model_copy(update={"search": None})) for t in plan.to_run]
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
+    if search is not None:
+        asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
     name = plan.name
     if sweep_file(runs_dir, name).exists():  # the same trials ran before (--force): keep that record
         name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
@@ -122,9 +135,12 @@ def start_sweep(
         runs_dir=str(Path(runs_dir).resolve()),
         storage=storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR),
         experiments=experiments,
-        max_concurrent=max_concurrent,
+        # a search limits its trials in its searcher (one ConcurrencyLimiter: Tune would wrap a
+        # second one around it for max_concurrent_trials, and save only one of the two states)
+        max_concurrent=max_concurrent if search is None else None,
         scheduler=asha[0] if asha else None,
         address=address,
+        search=_search_settings(plan.to_run[0].config, max_concurrent) if search is not None else None,
     )
 
 
@@ -138,6 +154,15 @@ def _note_shared_storage(storage: str) -> None:
         )
 
 
+def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -> dict:
+    search = config.search
+    limits = [n for n in (search.max_concurrent, cli_max_concurrent) if n is not None]
+    return {
+        "algorithm": search.algorithm, "num_samples": search.num_samples, "max_concurrent": min(limits, default=None),
+        "seed": search_seed(config), "space": search.space,
+    }
+
+
 def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome:
     """Run (or restore) the sweep's Tuner to the end or to Ctrl+C / SIGTERM. Trials are published to
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial."""
@@ -147,7 +172,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
         tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
     )
     # re-passed on restore too: trials created after it would otherwise get placeholders
-    param_space = {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
+    param_space = _param_space(settings)
     if restore:
         tuner = _restore(settings, trainable, param_space)
     else:
@@ -224,6 +249,24 @@ def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tune
     )
 
 
+def _param_space(settings: SweepSettings) -> dict:
+    if settings.search:
+        from raytrain.searchers import adaptive_param_space
+
+        return adaptive_param_space(settings.experiments[0], settings.search["space"])
+    return {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
+
+
+def _search_alg(settings: SweepSettings):
+    """The searcher of an adaptive search; None for expanded experiments (Tune's grid generator).
+    Tuner.restore unpickles it and reloads its state from the experiment folder."""
+    if not settings.search:
+        return None
+    from raytrain.searchers import build_searcher
+
+    return build_searcher(settings.search, settings.experiments[0]["name"])
+
+
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
     scheduler = None
     if settings.scheduler:
@@ -236,6 +279,7 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tu
         param_space=param_space,
         tune_config=tune.TuneConfig(
             max_concurrent_trials=settings.max_concurrent, scheduler=scheduler,
+            search_alg=_search_alg(settings), num_samples=settings.search["num_samples"] if settings.search else 1,
             trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
@@ -335,6 +379,9 @@ def _sigterm_like_ctrl_c():
 # Publishing trials to runs/ (driver only)
 
 
+FINISHED_STATUSES = ("completed", "pruned")  # published to runs/ with best.pt; a pruned one has no test
+
+
 class RunsPublisher(tune.Callback):
     """Driver-side: as each trial finishes, its artifacts go to runs/<experiment>/ and one line to
     runs/experiment_log.jsonl. Idempotent per sweep and experiment, so a restored sweep that sees
@@ -358,11 +405,12 @@ class RunsPublisher(tune.Callback):
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
-        if self._logged_status(name) == "completed" and published(self.runs_dir, name):
+        if self._logged_status(name) in FINISHED_STATUSES and published(self.runs_dir, name):
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
             return
+        status = "pruned" if stopped_by_scheduler(experiment, trial.last_result or {}) else "completed"
         try:
             with trial.checkpoint.as_directory() as folder:
                 config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
@@ -376,7 +424,7 @@ class RunsPublisher(tune.Callback):
                 f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
             ))
             return
-        self._append(trial, "completed", best=best, test=test)
+        self._append(trial, status, best=best, test=test)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
@@ -414,6 +462,11 @@ class RunsPublisher(tune.Callback):
             print(f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}", flush=True)
         if status == "completed":
             print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
+        elif status == "pruned":
+            print(
+                f"[{record['experiment']}] pruned by the scheduler after epoch {record['epochs_run']}: "
+                f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True,
+            )
         else:
             print(f"[{record['experiment']}] FAILED: {error}", flush=True)
 
@@ -474,7 +527,8 @@ def failure_reason(error_text: str) -> str:
 class SweepOutcome:
     completed: list[str]
     failed: dict[str, str]
-    unfinished: list[str]
+    unfinished: list[str]  # an adaptive search's trials not yet proposed included, by their names to be
+    pruned: list[str] = field(default_factory=list)  # stopped by the scheduler: finished, not failed
 
     @property
     def exit_code(self) -> int:
@@ -492,18 +546,24 @@ def summarize(settings: SweepSettings) -> SweepOutcome:
 
 
 def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
-    completed, failed, unfinished = [], {}, []
+    completed, failed, unfinished, pruned = [], {}, [], []
     for trial in trials:
-        name = trial.config[EXPERIMENT_KEY]["name"]
+        experiment = trial.config[EXPERIMENT_KEY]
+        name = experiment["name"]
         if trial.status == "ERROR":
             failed[name] = _error_summary(trial)
         elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
             failed[name] = _logged_error(settings, name) or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
+        elif trial.status == "TERMINATED" and stopped_by_scheduler(experiment, trial.last_result or {}):
+            pruned.append(name)
         elif trial.status == "TERMINATED":
             completed.append(name)
         else:
             unfinished.append(name)
-    return SweepOutcome(sorted(completed), failed, sorted(unfinished))
+    if settings.search:
+        # the searcher has not proposed these yet; it numbers them in order, so their names are known
+        unfinished += _planned_names(settings)[len(trials):]
+    return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
 
 
 def tune_trials(settings: SweepSettings) -> list | None:
@@ -520,21 +580,34 @@ def tune_trials(settings: SweepSettings) -> list | None:
 
 
 def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
-    completed, failed, unfinished = [], {}, []
-    for experiment in settings.experiments:
-        name = experiment["name"]
+    completed, failed, unfinished, pruned = [], {}, [], []
+    for name in _planned_names(settings):
+        last = _last_logged(settings, name)
         if published(settings.runs_dir, name):
-            completed.append(name)
-        elif error := _logged_error(settings, name):
-            failed[name] = error
+            (pruned if last and last["status"] == "pruned" else completed).append(name)
+        elif last and last["status"] == "failed":
+            failed[name] = last.get("error") or "failed"
         else:
             unfinished.append(name)
-    return SweepOutcome(sorted(completed), failed, sorted(unfinished))
+    return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
+
+
+def _planned_names(settings: SweepSettings) -> list[str]:
+    """Every trial name the sweep plans: its experiments, or an adaptive search's whole budget."""
+    if settings.search:
+        search = settings.experiments[0]["name"]
+        return [adaptive_trial_name(search, n) for n in range(1, settings.search["num_samples"] + 1)]
+    return [experiment["name"] for experiment in settings.experiments]
+
+
+def _last_logged(settings: SweepSettings, name: str) -> dict | None:
+    lines = [r for r in artifacts.read_log(Path(settings.runs_dir)) if r["sweep"] == settings.name and r["experiment"] == name]
+    return lines[-1] if lines else None
 
 
 def _logged_error(settings: SweepSettings, name: str) -> str | None:
-    lines = [r for r in artifacts.read_log(Path(settings.runs_dir)) if r["sweep"] == settings.name and r["experiment"] == name]
-    return lines[-1].get("error") if lines and lines[-1]["status"] == "failed" else None
+    last = _last_logged(settings, name)
+    return last.get("error") if last and last["status"] == "failed" else None
 
 
 def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:

@@ -41,10 +41,20 @@ def plan_table(plan: SweepPlan) -> str:
         table.add_column(column, overflow="fold")
     for trial in plan.trials:
         status = "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
-        changes = ", ".join(f"{key}={_short(new)}" for key, (_, new) in trial.changes.items() if not key.startswith("resources."))
+        changes = ", ".join(
+            f"{key}={_short(new)}" for key, (_, new) in trial.changes.items() if not key.startswith(("resources.", "search."))
+        )
+        name = trial.name
+        if trial.adaptive:
+            search = trial.config.search
+            name = f"{trial.name}/t001..t{search.num_samples:03d}"
+            status = f"{status}: up to {search.num_samples} trials, proposed by {search.algorithm}"
+            fixed = [f"{key}={_short(new)}" for key, (_, new) in trial.changes.items()
+                     if not key.startswith(("resources.", "search.")) and key not in search.space]
+            changes = ", ".join([f"searches {', '.join(search.space)}", *fixed])
         resources = trial.config.resources
         gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"
-        table.add_row(trial.name, status, changes or "-", f"{resources.cpu:g} CPU, {gpu} GPU")
+        table.add_row(name, status, changes or "-", f"{resources.cpu:g} CPU, {gpu} GPU")
     return render(table)
 
 
@@ -52,6 +62,14 @@ def _short(value) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def status_text(row: pd.Series) -> str:
+    """`completed`, or `pruned (epoch 2)`: where the scheduler stopped it."""
+    status = str(row.get("status"))
+    if status == "pruned" and pd.notna(row.get("epochs_run")):
+        return f"pruned (epoch {int(row['epochs_run'])})"
+    return status
 
 
 class _Discard:
@@ -113,7 +131,7 @@ def _leaderboard(frame, *, split, sort, hyperparameters, classes, baseline, comp
         if comparisons is not None:
             cells += _comparison_cells(comparisons, row["group"])
         cells += [_number(row.get(f"{split}/f1/{cls}")) for cls in classes]
-        cells += [_short(row.get("best_epoch")), _duration(row.get("duration_s")), str(row.get("status"))]
+        cells += [_short(row.get("best_epoch")), _duration(row.get("duration_s")), status_text(row)]
         table.add_row(*cells)
     return table
 

@@ -102,6 +102,16 @@ class PatienceStopper(tune.Stopper):
         return False
 
 
+def stopped_by_scheduler(experiment: dict, last_result: dict) -> bool:
+    """Whether a finished trial was cut short by the scheduler (ASHA): the trainable ends on its own
+    only at training.epochs or when patience runs out, so a trial that ended before both was stopped
+    from outside. Such a trial is `pruned`; its last checkpoint is not final, so test is not evaluated."""
+    epoch = last_result.get("epoch")
+    if epoch is None:
+        return False
+    return epoch < experiment["training"]["epochs"] and last_result["epochs_since_best"] < experiment["other"]["patience"]
+
+
 def checkpoint_config() -> tune.CheckpointConfig:
     # num_to_keep=1 with a score keeps the best checkpoint AND the latest one (Tune always keeps it)
     return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE)

@@ -49,7 +49,7 @@ def test_dry_run_prints_the_plan_and_touches_nothing(tmp_path, run_cli):
 
 
 def test_a_search_config_expands_into_named_trials(tmp_path):
-    plan = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
+    plan = plan_sweep([CONFIGS_DIR / "search" / "lr_search.yaml"], runs_dir=tmp_path)
     assert len(plan.trials) == 8 * 3
     names = [t.name for t in plan.trials]
     # the seed grid makes repeats: each drawn lr is one experiment with three seeds as members
@@ -58,7 +58,7 @@ def test_a_search_config_expands_into_named_trials(tmp_path):
     assert all(t.config.other.seed == int(t.name.rsplit("-", 1)[1]) for t in plan.trials)
     lrs = {t.config.training.lr for t in plan.trials}
     assert len(lrs) == 8 and all(1e-4 <= lr <= 3e-3 for lr in lrs)
-    again = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path)
+    again = plan_sweep([CONFIGS_DIR / "search" / "lr_search.yaml"], runs_dir=tmp_path)
     assert [t.config.training.lr for t in again.trials] == [t.config.training.lr for t in plan.trials], "seeded draws"
 
 
@@ -282,7 +282,7 @@ def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path):
 def test_a_config_asking_for_asha_gets_it_for_the_sweep(ray_session, tmp_path):
     from raytrain.sweep import start_sweep
 
-    plan = plan_sweep([CONFIGS_DIR / "search"], runs_dir=tmp_path / "runs")
+    plan = plan_sweep([CONFIGS_DIR / "search" / "lr_search.yaml"], runs_dir=tmp_path / "runs")
     assert all(t.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3.0} for t in plan.trials)
     settings = start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs", storage=None)
     assert settings.scheduler["type"] == "asha" and len(settings.experiments) == 24
