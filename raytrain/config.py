@@ -61,8 +61,9 @@ class TrainingConfig(_Section):
     optimizer: Literal["adamw", "adam", "sgd"] = "adamw"
     freeze_epochs: int = Field(0, ge=0)  # only the head trains for the first N epochs
     onecycle_pct_start: float = Field(0.3, gt=0.0, lt=1.0)  # share of steps spent warming up
-    # auto: bf16 autocast on GPUs and on CPUs with native bf16 (1.7-1.8x faster for resnet18 on an
-    # avx512_bf16 EPYC), fp32 elsewhere; fp32 forces full precision everywhere
+    # auto: bf16 autocast on GPUs, and on CPUs with native bf16 where it times faster than fp32
+    # (1.7x for resnet18 on an AMD EPYC; 0.9x on a Xeon whose AMX is hidden, so fp32 there);
+    # bf16 or fp32 force one everywhere
     precision: Literal["auto", "bf16", "fp32"] = "auto"
     # torch.compile the model: faster steps on a GPU after a compile of a minute or more per
     # trial; rarely worth it for short CPU trials

@@ -22,6 +22,7 @@ from ray import tune
 from raytrain import artifacts
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import BatchAugmenter, FERDataset, class_weights, sampler_weights
+from raytrain.data.datasets import default_cache_dir
 from raytrain.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
 from raytrain.losses import build_loss
 from raytrain.metrics import metrics_artifact
@@ -129,8 +130,9 @@ class Trial:
         self.cfg = cfg
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         self.device = pick_device()
-        self.precision = resolve_precision(cfg.training.precision, self.device)
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
+        # after the threads are set: on a CPU "auto" times bf16 against fp32 at this thread count
+        self.precision = resolve_precision(cfg.training.precision, self.device, default_cache_dir())
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         self.class_names = list(dataset.class_names)

@@ -70,6 +70,7 @@ def tiny_config(**sections) -> dict:
     overrides = {
         "model.pretrained": False, "training.epochs": 2, "training.batch_size": 16, "training.lr": 2e-3,
         "data.img_size": 24, "other.patience": 5, "other.workers": 1, "resources.cpu": 1,
+        "training.precision": "fp32",  # the same numerics on every machine; test_numerics covers auto
     } | sections
     config = load_config(CONFIGS_DIR / "baseline.yaml", [f"{k}={v}" for k, v in overrides.items()])
     return resolved_dict(config)

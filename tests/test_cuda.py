@@ -17,7 +17,7 @@ pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 
 
 def test_a_trial_on_the_gpu_trains_in_bf16_channels_last_with_its_data_on_the_device(tiny_dataset):
-    trial = Trial(validate_config(tiny_config()), tiny_dataset)
+    trial = Trial(validate_config(tiny_config(**{"training.precision": "auto"})), tiny_dataset)
     assert trial.device.type == "cuda" and trial.precision == "bf16"
     assert trial.splits["train"].images.is_cuda
     assert trial.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)

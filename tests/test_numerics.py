@@ -3,11 +3,13 @@ out-of-GPU-memory message. CPU only; the CUDA side is measured by tests/bench/be
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
 from raytrain.config import validate_config
-from raytrain.numerics import autocast, cpu_has_native_bf16, native_bf16_in, resolve_precision
+from raytrain.numerics import MIN_BF16_SPEEDUP, autocast, cpu_bf16_speedup, cpu_precision, native_bf16_in, resolve_precision
 from raytrain.train import COMPILE_BACKEND_ENV, TrainState, Trial, out_of_memory_message
 from tests.conftest import tiny_config
 
@@ -22,10 +24,30 @@ def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
     assert native_bf16_in(cpuinfo) is native
 
 
-def test_auto_means_bf16_exactly_where_the_cpu_has_it_and_explicit_choices_win():
-    assert resolve_precision("auto", CPU) == ("bf16" if cpu_has_native_bf16() else "fp32")
+@pytest.mark.parametrize("native, speedup, chosen", [
+    (False, None, "fp32"), (True, 1.7, "bf16"),  # the AMD EPYC this was first measured on
+    (True, 0.9, "fp32"),  # an Intel Xeon with avx512_bf16 but no AMX: slower in bf16
+    (True, MIN_BF16_SPEEDUP - 0.01, "fp32"), (True, MIN_BF16_SPEEDUP, "bf16"),
+])
+def test_auto_on_a_cpu_is_bf16_only_with_native_support_and_a_measured_win(native, speedup, chosen):
+    assert cpu_precision(native, speedup) == chosen
+
+
+def test_explicit_precisions_win_over_auto():
     assert resolve_precision("fp32", CPU) == "fp32"
     assert resolve_precision("bf16", CPU) == "bf16"
+    assert resolve_precision("auto", CPU) in ("bf16", "fp32")
+
+
+def test_the_bf16_timing_is_measured_once_per_machine_and_a_damaged_cache_is_measured_again(tmp_path):
+    measured = cpu_bf16_speedup.__wrapped__(tmp_path)  # unmemoised: each call reads the folder anew
+    assert 0.1 < measured < 20
+    [cached] = tmp_path.glob("cpu-bf16-*.json")
+    cached.write_text('{"speedup": 9.5}')  # a value no timing gives: proves the file is what is read
+    assert cpu_bf16_speedup.__wrapped__(tmp_path) == 9.5
+    cached.write_text('{"speedup": ')  # torn by a crash
+    assert 0.1 < cpu_bf16_speedup.__wrapped__(tmp_path) < 20
+    assert json.loads(cached.read_text())["speedup"] != 9.5
 
 
 def test_bf16_autocast_runs_convolutions_in_bf16_and_fp32_does_not():
@@ -68,7 +90,7 @@ def test_compile_is_a_speed_knob_that_does_not_make_a_finished_experiment_stale(
 
     base = validate_config(tiny_config())
     assert config_hash(validate_config(tiny_config(**{"training.compile": True}))) == config_hash(base)
-    assert config_hash(validate_config(tiny_config(**{"training.precision": "fp32"}))) != config_hash(base)
+    assert config_hash(validate_config(tiny_config(**{"training.precision": "bf16"}))) != config_hash(base)
 
 
 def test_out_of_gpu_memory_names_the_knobs_to_turn():
