@@ -100,10 +100,10 @@ def base_yaml(name: str, epochs: int) -> str:
     )
 
 
-def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: list, grid_wd: list) -> str:
+def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: list, grid_wd: list, reduction: float = 3) -> str:
     name = f"{method}_s{seed}"
     text = base_yaml(name, epochs)
-    asha = "  scheduler: {type: asha, grace_period: 1, reduction_factor: 3}\n"
+    asha = f"  scheduler: {{type: asha, grace_period: 1, reduction_factor: {reduction:g}}}\n"
     ranges = f"    training.lr: {{loguniform: [{LR[0]}, {LR[1]}]}}\n    training.weight_decay: {{loguniform: [{WD[0]}, {WD[1]}]}}\n"
     if method == "grid":
         return text + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
@@ -167,13 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--per-class", type=int, default=80, help="images per class (70/15/15 train/val/test)")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)")
     parser.add_argument("--work", type=Path, help="folder for data and runs (default: a new temporary folder)")
+    parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
     args = parser.parse_args(argv)
     grid_lr, grid_wd = (GRID_LR[1:3], GRID_WD[1:2]) if args.smoke else (GRID_LR, GRID_WD)
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
     work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
     data = work / "data" if (work / "data").is_dir() else make_bars(work / "data", per_class=per_class)
-    shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd)
+    shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd, reduction=args.reduction_factor)
 
     rows = {("grid", 0): run_method("grid", 0, work, data, **shape)}
     for seed in range(1, seeds + 1):
