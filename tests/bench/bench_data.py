@@ -35,8 +35,9 @@ def load_gray(path: str) -> Image.Image:
         return img.convert("L")
 
 
-def torchvision_epoch_rate(train_dir: Path, size: int, aug: AugmentationConfig, workers: int, epochs: int) -> float:
-    transform = transforms.Compose(
+def seed_transform(size: int, aug: AugmentationConfig) -> transforms.Compose:
+    """The seed's per-image PIL augmentation, the same knobs as raytrain's batch augmentation."""
+    return transforms.Compose(
         [
             transforms.Resize(size),
             transforms.RandomHorizontalFlip(aug.hflip),
@@ -46,7 +47,10 @@ def torchvision_epoch_rate(train_dir: Path, size: int, aug: AugmentationConfig, 
             transforms.Normalize((0.449,), (0.226,)),
         ]
     )
-    data = datasets.ImageFolder(str(train_dir), transform=transform, loader=load_gray)
+
+
+def torchvision_epoch_rate(train_dir: Path, size: int, aug: AugmentationConfig, workers: int, epochs: int) -> float:
+    data = datasets.ImageFolder(str(train_dir), transform=seed_transform(size, aug), loader=load_gray)
     loader = DataLoader(data, batch_size=BATCH, shuffle=True, num_workers=workers, persistent_workers=workers > 0)
     for _ in loader:  # warm-up epoch: starts the workers, fills the page cache
         pass

@@ -25,12 +25,14 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
 from torch.utils.data import DataLoader
-from torchvision import datasets, transforms
+from torchvision import datasets
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # bench_data beside this file
+
+from bench_data import load_gray, seed_transform  # noqa: E402
 
 from raytrain.config import load_config  # noqa: E402
 from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
@@ -40,23 +42,9 @@ from raytrain.numerics import cpu_has_native_bf16  # noqa: E402
 from raytrain.train import Trial  # noqa: E402
 
 
-def load_gray(path: str) -> Image.Image:
-    with Image.open(path) as img:  # the seed's images are grayscale: keep one channel
-        return img.convert("L")
-
-
 def seed_style_rate(train_dir: Path, cfg, workers: int) -> callable:
     """One epoch of the seed's loop; returns a function that runs it and gives images/s."""
-    aug, size = cfg.augmentation, cfg.data.img_size
-    transform = transforms.Compose([
-        transforms.Resize(size),
-        transforms.RandomHorizontalFlip(aug.hflip),
-        transforms.RandomAffine(aug.rotation, translate=(aug.translate,) * 2, scale=(1 - aug.scale, 1 + aug.scale)),
-        transforms.ColorJitter(brightness=aug.brightness, contrast=aug.contrast),
-        transforms.ToTensor(),
-        transforms.Normalize((0.449,), (0.226,)),
-    ])
-    data = datasets.ImageFolder(str(train_dir), transform=transform, loader=load_gray)
+    data = datasets.ImageFolder(str(train_dir), transform=seed_transform(cfg.data.img_size, cfg.augmentation), loader=load_gray)
     loader = DataLoader(data, batch_size=cfg.training.batch_size, shuffle=True, num_workers=workers,
                         persistent_workers=workers > 0, drop_last=True)
     torch.manual_seed(0)
