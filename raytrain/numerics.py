@@ -1,5 +1,5 @@
 """Which numerics a trial trains with: bf16 autocast where it is faster on this hardware, fp32
-otherwise, and the memory layout that goes with it. Torch only; no Ray, no config loading.
+otherwise, and the memory layout that goes with it. No Ray, no config loading.
 
 A CPU flag is not enough on its own. Measured with a resnet18 train step, batch 128, 2 threads:
 an AMD EPYC with avx512_bf16 ran bf16 autocast 1.7x faster than fp32 (248 -> 429 img/s at 48 px),
@@ -14,13 +14,13 @@ import contextlib
 import functools
 import hashlib
 import json
-import os
 import platform
-import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+from raytrain import artifacts
 
 # CPU feature flags (Linux /proc/cpuinfo) that mean bf16 matrix arithmetic runs natively:
 # x86 avx512_bf16 / amx_bf16, Arm bf16 (Neoverse V1+, Graviton 3+, Apple M2+ under Linux)
@@ -78,9 +78,8 @@ def measure_cpu_bf16_speedup(repeats: int = 5) -> float:
     return best["fp32"] / best["bf16"]
 
 
-@functools.cache
 def cpu_bf16_speedup(cache_dir: Path | None = None) -> float:
-    """measure_cpu_bf16_speedup, measured once per CPU model and torch version and kept in
+    """measure_cpu_bf16_speedup, measured once per CPU, torch version and thread count and kept in
     `cache_dir`, so every trial on a machine makes the same choice. A damaged cache is measured again."""
     if cache_dir is None:
         return measure_cpu_bf16_speedup()
@@ -91,11 +90,7 @@ def cpu_bf16_speedup(cache_dir: Path | None = None) -> float:
         pass
     speedup = measure_cpu_bf16_speedup()
     with contextlib.suppress(OSError):  # a cache we cannot write costs half a second next time
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-        with os.fdopen(fd, "w") as f:
-            json.dump({"speedup": speedup, "cpu": _cpu_model_and_flags()[0], "torch": torch.__version__}, f)
-        os.replace(tmp, path)
+        artifacts.write_json(path, {"speedup": speedup, "cpu": _cpu_model_and_flags()[0], "torch": torch.__version__})
     return speedup
 
 

@@ -40,13 +40,13 @@ def test_explicit_precisions_win_over_auto():
 
 
 def test_the_bf16_timing_is_measured_once_per_machine_and_a_damaged_cache_is_measured_again(tmp_path):
-    measured = cpu_bf16_speedup.__wrapped__(tmp_path)  # unmemoised: each call reads the folder anew
+    measured = cpu_bf16_speedup(tmp_path)
     assert 0.1 < measured < 20
     [cached] = tmp_path.glob("cpu-bf16-*.json")
     cached.write_text('{"speedup": 9.5}')  # a value no timing gives: proves the file is what is read
-    assert cpu_bf16_speedup.__wrapped__(tmp_path) == 9.5
+    assert cpu_bf16_speedup(tmp_path) == 9.5
     cached.write_text('{"speedup": ')  # torn by a crash
-    assert 0.1 < cpu_bf16_speedup.__wrapped__(tmp_path) < 20
+    assert 0.1 < cpu_bf16_speedup(tmp_path) < 20
     assert json.loads(cached.read_text())["speedup"] != 9.5
 
 
