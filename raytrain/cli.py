@@ -156,7 +156,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
     parser.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"),
-        help="overrides training.precision (auto: bf16 where the GPU or CPU runs it natively; fp32 forces full precision)",
+        help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; bf16 or fp32 force one)",
     )
 
 
