@@ -372,7 +372,7 @@ def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str
     problems = []
     for dotted, spec in space.items():
         kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else None
-        if kind not in ("grid",):
+        if kind != "grid":
             continue
         if dotted == "other.seed":
             problems.append(f"{where}: search.space.other.seed: {_NO_REPEATS.format(algorithm=algorithm)}")

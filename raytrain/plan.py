@@ -142,8 +142,6 @@ def _default_name(trials: list[PlannedTrial]) -> str:
     return f"sweep-{digest}"
 
 
-
-
 def _identity(trial: PlannedTrial) -> list:
     # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
     if trial.adaptive:
