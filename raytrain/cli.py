@@ -110,7 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
     compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
-    compare.add_argument("--export", type=Path, metavar="FILE", help="also write every column to FILE.csv or FILE.parquet")
+    compare.add_argument("--export", type=_table_file, metavar="FILE", help="also write the table shown, every column, to FILE.csv or FILE.parquet")
+    compare.add_argument("--export-runs", type=_table_file, metavar="FILE", help="also write one row per run (every seed), every column, to FILE.csv or FILE.parquet")
     compare.set_defaults(handler=cmd_compare)
 
     report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
@@ -165,6 +166,12 @@ def _positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be >= 1, got {text}")
     return value
+
+
+def _table_file(text: str) -> Path:
+    if not text.endswith((".csv", ".parquet")):
+        raise argparse.ArgumentTypeError(f"{text}: name a .csv or .parquet file")
+    return Path(text)
 
 
 def _positive_float(text: str) -> float:
@@ -309,9 +316,11 @@ def _confirm(question: str, yes: bool, *, default: bool) -> bool:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from raytrain import analysis, results
+    from raytrain import analysis, leaderboard, results
     from raytrain.tables import compare_table, per_class_table, repeats_table
 
+    if args.per_class and args.export:
+        raise UserError("--export writes the leaderboard, which --per-class replaces; use --export-runs for every column of every run")
     frame = results.load(args.runs_dir)
     if frame.empty:
         raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
@@ -344,24 +353,29 @@ def cmd_compare(args: argparse.Namespace) -> int:
     hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (repeats and k == analysis.SEED_COLUMN)]
     if args.per_class:
         print(per_class_table(frame.head(args.top) if args.top else frame, split=split, classes=classes))
+        shown = frame.head(args.top) if args.top else frame
     elif repeats:
         # seeds are repeats, not rivals: rank the groups by their mean
         summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
-        settings = frame.groupby("group", sort=False)[hyperparameters].first()
-        print(repeats_table(
-            summary.head(args.top) if args.top else summary, split=split, hyperparameters=settings,
-            classes=classes, baseline=args.baseline, comparisons=comparisons,
-        ))
+        shown = leaderboard.repeats_table(
+            summary.head(args.top) if args.top else summary, split=split, classes=classes, baseline=args.baseline,
+            hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(), comparisons=comparisons,
+        )
+        print(repeats_table(shown, split=split, classes=classes, baseline=args.baseline))
     else:
         baseline = None
         if args.baseline and comparisons is None:
             baseline = (args.baseline, float(frame.loc[frame["group"] == args.baseline, f"{split}/macro_f1"].iloc[0]))
-        print(compare_table(
-            frame.head(args.top) if args.top else frame, split=split, sort=column, hyperparameters=hyperparameters,
+        shown = leaderboard.experiments_table(
+            frame.head(args.top) if args.top else frame, split=split, hyperparameters=hyperparameters,
             classes=classes, baseline=baseline, comparisons=comparisons,
-        ))
+        )
+        print(compare_table(shown, split=split, sort=column, classes=classes, baseline=args.baseline))
     if args.export:
-        print(f"wrote {results.write_table(frame, args.export)} ({len(frame)} rows, {len(frame.columns)} columns)")
+        print(f"wrote {results.write_table(shown, args.export)}: the table above with every column ({len(shown)} rows)")
+    if args.export_runs:
+        runs = frame[frame["group"].isin(shown["experiment"])] if repeats and not args.per_class else frame[frame["experiment"].isin(shown["experiment"])]
+        print(f"wrote {results.write_table(runs, args.export_runs)}: one row per run of the rows above ({len(runs)} rows, {len(runs.columns)} columns)")
     return 0
 
 

@@ -6,6 +6,7 @@ Presentation only: takes plans and DataFrames already filtered and sorted. No Ra
 from __future__ import annotations
 
 import shutil
+from dataclasses import dataclass
 
 import pandas as pd
 from rich.console import Console
@@ -80,120 +81,131 @@ class _Discard:
         pass
 
 
-def compare_table(
-    frame: pd.DataFrame,
-    *,
-    split: str,
-    sort: str,
-    hyperparameters: list[str],
-    classes: list[str],
-    baseline: tuple[str, float] | None = None,
-    comparisons: pd.DataFrame | None = None,
-) -> str:
-    """The leaderboard: rows as given (already sorted and cut), the knobs that differ, headline
-    metrics, the delta to the baseline, per-class F1, best epoch, duration and status. Per-class
-    columns are left out when the terminal is too narrow for them (--per-class shows them)."""
-    options = dict(split=split, sort=sort, hyperparameters=hyperparameters, baseline=baseline, comparisons=comparisons)
-    table = _leaderboard(frame, classes=classes, **options)
-    if classes and natural_width(table) > terminal_width():
-        table = _leaderboard(frame, classes=[], **options)
-        table.caption = "per-class F1 left out to fit the terminal: --per-class shows it"
-    return render(table)
+def compare_table(table: pd.DataFrame, *, split: str, sort: str, classes: list[str], baseline: str | None = None) -> str:
+    """The leaderboard of leaderboard.experiments_table: rank, name, the knobs that differ, headline
+    metrics, the difference to the baseline, per-class F1, best epoch, duration and status."""
+    title = f"{len(table)} experiment(s), {split} split, sorted by {sort}"
+    paired = "delta/low" in table
+    columns = [
+        _Column("#", _strings(table["rank"])),
+        _Column("experiment", _strings(table["experiment"]), justify="left"),
+        *_knob_columns(table),
+        _Column("accuracy", [_number(v) for v in table[f"{split}/accuracy"]], drop_as="accuracy"),
+        _Column("macro F1", [_number(v) for v in table[f"{split}/macro_f1"]]),
+    ]
+    if "delta" in table and not paired:
+        columns.append(_Column(f"Δ vs {baseline}", ["-" if n == baseline else _signed(d) for n, d in zip(table["experiment"], table["delta"])]))
+    if paired:
+        columns += _delta_columns(table, baseline=None)
+    columns += _class_columns(table, [f"{split}/f1/{c}" for c in classes], classes)
+    columns += [
+        _Column("best epoch", [_short(v) for v in table["best_epoch"]], drop_as="best epoch"),
+        _Column("duration", [_duration(v) for v in table["duration_s"]], drop_as="duration"),
+        _Column("status", [status_text(row) for _, row in table.iterrows()], justify="left"),
+    ]
+    drop_order = ["per-class F1", "duration", "best epoch", "Δ 95% interval", "accuracy", *_knob_drop_order(table)]
+    return _fit(title, columns, drop_order, per_class_note=bool(classes))
 
 
-def _leaderboard(frame, *, split, sort, hyperparameters, classes, baseline, comparisons) -> Table:
-    title = f"{len(frame)} experiment(s), {split} split, sorted by {sort}"
-    if classes:
-        title += f"; per-class columns are F1 ({', '.join(classes)})"
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("experiment", overflow="fold", min_width=10)
-    for key in hyperparameters:
-        table.add_column(key, overflow="fold")
-    table.add_column("accuracy", justify="right", no_wrap=True)
-    table.add_column("macro F1", justify="right", no_wrap=True)
-    if baseline is not None:
-        table.add_column(f"Δ vs {baseline[0]}", justify="right", no_wrap=True)
-    if comparisons is not None:
-        _add_comparison_columns(table)
-    for cls in classes:
-        table.add_column(cls[:5], justify="right", no_wrap=True)  # 5 letters tell FER's classes apart
-    table.add_column("best epoch", justify="right", no_wrap=True)
-    table.add_column("duration", justify="right", no_wrap=True)
-    table.add_column("status", no_wrap=True)
-    for rank, (_, row) in enumerate(frame.iterrows(), start=1):
-        macro = row.get(f"{split}/macro_f1")
-        cells = [str(rank), str(row["experiment"]), *(_short(row.get(k)) for k in hyperparameters)]
-        cells += [_number(row.get(f"{split}/accuracy")), _number(macro)]
-        if baseline is not None:
-            name, reference = baseline
-            cells.append("-" if row["experiment"] == name else _signed(macro - reference))
-        if comparisons is not None:
-            cells += _comparison_cells(comparisons, row["group"])
-        cells += [_number(row.get(f"{split}/f1/{cls}")) for cls in classes]
-        cells += [_short(row.get("best_epoch")), _duration(row.get("duration_s")), status_text(row)]
-        table.add_row(*cells)
+def repeats_table(table: pd.DataFrame, *, split: str, classes: list[str], baseline: str | None = None) -> str:
+    """Experiments with repeats (leaderboard.repeats_table): one row per group, mean ± std over its
+    seeds, the 95% t-interval, and against the baseline the paired difference with its interval and
+    Holm-adjusted p."""
+    title = f"{len(table)} experiment(s) over their seeds, {split} split, mean ± std and 95% interval"
+    mean, std, low, high = (table[f"{split}/macro_f1/{s}"] for s in ("mean", "std", "low", "high"))
+    columns = [
+        _Column("#", _strings(table["rank"])),
+        _Column("experiment", _strings(table["experiment"]), justify="left"),
+        _Column("n", _strings(table["n"])),
+        *_knob_columns(table),
+        _Column("macro F1", [f"{_number(m)} ± {_number(s)}" for m, s in zip(mean, std)]),
+        _Column("95% interval", [f"[{_number(a)}, {_number(b)}]" for a, b in zip(low, high)], drop_as="95% interval"),
+        _Column("accuracy", [_number(v) for v in table[f"{split}/accuracy/mean"]], drop_as="accuracy"),
+    ]
+    if "delta" in table:
+        columns += _delta_columns(table, baseline=baseline, title=f"Δ vs {baseline}")
+    columns += _class_columns(table, [f"{split}/f1/{c}/mean" for c in classes], classes)
+    drop_order = ["per-class F1", "accuracy", "Δ 95% interval", "95% interval", *_knob_drop_order(table)]
+    note = "ns: not significant at 5% after Holm correction across the compared experiments"
+    return _fit(title, columns, drop_order, per_class_note=bool(classes), notes=[note])
+
+
+@dataclass
+class _Column:
+    header: str
+    cells: list[str]
+    justify: str = "right"
+    drop_as: str | None = None  # its name in the "left out to fit" note; None: always shown
+
+
+def _fit(title: str, columns: list[_Column], drop_order: list[str], *, per_class_note: bool, notes=()) -> str:
+    """The table at the terminal's width: while it is too wide, the next group in `drop_order` is
+    left out, and a note says which. Names and the headline metric always show, unsqueezed."""
+    width = terminal_width()
+    left_out: list[str] = []
+    for group in drop_order:
+        if natural_width(_table("", columns, ())) <= width:  # the title and notes wrap; columns do not
+            break
+        if any(c.drop_as == group for c in columns):
+            columns = [c for c in columns if c.drop_as != group]
+            left_out.append(group)
+    if per_class_note and "per-class F1" not in left_out:
+        notes = [*notes, "per-class columns are F1"]
+    if left_out:
+        hint = "--per-class shows per-class F1; " if per_class_note and "per-class F1" in left_out else ""
+        notes = [*notes, f"left out to fit {width} columns: {', '.join(left_out)} ({hint}--export writes every column)"]
+    return render(_table(title, columns, notes))
+
+
+def _table(title: str, columns: list[_Column], notes) -> Table:
+    table = Table(title=title, title_justify="left", caption="\n".join(notes) or None, caption_justify="left")
+    for column in columns:
+        # no column wraps: a name or value folded over lines is what made narrow tables unreadable
+        table.add_column(column.header, justify=column.justify, no_wrap=True, min_width=len(column.header))
+    for row in zip(*(c.cells for c in columns)):
+        table.add_row(*row)
     return table
 
 
-def repeats_table(
-    summary: pd.DataFrame,
-    *,
-    split: str,
-    hyperparameters: pd.DataFrame,
-    classes: list[str],
-    baseline: str | None = None,
-    comparisons: pd.DataFrame | None = None,
-) -> str:
-    """Experiments with repeats: one row per group, mean ± std over its seeds, the 95% t-interval,
-    and against the baseline the paired difference with its interval and Holm-adjusted p."""
-    title = f"{len(summary)} experiment(s) over their seeds, {split} split, mean ± std and 95% interval"
-    table = Table(title=title, title_justify="left")
-    table.add_column("#", justify="right", no_wrap=True)
-    table.add_column("experiment", overflow="fold", min_width=10)
-    table.add_column("n", justify="right", no_wrap=True)
-    for key in hyperparameters.columns:
-        table.add_column(key, overflow="fold")
-    table.add_column("macro F1", justify="right", no_wrap=True)
-    table.add_column("95% interval", justify="right", no_wrap=True)
-    table.add_column("accuracy", justify="right", no_wrap=True)
-    if comparisons is not None:
-        _add_comparison_columns(table, title=f"Δ macro F1 vs {baseline}")
-    for cls in classes:
-        table.add_column(cls[:5], justify="right", no_wrap=True)
-    for rank, (_, row) in enumerate(summary.iterrows(), start=1):
-        group = row["group"]
-        cells = [str(rank), str(group), str(row["n"]), *(_short(v) for v in hyperparameters.loc[group])]
-        cells += [
-            f"{_number(row['macro_f1/mean'])} ± {_number(row['macro_f1/std'])}",
-            f"[{_number(row['macro_f1/low'])}, {_number(row['macro_f1/high'])}]",
-            _number(row["accuracy/mean"]),
-        ]
-        if comparisons is not None:
-            cells += _comparison_cells(comparisons, group) if group != baseline else ["baseline", "", ""]
-        cells += [_number(row[f"f1/{cls}/mean"]) for cls in classes]
-        table.add_row(*cells)
-    table.caption = "ns: not significant at 5% after Holm correction across the compared experiments"
-    return render(table)
+def _knob_columns(table: pd.DataFrame) -> list[_Column]:
+    return [_Column(key, [_short(v) for v in table[key]], justify="left", drop_as=key) for key in _knobs(table)]
 
 
-def _add_comparison_columns(table: Table, title: str = "paired Δ") -> None:
-    table.add_column(title, justify="right", no_wrap=True)
-    table.add_column("Δ 95% interval", justify="right", no_wrap=True)
-    table.add_column("p (Holm)", justify="right", no_wrap=True)
+def _knobs(table: pd.DataFrame) -> list[str]:
+    """The knob columns of a leaderboard frame: the dotted config keys that differ between rows."""
+    return [c for c in table.columns if "." in c and "/" not in c]
 
 
-def _comparison_cells(comparisons: pd.DataFrame, group: str) -> list[str]:
-    from raytrain.analysis import format_p
+def _knob_drop_order(table: pd.DataFrame) -> list[str]:
+    return list(reversed(_knobs(table)))  # the last knob first: the config's own order ranks them
 
-    match = comparisons[comparisons["group"] == group] if len(comparisons) else comparisons
-    if match.empty:
-        return ["-", "-", "-"]
-    c = match.iloc[0]
-    if c["p_holm"] is None or pd.isna(c["p_holm"]):
-        return [_signed(c["diff"]), "-", "n<2"]
-    marker = "" if c["significant"] else " ns"
-    return [_signed(c["diff"]), f"[{_signed(c['low'])}, {_signed(c['high'])}]", format_p(c["p_holm"]) + marker]
+
+def _delta_columns(table: pd.DataFrame, *, baseline: str | None, title: str = "paired Δ") -> list[_Column]:
+    delta, interval, p = [], [], []
+    for name, row in zip(table["experiment"], table.itertuples(index=False)):
+        values = dict(zip(table.columns, row))
+        if baseline is not None and name == baseline:
+            delta.append("baseline"), interval.append(""), p.append("")
+        elif values["delta"] is None or pd.isna(values["delta"]):
+            delta.append("-"), interval.append("-"), p.append("-")
+        elif values["p_holm"] is None or pd.isna(values["p_holm"]):
+            delta.append(_signed(values["delta"])), interval.append("-"), p.append("n<2")
+        else:
+            from raytrain.analysis import format_p
+
+            delta.append(_signed(values["delta"]))
+            interval.append(f"[{_signed(values['delta/low'])}, {_signed(values['delta/high'])}]")
+            p.append(format_p(values["p_holm"]) + ("" if values["significant"] else " ns"))
+    return [_Column(title, delta), _Column("Δ 95% interval", interval, drop_as="Δ 95% interval"), _Column("p (Holm)", p)]
+
+
+def _class_columns(table: pd.DataFrame, names: list[str], classes: list[str]) -> list[_Column]:
+    # 5 letters tell FER's classes apart
+    return [_Column(cls[:5], [_number(v) for v in table[name]], drop_as="per-class F1") for name, cls in zip(names, classes)]
+
+
+def _strings(values) -> list[str]:
+    return [str(v) for v in values]
 
 
 def per_class_table(frame: pd.DataFrame, *, split: str, classes: list[str]) -> str:

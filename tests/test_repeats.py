@@ -5,6 +5,7 @@ every trial saves per-image predictions for bootstrap intervals."""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
@@ -80,6 +81,28 @@ def test_compare_groups_repeats_and_tests_the_baseline_over_matched_seeds(repeat
         assert comparisons.loc["other_lr", "p_value"] == pytest.approx(t.pvalue)
     assert comparisons.loc["other_lr", "method"] == "paired t over seeds"
     assert "Holm" in result.out
+
+
+def test_compare_export_with_repeats_is_the_group_table_shown(repeated_runs, run_cli, tmp_path, monkeypatch):
+    monkeypatch.setenv("COLUMNS", "120")
+    shown, runs = tmp_path / "groups.parquet", tmp_path / "runs.csv"
+    result = run_cli("compare", "--runs-dir", repeated_runs, "--baseline", "base", "--export", shown, "--export-runs", runs)
+    assert result.code == 0, result.err
+    assert all(len(line) <= 120 for line in result.out.splitlines() if line.startswith("│"))
+    table = pd.read_parquet(shown).set_index("experiment")
+    assert set(table.index) == {"base", "other_lr"} and (table["n"] == 3).all()
+    summary = analysis.summarize_repeats(results.load(repeated_runs)).set_index("group")
+    for statistic in ("mean", "std", "low", "high"):
+        assert table.loc["other_lr", f"val/macro_f1/{statistic}"] == pytest.approx(summary.loc["other_lr", f"macro_f1/{statistic}"])
+    comparisons = analysis.compare_with_baseline(results.load(repeated_runs), repeated_runs, "base").set_index("group")
+    assert table.loc["other_lr", "delta"] == pytest.approx(comparisons.loc["other_lr", "diff"])
+    assert table.loc["other_lr", "p_holm"] == pytest.approx(comparisons.loc["other_lr", "p_holm"])
+    assert pd.isna(table.loc["base", "delta"]), "the baseline is not compared with itself"
+    line = next(line for line in result.out.splitlines() if " other_lr " in line)
+    assert f"{table.loc['other_lr', 'val/macro_f1/mean']:.3f} ± {table.loc['other_lr', 'val/macro_f1/std']:.3f}" in line
+    assert " other_lr " in line and " base " in result.out, "names show whole at 120 columns"
+    every = pd.read_csv(runs)
+    assert len(every) == 6 and set(every["other.seed"]) == {1, 2, 3}, "one row per seed"
 
 
 def test_single_runs_are_compared_by_a_paired_bootstrap_over_images(tiny_runs, run_cli):

@@ -79,15 +79,53 @@ def test_compare_table_shows_what_differs_and_the_baseline_deltas(frame, tiny_ru
     assert result.out.index(" " + frame["experiment"].iloc[0] + " ") < result.out.index(" " + frame["experiment"].iloc[-1] + " ")
 
 
-def test_compare_export_csv_holds_every_hyperparameter_and_per_emotion_metric(tiny_runs, run_cli, tmp_path):
-    out = tmp_path / "compare.csv"
-    assert run_cli("compare", "--runs-dir", tiny_runs, "--export", out).code == 0
-    exported = pd.read_csv(out)
+def test_compare_export_writes_the_table_shown_and_export_runs_every_column(frame, tiny_runs, run_cli, tmp_path, capsys):
+    shown, runs = tmp_path / "compare.csv", tmp_path / "runs.parquet"
+    result = run_cli("compare", "--runs-dir", tiny_runs, "--baseline", "alpha", "--export", shown, "--export-runs", runs)
+    assert result.code == 0, result.err
+    table = pd.read_csv(shown)
+    lines = result.out.splitlines()
+    # the rows in the order the terminal showed them, with the same numbers
+    order = sorted(table["experiment"], key=lambda name: next(i for i, line in enumerate(lines) if f" {name} " in line))
+    assert list(table["experiment"]) == order and list(table["rank"]) == [1, 2, 3]
+    assert {"training.lr", "loss.type", "val/accuracy", "val/macro_f1", "delta", "delta/low", "delta/high", "p_holm",
+            "best_epoch", "duration_s", "status"} <= set(table.columns)
+    assert "model.arch" not in table, "the knobs the table leaves out (equal in every row) are not exported either"
+    for _, row in table.iterrows():
+        line = next(line for line in lines if f" {row['experiment']} " in line)
+        assert f"{row['val/macro_f1']:.3f}" in line
+        if row["experiment"] != "alpha":
+            assert f"{row['delta']:+.3f}" in line and f"[{row['delta/low']:+.3f}, {row['delta/high']:+.3f}]" in line
+    assert set(CANONICAL_CLASSES) <= {c.rsplit("/", 1)[1] for c in table.columns if c.startswith("val/f1/")}
+    every = pd.read_parquet(runs)
     for metric in ("precision", "recall", "f1"):
         for emotion in CANONICAL_CLASSES:
-            assert f"val/{metric}/{emotion}" in exported.columns and f"test/{metric}/{emotion}" in exported.columns
-    assert {"training.lr", "training.batch_size", "loss.type", "augmentation.hflip", "data.img_size"} <= set(exported.columns)
-    assert len(exported) == 3
+            assert f"val/{metric}/{emotion}" in every.columns and f"test/{metric}/{emotion}" in every.columns
+    assert {"training.lr", "training.batch_size", "loss.type", "augmentation.hflip", "data.img_size"} <= set(every.columns)
+    assert len(every) == 3
+    with pytest.raises(SystemExit) as bad:
+        run_cli("compare", "--runs-dir", tiny_runs, "--export", tmp_path / "table.xlsx")
+    assert bad.value.code == 2 and "name a .csv or .parquet file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("width", [80, 100, 120])
+def test_compare_fits_the_terminal_names_always_show_and_a_note_says_what_was_left_out(tiny_runs, run_cli, monkeypatch, width):
+    monkeypatch.setenv("COLUMNS", str(width))
+    result = run_cli("compare", "--runs-dir", tiny_runs, "--baseline", "alpha")
+    assert result.code == 0, result.err
+    table_lines = [line for line in result.out.splitlines() if line.startswith(("│", "┃", "┏", "└"))]
+    assert table_lines and max(len(line) for line in table_lines) <= width
+    for name in EXPERIMENTS:
+        assert any(f" {name} " in line for line in table_lines), f"{name} is shown whole at {width} columns"
+    assert "macro F1" in result.out and "p (Holm)" in result.out, "the headline columns are never dropped"
+    monkeypatch.setenv("COLUMNS", "400")
+    natural = run_cli("compare", "--runs-dir", tiny_runs, "--baseline", "alpha").out
+    assert "left out" not in natural
+    if "left out to fit" in result.out:
+        note = result.out.split("left out to fit", 1)[1]
+        assert note.startswith(f" {width} columns: per-class F1"), "per-class F1 goes first"
+    else:
+        assert max(len(line) for line in natural.splitlines()) <= width
 
 
 def test_compare_by_test_warns_and_per_class_shows_the_matrix(tiny_runs, run_cli):

@@ -1,0 +1,86 @@
+"""The comparison `raytrain compare` shows, as data: one DataFrame per table, with numbers, not text.
+
+tables.py renders these frames for the terminal and `compare --export` writes them as they are, so
+the file a user gets holds the rows and columns they saw (every column, whatever the terminal had
+room for). Column names follow results.load: metrics carry their split (`val/macro_f1`), repeats
+add the statistic (`val/macro_f1/mean`), and a baseline comparison adds `delta` columns.
+No Ray, no torch.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+# the paired comparison with a baseline: mean difference in macro F1, its 95% interval, Holm-adjusted p
+DELTA_COLUMNS = ("delta", "delta/low", "delta/high", "p_holm", "significant")
+
+
+def experiments_table(
+    frame: pd.DataFrame,
+    *,
+    split: str,
+    hyperparameters: list[str],
+    classes: list[str],
+    baseline: tuple[str, float] | None = None,
+    comparisons: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per experiment, in the frame's order: rank, name, the knobs that differ, accuracy and
+    macro F1, the difference to the baseline (plain with `baseline`, paired with `comparisons`),
+    per-class F1, best epoch, duration and status."""
+    table = pd.DataFrame({"rank": range(1, len(frame) + 1), "experiment": frame["experiment"].astype(str).to_numpy()})
+    for key in hyperparameters:
+        table[key] = frame[key].to_numpy()
+    for metric in ("accuracy", "macro_f1"):
+        table[f"{split}/{metric}"] = _column(frame, f"{split}/{metric}")
+    if baseline is not None:
+        name, reference = baseline
+        table["delta"] = [None if n == name else m - reference for n, m in zip(table["experiment"], table[f"{split}/macro_f1"])]
+    if comparisons is not None:
+        table = _with_comparisons(table, frame["group"].to_numpy(), comparisons, baseline_group=None)
+    for cls in classes:
+        table[f"{split}/f1/{cls}"] = _column(frame, f"{split}/f1/{cls}")
+    for column in ("best_epoch", "duration_s", "status", "epochs_run"):
+        table[column] = _column(frame, column)
+    return table
+
+
+def repeats_table(
+    summary: pd.DataFrame,
+    *,
+    split: str,
+    hyperparameters: pd.DataFrame,
+    classes: list[str],
+    baseline: str | None = None,
+    comparisons: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """One row per group of seeds, in the summary's order: rank, name, n, the knobs, macro F1's mean,
+    std and 95% interval, accuracy's mean, the paired difference to the baseline, per-class F1 means."""
+    groups = summary["group"].astype(str).to_numpy()
+    table = pd.DataFrame({"rank": range(1, len(summary) + 1), "experiment": groups, "n": summary["n"].to_numpy()})
+    for key in hyperparameters.columns:
+        table[key] = hyperparameters.loc[groups, key].to_numpy()
+    for statistic in ("mean", "std", "low", "high"):
+        table[f"{split}/macro_f1/{statistic}"] = summary[f"macro_f1/{statistic}"].to_numpy()
+    table[f"{split}/accuracy/mean"] = summary["accuracy/mean"].to_numpy()
+    if comparisons is not None:
+        table = _with_comparisons(table, groups, comparisons, baseline_group=baseline)
+    for cls in classes:
+        table[f"{split}/f1/{cls}/mean"] = summary[f"f1/{cls}/mean"].to_numpy()
+    return table
+
+
+def _with_comparisons(table: pd.DataFrame, groups, comparisons: pd.DataFrame, *, baseline_group: str | None) -> pd.DataFrame:
+    """The paired test's columns for each row's group; empty for the baseline and for groups it
+    could not pair (no saved predictions, other images)."""
+    by_group = comparisons.set_index("group") if len(comparisons) else None
+    source = {"delta": "diff", "delta/low": "low", "delta/high": "high", "p_holm": "p_holm", "significant": "significant"}
+    for column, name in source.items():
+        table[column] = [
+            by_group.at[g, name] if by_group is not None and g in by_group.index and g != baseline_group else None
+            for g in groups
+        ]
+    return table
+
+
+def _column(frame: pd.DataFrame, name: str):
+    return frame[name].to_numpy() if name in frame else [None] * len(frame)
