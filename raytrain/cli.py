@@ -94,6 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
     resume = verbs.add_parser("resume", help="continue an interrupted sweep (default: the latest)")
     resume.add_argument("sweep", nargs="?", metavar="SWEEP", help="a sweep name under RUNS/_tune")
     resume.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    resume.add_argument("--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs")
     resume.set_defaults(handler=cmd_resume)
 
     submit = verbs.add_parser("submit", help="run a raytrain command on a Ray cluster as a Ray Job")
@@ -155,6 +156,7 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--storage", help="where the Tune experiment lives (default RUNS/_tune); s3://... on a cluster")
     parser.add_argument("--cpus-per-trial", type=_positive_float, metavar="C", help="overrides resources.cpu")
     parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
+    parser.add_argument("--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs")
     parser.add_argument(
         "--precision", choices=("auto", "bf16", "fp32"),
         help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; bf16 or fp32 force one)",
@@ -251,16 +253,16 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ):
         settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
         sweep.require_writable(Path(settings.runs_dir), settings.storage)
-        return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
+        return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
         print("cancelled")
         return 130
     sweep.require_writable(args.runs_dir, args.storage)
     settings = sweep.start_sweep(
         plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
-        address=args.address, max_concurrent=args.max_concurrent,
+        address=args.address, max_concurrent=args.max_concurrent, verbose=args.verbose,
     )
-    return _finish(sweep.run_sweep(settings), args.runs_dir)
+    return _finish(sweep.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
@@ -272,7 +274,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     settings = sweep.SweepSettings.load(path)
     sweep.require_writable(Path(settings.runs_dir), settings.storage)
     print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
-    return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
+    return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -282,7 +284,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
     return submit(args.address, command, follow=not args.no_wait)
 
 
-def _finish(outcome, runs_dir: Path) -> int:
+def _finish(outcome, runs_dir: Path, storage: str) -> int:
     _export(runs_dir)
     pruned = f", {len(outcome.pruned)} pruned" if outcome.pruned else ""  # stopped early by ASHA
     print(f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
@@ -290,6 +292,12 @@ def _finish(outcome, runs_dir: Path) -> int:
         print(f"  FAILED {name}: {error}")
     if outcome.unfinished:
         print(f"  interrupted: `raytrain resume --runs-dir {runs_dir}` continues {', '.join(outcome.unfinished)}")
+    if outcome.completed or outcome.pruned:
+        print(
+            f"next:\n  raytrain compare --runs-dir {runs_dir}   # the leaderboard\n"
+            f"  raytrain report --runs-dir {runs_dir}    # HTML: curves, confusion matrices, plots\n"
+            f"  tensorboard --logdir {storage}   # per-epoch curves"
+        )
     return outcome.exit_code
 
 

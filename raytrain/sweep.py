@@ -10,6 +10,7 @@ needs no Ray; this module is where the Ray Tune driver API is used.
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -27,6 +28,7 @@ from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yam
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
+from raytrain.progress import StatusLineOutput, SweepProgress
 from raytrain.provenance import git_commit
 from raytrain.search import adaptive_trial_name, search_seed
 from raytrain.train import (
@@ -115,10 +117,11 @@ def start_sweep(
     storage: str | None = None,
     address: str | None = None,
     max_concurrent: int | None = None,
+    verbose: bool = False,
 ) -> SweepSettings:
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
-    _connect(address)
+    _connect(address, verbose=verbose)
     _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
     # the planner lets an adaptive search into a sweep only on its own
     search = next((t.config.search for t in plan.to_run if t.adaptive), None)
@@ -163,10 +166,11 @@ def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -
     }
 
 
-def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome:
+def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool = False) -> SweepOutcome:
     """Run (or restore) the sweep's Tuner to the end or to Ctrl+C / SIGTERM. Trials are published to
-    runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial."""
-    _connect(settings.address)
+    runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial.
+    `verbose`: Ray's own output too (Tune's tables, worker logs), not only raytrain's lines."""
+    _connect(settings.address, verbose=verbose)
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(
         tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
@@ -177,8 +181,8 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
         tuner = _restore(settings, trainable, param_space)
     else:
         settings.save()
-        tuner = _new_tuner(settings, trainable, param_space)
-    with _sigterm_like_ctrl_c():
+        tuner = _new_tuner(settings, trainable, param_space, verbose=verbose)
+    with _sigterm_like_ctrl_c(), _status_line_removed_at_exit():
         try:
             tuner.fit()
         except Exception as err:
@@ -267,7 +271,7 @@ def _search_alg(settings: SweepSettings):
     return build_searcher(settings.search, settings.experiments[0]["name"])
 
 
-def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tuner:
+def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose: bool) -> tune.Tuner:
     scheduler = None
     if settings.scheduler:
         scheduler = tune.schedulers.ASHAScheduler(
@@ -288,8 +292,12 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tu
             stop=PatienceStopper(),
             checkpoint_config=checkpoint_config(),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-            callbacks=[RunsPublisher(settings.runs_dir, settings.name)],
-            verbose=0,  # RunsPublisher prints one line per epoch instead of Tune's tables
+            callbacks=[
+                RunsPublisher(settings.runs_dir, settings.name),
+                SweepProgress(len(_planned_names(settings)), settings.experiments[0]["training"]["epochs"]),
+            ],
+            # RunsPublisher prints a line per epoch and SweepProgress the status, instead of Tune's tables
+            verbose=1 if verbose else 0,
         ),
     )
 
@@ -330,22 +338,50 @@ def _load_datasets(settings: SweepSettings) -> dict:
     }
 
 
-def _connect(address: str | None) -> None:
+def _connect(address: str | None, *, verbose: bool = False) -> None:
     # a checkpoint every epoch with num_to_keep=1 forces frequent experiment snapshots, which is
     # what we want; Tune warns about it on every epoch otherwise (docs/ray-notes.md)
     os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+    if not verbose:
+        # Tune's default output engine prints a configuration box and a TensorBoard hint into Ray's
+        # temporary folder even at verbose=0; the legacy one prints nothing (docs/ray-notes.md)
+        os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")  # set inside a Ray Job
-    if not address:
-        # a private local Ray for this sweep; its dashboard would only cost start-up time
-        ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        return
-    if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
-        # Ray 2.60 turns token auth on by default, but a client given an explicit address does not
-        # send its token unless told to (docs/ray-notes.md); without it the connection fails after ~20 s
-        os.environ.setdefault("RAY_AUTH_MODE", "token")
-    ray.init(address=address, log_to_driver=False, configure_logging=False)
+    with _quiet_token_auth_notice(not verbose):
+        if not address:
+            # a private local Ray for this sweep; its dashboard would only cost start-up time
+            ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
+            return
+        if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
+            # Ray 2.60 turns token auth on by default, but a client given an explicit address does not
+            # send its token unless told to (docs/ray-notes.md); without it the connection fails after ~20 s
+            os.environ.setdefault("RAY_AUTH_MODE", "token")
+        ray.init(address=address, log_to_driver=verbose, configure_logging=False)
+
+
+@contextmanager
+def _quiet_token_auth_notice(quiet: bool):
+    """ray.init logs "Token authentication is enabled for this Ray cluster..." on every start: news
+    the first time, noise on each run. Token auth itself stays on; only that logger is quieted."""
+    notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = notice.level
+    if quiet:
+        notice.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        notice.setLevel(level)
+
+
+@contextmanager
+def _status_line_removed_at_exit():
+    """The live status line gives the terminal back however the Tuner ends (Ctrl+C, an error)."""
+    try:
+        yield
+    finally:
+        StatusLineOutput.uninstall()
 
 
 def _with_concrete_resources(config: ExperimentConfig) -> dict:

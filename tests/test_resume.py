@@ -109,6 +109,12 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     if how == "SIGTERM":
         assert re.search(r"was interrupted with [12] trial\(s\) unfinished; resume it instead of starting over\? yes", resumed.stdout)
     assert "3 completed, 0 failed, 0 unfinished" in resumed.stdout
+    said = (tmp_path / "driver.log").read_text() + resumed.stdout + resumed.stderr
+    for noise in ("Token authentication is enabled", "Configuration for experiment", "To visualize your results with TensorBoard"):
+        assert noise not in said, f"Ray's {noise!r} reached the user"
+    # without a terminal the status comes as plain lines; raytrain's own next steps close the run
+    assert re.search(r"^trials: \d running, \d done, \d pending, 0 failed \| best ", said, re.MULTILINE)
+    assert f"tensorboard --logdir {runs.resolve() / '_tune'}" in resumed.stdout
 
     log = artifacts.read_log(runs)
     assert sorted(r["experiment"] for r in log) == sorted(EPOCHS), "one log line per experiment"
