@@ -22,7 +22,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts, checkpoints, startup
+from raytrain import artifacts, checkpoints, trace
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -167,10 +167,10 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial."""
     _connect(settings.address)
     datasets = _load_datasets(settings)
-    startup.mark("dataset_loaded")
+    trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(tune.with_parameters(raytrain_trial, datasets=datasets), trial_resources)
-    startup.mark("dataset_put")
+    trace.mark("dataset_put")
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = _param_space(settings)
     if restore:
@@ -180,7 +180,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
         tuner = _new_tuner(settings, trainable, param_space)
     with _sigterm_like_ctrl_c():
         try:
-            startup.mark("fit_starts")
+            trace.mark("fit_starts")
             tuner.fit()
         except Exception as err:
             # at its end fit() reads every trial's error files back; a disk that filled up leaves
@@ -297,10 +297,10 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tu
 
 def raytrain_trial(config: dict, datasets: dict) -> None:
     """The sweep's trainable: the shared train function on the dataset its config asks for."""
-    startup.mark("trial_starts")
+    trace.mark("trial_starts")
     from raytrain.train import train_experiment  # here: torch is loaded in the trial, not the driver
 
-    startup.mark("torch_imported")
+    trace.mark("torch_imported")
     train_experiment(config, datasets[dataset_key(config[EXPERIMENT_KEY])])
 
 
@@ -342,11 +342,11 @@ def _connect(address: str | None) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")  # set inside a Ray Job
-    startup.mark("ray_init_starts")
+    trace.mark("ray_init_starts")
     if not address:
         # a private local Ray for this sweep; its dashboard would only cost start-up time
         ray.init(include_dashboard=False, log_to_driver=False, configure_logging=False)
-        startup.mark("ray_init_done")
+        trace.mark("ray_init_done")
         return
     if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
         # Ray 2.60 turns token auth on by default, but a client given an explicit address does not

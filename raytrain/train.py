@@ -26,7 +26,7 @@ import ray
 import torch
 from ray import tune
 
-from raytrain import artifacts, checkpoints, startup
+from raytrain import artifacts, checkpoints, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import BatchAugmenter, FERDataset, class_weights, sampler_weights
 from raytrain.data.datasets import default_cache_dir
@@ -76,7 +76,7 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
     state = trial.restore(tune.get_checkpoint()) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
     cadence.saved(state.epoch)
-    startup.mark("training_starts")
+    trace.mark("training_starts")
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
         metrics = trial.run_epoch(epoch, state)
         # the trial ends here either way: the stopper reads the same epochs_since_best
@@ -87,6 +87,7 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
             continue
         with tempfile.TemporaryDirectory() as folder:
             holds = trial.write_checkpoint(Path(folder), state, final=final)
+            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
             tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(folder))
         cadence.saved(epoch)
 
