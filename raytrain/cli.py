@@ -14,6 +14,7 @@ import warnings
 from contextlib import contextmanager
 from pathlib import Path
 
+from raytrain import trace
 from raytrain.config import ConfigError, config_hash, load_config, to_yaml
 from raytrain.errors import UserError
 
@@ -21,6 +22,7 @@ EXIT_USER_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
+    trace.mark("cli_starts")
     parser = build_parser()
     args = parser.parse_args(argv)
     if not hasattr(args, "handler"):

@@ -111,6 +111,13 @@ class OtherConfig(_Section):
     # a list runs one trial per seed, grouped as <name>/seed-<seed>: repeats show the noise
     seed: int | list[int] = 42
     workers: int = Field(8, ge=1)  # image-decoding processes when a dataset is first cached
+    # how often a trial saves its whole training state (weights + optimiser) to continue from after
+    # a crash: every N epochs and/or every N minutes, whichever comes first (null turns one off).
+    # Every epoch loses at most one epoch to a kill; raise it when epochs are short and the state
+    # is large (each save writes the model and optimiser, ~135 MB for resnet18). The last epoch is
+    # always saved. Changes no result, so it is not part of the config hash.
+    checkpoint_epochs: int | None = Field(1, ge=1)
+    checkpoint_minutes: float | None = Field(None, gt=0.0)
 
     @field_validator("seed")
     @classmethod
@@ -123,6 +130,15 @@ class OtherConfig(_Section):
         if len(set(seeds)) < len(seeds):
             raise ValueError(f"repeats the same seed, got {seed!r}; each repeat needs its own seed")
         return seed
+
+    @model_validator(mode="after")
+    def _some_checkpoint_cadence(self) -> OtherConfig:
+        if self.checkpoint_epochs is None and self.checkpoint_minutes is None:
+            raise ValueError(
+                "checkpoint_epochs and checkpoint_minutes are both null, so a trial would only save at its "
+                "end and a crash would lose all of it; set one, e.g. checkpoint_epochs: 1 or checkpoint_minutes: 10"
+            )
+        return self
 
 
 class ResourcesConfig(_Section):
@@ -203,7 +219,7 @@ class ExperimentConfig(_Section):
 # new description or more CPUs does not make a finished experiment look stale.
 RESULT_SECTIONS = ("model", "training", "loss", "augmentation", "data", "other")
 # ...except these keys, which change speed, never results.
-RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile")
+RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile", "other.checkpoint_epochs", "other.checkpoint_minutes")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,12 +12,11 @@ from collections.abc import Sequence
 import numpy as np
 import torch
 from torch import Tensor
-from torchmetrics import Metric
 
 CONFUSION_MATRIX = "confusion_matrix"  # key of the (C, C) int array in compute()'s dict; pop it before reporting
 
 
-class EpochMetrics(Metric):
+class EpochMetrics:
     """Classification metrics over one epoch: update() per batch on the device, compute() once.
 
     Conventions (sklearn's, with labels = every class and zero_division=0):
@@ -27,22 +26,22 @@ class EpochMetrics(Metric):
       (torchmetrics' macro average would leave it out); every experiment is scored on the same split,
       so this lowers all of them alike and does not change a comparison.
 
-    Call update(), not the object itself: Metric.__call__ computes a per-batch value (a host sync).
+    A plain class, not a torchmetrics.Metric: importing torchmetrics pulls in torchvision's ops,
+    scipy and more, seconds of every trial's start-up, for one confusion matrix.
     """
 
-    full_state_update = False
-    is_differentiable = False
-    higher_is_better = None  # a dict of metrics, not one number
-
     def __init__(self, class_names: Sequence[str], device: torch.device | str | None = None):
-        # compute() builds a new dict each call, so a caller popping CONFUSION_MATRIX alters no cache
-        super().__init__(compute_with_cache=False)
         self.class_names = list(class_names)
         n = len(self.class_names)
         # rows: true class, columns: predicted class (sklearn's and torchmetrics' layout)
-        self.add_state("confmat", default=torch.zeros(n, n, dtype=torch.long), dist_reduce_fx="sum")
-        if device is not None:
-            self.to(device)
+        self.confmat = torch.zeros(n, n, dtype=torch.long, device=device)
+
+    def reset(self) -> None:
+        self.confmat.zero_()
+
+    def to(self, device: torch.device | str) -> EpochMetrics:
+        self.confmat = self.confmat.to(device)
+        return self
 
     def update(self, preds: Tensor, target: Tensor) -> None:
         """preds: logits (B, C) or class indices (B,); target: indices (B,) or probabilities (B, C).
@@ -60,7 +59,8 @@ class EpochMetrics(Metric):
         self.confmat.view(-1).index_add_(0, cells, torch.ones_like(cells))
 
     def compute(self) -> dict[str, float | int | np.ndarray]:
-        """{accuracy, macro_f1, precision/<c>, recall/<c>, f1/<c>, support/<c>, confusion_matrix}."""
+        """{accuracy, macro_f1, precision/<c>, recall/<c>, f1/<c>, support/<c>, confusion_matrix}.
+        A new dict each call, so a caller popping CONFUSION_MATRIX alters nothing kept."""
         counts = self.confmat.cpu().numpy()  # the epoch's one host sync
         total = int(counts.sum())
         if total == 0:

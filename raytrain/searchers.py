@@ -14,7 +14,7 @@ from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
 from raytrain.search import adaptive_trial_name
-from raytrain.train import EXPERIMENT_KEY
+from raytrain.policy import EXPERIMENT_KEY
 
 # Optuna logs a line per study and trial; raytrain prints its own line per trial. Set here, on import,
 # because a restored search unpickles its searcher without calling build_searcher.

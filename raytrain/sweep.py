@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, checkpoints, trace
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -31,9 +31,8 @@ from raytrain.plan import SweepPlan
 from raytrain.progress import StatusLineOutput, SweepProgress
 from raytrain.provenance import git_commit
 from raytrain.search import adaptive_trial_name, search_seed
-from raytrain.train import (
-    EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler, train_experiment,
-)
+# policy, not train: the driver never imports torch (seconds of start-up); the trials do
+from raytrain.policy import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
 # a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
@@ -171,10 +170,11 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial.
     `verbose`: Ray's own output too (Tune's tables, worker logs), not only raytrain's lines."""
     _connect(settings.address, verbose=verbose)
+    datasets = _load_datasets(settings)
+    trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
-    trainable = tune.with_resources(
-        tune.with_parameters(raytrain_trial, datasets=_load_datasets(settings)), trial_resources
-    )
+    trainable = tune.with_resources(tune.with_parameters(raytrain_trial, datasets=datasets), trial_resources)
+    trace.mark("dataset_put")
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = _param_space(settings)
     if restore:
@@ -184,6 +184,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
         tuner = _new_tuner(settings, trainable, param_space, verbose=verbose)
     with _sigterm_like_ctrl_c(), _status_line_removed_at_exit():
         try:
+            trace.mark("fit_starts")
             tuner.fit()
         except Exception as err:
             # at its end fit() reads every trial's error files back; a disk that filled up leaves
@@ -304,6 +305,10 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
 
 def raytrain_trial(config: dict, datasets: dict) -> None:
     """The sweep's trainable: the shared train function on the dataset its config asks for."""
+    trace.mark("trial_starts")
+    from raytrain.train import train_experiment  # here: torch is loaded in the trial, not the driver
+
+    trace.mark("torch_imported")
     train_experiment(config, datasets[dataset_key(config[EXPERIMENT_KEY])])
 
 
@@ -349,10 +354,12 @@ def _connect(address: str | None, *, verbose: bool = False) -> None:
     if ray.is_initialized():
         return
     address = address or os.environ.get("RAY_ADDRESS")  # set inside a Ray Job
+    trace.mark("ray_init_starts")
     with _quiet_token_auth_notice(not verbose):
         if not address:
             # a private local Ray for this sweep; its dashboard would only cost start-up time
             ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
+            trace.mark("ray_init_done")
             return
         if address != "auto" and Path.home().joinpath(".ray/auth_token").is_file():
             # Ray 2.60 turns token auth on by default, but a client given an explicit address does not
@@ -442,17 +449,26 @@ class RunsPublisher(tune.Callback):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
         if self._logged_status(name) in FINISHED_STATUSES and published(self.runs_dir, name):
+            if trial.checkpoint is not None:  # it finished just before a kill: pruning may not have run
+                _prune(trial.checkpoint, name)
             return
         if trial.checkpoint is None:
             self._append(trial, "failed", error="finished without reporting a checkpoint")
             return
         status = "pruned" if stopped_by_scheduler(experiment, trial.last_result or {}) else "completed"
         try:
-            with trial.checkpoint.as_directory() as folder:
+            # only the published files are fetched from the storage (never state.pt)
+            with checkpoints.trial_artifacts(trial.checkpoint) as folder:
+                if folder is None:  # published and pruned earlier; runs/<name>/ was damaged since
+                    self._append(trial, "failed", error=(
+                        f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and its "
+                        "Tune checkpoint no longer keeps the weights; run its config again (`raytrain sweep`/`run`)"
+                    ))
+                    return
                 config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
-                artifacts.publish_experiment(self.runs_dir, name, Path(folder), config_yaml)
-                best = artifacts.read_json(Path(folder) / artifacts.BEST_METRICS)
-                test_path = Path(folder) / artifacts.TEST_METRICS
+                artifacts.publish_experiment(self.runs_dir, name, folder, config_yaml)
+                best = artifacts.read_json(folder / artifacts.BEST_METRICS)
+                test_path = folder / artifacts.TEST_METRICS
                 test = artifacts.read_json(test_path) if test_path.is_file() else None
         except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
             self._append(trial, "failed", error=(
@@ -461,6 +477,7 @@ class RunsPublisher(tune.Callback):
             ))
             return
         self._append(trial, status, best=best, test=test)
+        _prune(trial.checkpoint, name)
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
@@ -505,6 +522,16 @@ class RunsPublisher(tune.Callback):
             )
         else:
             print(f"[{record['experiment']}] FAILED: {error}", flush=True)
+
+
+def _prune(checkpoint, name: str) -> None:
+    """A published trial keeps only small files in the Tune storage: its weights are in runs/, and
+    nothing reads state.pt again (a finished trial is never continued). Best effort: a storage that
+    refuses the delete costs disk, not results."""
+    try:
+        checkpoints.prune_published(checkpoint)
+    except OSError as err:
+        print(f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space", flush=True)
 
 
 def _error_summary(trial) -> str:

@@ -1,12 +1,19 @@
 """The Ray Tune trainable: one experiment, one trial. Also its stopper and checkpoint policy.
 
 validate config -> build data, model, optimiser -> restore from a checkpoint if there is one -> for
-each epoch: train, evaluate, report with a checkpoint. The loop itself is plain torch (loop.py); this
-module owns what Tune sees: the metric names, the checkpoint files and when a trial is finished.
+each epoch: train, evaluate, report (with a checkpoint when one is due). The loop itself is plain
+torch (loop.py); this module owns the checkpoint files and when a trial is finished; policy.py the
+names and rules Tune sees (and the sweep driver imports without torch).
+
+A checkpoint holds ONE copy of the model and optimiser state: state.pt, plus best.pt only where the
+best epoch changed since the previous checkpoint. When the best epoch is the checkpoint's own epoch,
+state.pt leaves the model out (best.pt has it); a checkpoint whose best epoch is older refers to the
+earlier best.pt (checkpoints.py finds it).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 import time
@@ -19,7 +26,7 @@ import ray
 import torch
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, checkpoints, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import BatchAugmenter, FERDataset, class_weights, sampler_weights
 from raytrain.data.datasets import default_cache_dir
@@ -30,11 +37,12 @@ from raytrain.models import build_model, set_backbone_trainable
 from raytrain.numerics import resolve_precision, use_channels_last
 from raytrain.optim import build_optimizer, build_scheduler
 
-METRIC, MODE = "val/macro_f1", "max"  # what "best" means everywhere: checkpoints, results, reports
-STATE_FILE = "state.pt"  # the latest training state; best.pt beside it holds the best weights
-# A trial's Tune config is {"experiment": <resolved config dict>}: one grid over whole experiments
-# puts every config of a sweep into one Tuner, whatever keys each one changes.
-EXPERIMENT_KEY = "experiment"
+from raytrain.policy import (  # noqa: F401 (re-exported: the trainable's contract with Tune)
+    CHECKPOINT_RANK, EXPERIMENT_KEY, METRIC, MODE, CheckpointCadence, PatienceStopper, checkpoint_config,
+    checkpoint_rank, stopped_by_scheduler,
+)
+
+STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
 # torch.compile's backend for training.compile: true. inductor generates fused kernels; aot_eager
 # traces the same graphs without code generation (to tell a tracing problem from a codegen one, and
 # for tests, where inductor's C++ build of resnet18 takes minutes on 2 cores)
@@ -50,6 +58,7 @@ class TrainState:
     best_epoch: int = 0
     epochs_since_best: int = 0
     history: list[dict] = field(default_factory=list)
+    best_saved_epoch: int = 0  # the best epoch whose weights some checkpoint's best.pt holds; 0: none
 
 
 def train_experiment(config: dict, dataset: FERDataset) -> None:
@@ -65,13 +74,26 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
 def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
     trial = Trial(cfg, dataset)
     state = trial.restore(tune.get_checkpoint()) or TrainState()
+    cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
+    cadence.saved(state.epoch)
+    trace.mark("training_starts")
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
         metrics = trial.run_epoch(epoch, state)
         # the trial ends here either way: the stopper reads the same epochs_since_best
         final = epoch == cfg.training.epochs or state.epochs_since_best >= cfg.other.patience
+        if not (final or cadence.due(epoch)):
+            # no state saved: a crash now goes back to the last checkpoint
+            tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=False)})
+            continue
         with tempfile.TemporaryDirectory() as folder:
-            trial.write_checkpoint(Path(folder), state, final=final)
-            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder))
+            holds = trial.write_checkpoint(Path(folder), state, final=final)
+            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
+            tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(folder))
+        cadence.saved(epoch)
+
+
+def _rank(state: TrainState, *, holds: bool) -> float:
+    return checkpoint_rank(state.best_saved_epoch, holds_best_weights=holds)
 
 
 class OutOfGPUMemory(RuntimeError):
@@ -87,35 +109,6 @@ def out_of_memory_message(cfg: ExperimentConfig) -> str:
         "eval_batch_size, data.img_size), or give each trial a larger share (--gpus-per-trial / "
         "resources.gpu) so fewer trials share a GPU"
     )
-
-
-class PatienceStopper(tune.Stopper):
-    """Stops a trial once `epochs_since_best` reaches that trial's own other.patience.
-
-    A pure function of the result: the counter lives in the trainable and its checkpoint, so a
-    restored sweep stops exactly where an uninterrupted one would (docs/ray-notes.md).
-    """
-
-    def __call__(self, trial_id: str, result: dict) -> bool:
-        return result["epochs_since_best"] >= result["config"][EXPERIMENT_KEY]["other"]["patience"]
-
-    def stop_all(self) -> bool:
-        return False
-
-
-def stopped_by_scheduler(experiment: dict, last_result: dict) -> bool:
-    """Whether a finished trial was cut short by the scheduler (ASHA): the trainable ends on its own
-    only at training.epochs or when patience runs out, so a trial that ended before both was stopped
-    from outside. Such a trial is `pruned`; its last checkpoint is not final, so test is not evaluated."""
-    epoch = last_result.get("epoch")
-    if epoch is None:
-        return False
-    return epoch < experiment["training"]["epochs"] and last_result["epochs_since_best"] < experiment["other"]["patience"]
-
-
-def checkpoint_config() -> tune.CheckpointConfig:
-    # num_to_keep=1 with a score keeps the best checkpoint AND the latest one (Tune always keeps it)
-    return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=METRIC, checkpoint_score_order=MODE)
 
 
 def pick_device() -> torch.device:
@@ -220,11 +213,19 @@ class Trial:
 
     # --- checkpoints --------------------------------------------------------------------------------
 
-    def write_checkpoint(self, folder: Path, state: TrainState, *, final: bool) -> None:
-        """state.pt (to continue) and the seed's artifacts as of now; on the final epoch, test too."""
+    def write_checkpoint(self, folder: Path, state: TrainState, *, final: bool) -> bool:
+        """state.pt (to continue), best.pt if the best epoch changed since the last checkpoint, and
+        the seed's small artifacts as of now; on the final epoch, test too. Returns whether this
+        checkpoint holds best.pt."""
+        holds_best = state.best_epoch != state.best_saved_epoch
+        # the model as of now IS the best: best.pt carries it and state.pt leaves it out
+        model_in_best = holds_best and state.best_epoch == state.epoch
+        if holds_best:
+            self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch)
+            state.best_saved_epoch = state.best_epoch
         torch.save(
             {
-                "model": self.model.state_dict(),
+                "model": None if model_in_best else self.model.state_dict(),
                 "optimizer": self.optimizer.state_dict(),
                 "scheduler": self.scheduler.state_dict(),
                 "best_val": self.best_val,
@@ -232,7 +233,10 @@ class Trial:
             },
             folder / STATE_FILE,
         )
-        self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch)
+        artifacts.write_json(
+            folder / checkpoints.INDEX_FILE,
+            checkpoints.index(epoch=state.epoch, best_epoch=state.best_epoch, holds_best_weights=holds_best),
+        )
         best = self.best_val["metrics"]
         artifacts.write_json(
             folder / artifacts.BEST_METRICS,
@@ -245,6 +249,7 @@ class Trial:
         artifacts.write_json(folder / artifacts.HISTORY, state.history)
         if final and "test" in self.splits:
             self._evaluate_test(folder, state.best_epoch)
+        return holds_best
 
     def _save_best_weights(self, path: Path, epoch: int) -> None:
         artifacts.save_best_weights(
@@ -276,14 +281,35 @@ class Trial:
         )
 
     def restore(self, checkpoint: tune.Checkpoint | None) -> TrainState | None:
+        """The trial as of its checkpoint. Should that one be gone or broken (a kill -9 can leave
+        Tune's record older than the files: it may name a folder it had already deleted), the
+        newest of the trial's other checkpoints that is whole; never a silent start from scratch."""
         if checkpoint is None:
             return None
-        with checkpoint.as_directory() as folder:
-            saved = torch.load(Path(folder) / STATE_FILE, map_location=self.device, weights_only=False)
-            best = artifacts.load_best_weights(Path(folder) / artifacts.BEST_WEIGHTS)
-        self.model.load_state_dict(saved["model"])
+        given = checkpoints.Location.of(checkpoint)
+        problems = []
+        for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
+            try:
+                return self._restore_from(location)
+            except (OSError, RuntimeError, KeyError, EOFError, ValueError) as err:  # torch.load of a torn file: RuntimeError
+                problems.append(f"{location.path}: {type(err).__name__}: {str(err)[:200]}")
+        raise FileNotFoundError(
+            "no checkpoint of this trial can be restored (" + "; ".join(problems) + "); run its config again"
+        )
+
+    def _restore_from(self, location: checkpoints.Location) -> TrainState:
+        holder = checkpoints.best_weights_holder(location)
+        if holder is None:
+            raise FileNotFoundError(f"no checkpoint holds the {artifacts.BEST_WEIGHTS} it refers to")
+        saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location=self.device, weights_only=False)
+        best = torch.load(io.BytesIO(holder.read_bytes(artifacts.BEST_WEIGHTS)), map_location="cpu", weights_only=True)
+        state = TrainState(**saved["state"])
+        self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
+        # None: the checkpoint's own epoch was the best, and best.pt holds the model
+        self.model.load_state_dict(saved["model"] if saved["model"] is not None else self.best_weights)
         self.optimizer.load_state_dict(saved["optimizer"])
         self.scheduler.load_state_dict(saved["scheduler"])
-        self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
         self.best_val = saved["best_val"]
-        return TrainState(**saved["state"])
+        if "best_saved_epoch" not in saved["state"]:  # written before it was kept: every checkpoint held best.pt
+            state.best_saved_epoch = state.best_epoch
+        return state

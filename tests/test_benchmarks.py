@@ -50,3 +50,13 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
     out = run_bench("bench_data.py", "--per-class", "5", "--epochs", "1", tmp_path=tmp_path)
     for size in (48, 112):
         assert re.search(rf"{size}px\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out), out
+
+
+@pytest.mark.slow
+def test_bench_scale_smoke_prints_disk_and_startup_figures(tmp_path):
+    out = run_bench("bench_scale.py", "--smoke", tmp_path=tmp_path)
+    assert re.search(r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out), out
+    assert re.search(r"bytes written per epoch per trial:\s+[\d.]+ MB\s+largest checkpoint [\d.]+ MB = [\d.]+x one copy", out), out
+    assert re.search(r"after\s+launch to first training step:\s+[\d.]+ s", out), out
+    for stage in ("ray.init", "trial: import torch, raytrain.train"):
+        assert re.search(rf"{re.escape(stage)}\s+[\d.]+ s", out), out

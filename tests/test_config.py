@@ -159,7 +159,7 @@ BAD_CONFIGS = {
     "top_level_not_mapping": ("- 1\n- 2\n", (), ["bad.yaml", "top level must be a mapping"]),
     "unknown_section": ("trainig: {lr: 0.1}\n", (), ["bad.yaml: trainig: unknown key", "did you mean 'training'"]),
     "unknown_key": ("training: {batchsize: 64}\n", (), ["bad.yaml: training.batchsize: unknown key", "did you mean 'batch_size'"]),
-    "unknown_key_no_hint": ("other: {zzz: 1}\n", (), ["other.zzz: unknown key 'zzz'", "known keys here: patience, seed, workers"]),
+    "unknown_key_no_hint": ("other: {zzz: 1}\n", (), ["other.zzz: unknown key 'zzz'", "known keys here: checkpoint_epochs, checkpoint_minutes, patience, seed, workers"]),
     "section_not_mapping": ("training: 5\n", (), ["bad.yaml: training: must be a mapping"]),
     "wrong_type_int": ("training: {batch_size: big}\n", (), ["training.batch_size: must be a whole number, got 'big'"]),
     "float_for_int": ("training: {epochs: 2.5}\n", (), ["training.epochs: must be a whole number, got 2.5"]),

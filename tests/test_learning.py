@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, checkpoints
 from raytrain.data import load_dataset
 from raytrain.train import EXPERIMENT_KEY, METRIC, PatienceStopper, checkpoint_config, train_experiment
 from tests.conftest import tiny_config
@@ -37,7 +37,7 @@ def digits_run(ray_session, tmp_path_factory):
     )
     [result] = tuner.fit()
     assert result.error is None
-    with result.checkpoint.as_directory() as folder:
+    with checkpoints.trial_artifacts(result.checkpoint) as folder:
         kept = tmp_path_factory.mktemp("artifacts")
         for name in (artifacts.BEST_WEIGHTS, artifacts.BEST_METRICS, artifacts.TEST_METRICS):
             (kept / name).write_bytes((Path(folder) / name).read_bytes())

@@ -11,7 +11,7 @@ import pytest
 import torch
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, checkpoints
 from raytrain.config import validate_config
 from raytrain.data import BatchAugmenter, Split, sampler_weights
 from raytrain.loop import TensorSplit, train_one_epoch
@@ -72,8 +72,8 @@ def test_a_trial_reports_every_metric_and_leaves_the_seed_artifacts(ray_session,
     f1s = [history[-1][f"val/f1/{c}"] for c in tiny_dataset.class_names]
     assert history[-1]["val/macro_f1"] == pytest.approx(np.mean(f1s))
 
-    with result.checkpoint.as_directory() as folder:
-        folder = Path(folder)
+    # the files the trial hands to runs/: its last checkpoint's, and the best.pt it refers to
+    with checkpoints.trial_artifacts(result.checkpoint) as folder:
         names = {p.name for p in folder.iterdir()}
         assert set(artifacts.TRIAL_ARTIFACTS) - {artifacts.CONFIG} <= names
         best = json.loads((folder / artifacts.BEST_METRICS).read_text())

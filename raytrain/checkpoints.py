@@ -1,0 +1,154 @@
+"""A trial's Tune checkpoints on their storage: where its best.pt is, and pruning once it is published.
+
+A checkpoint folder holds state.pt (to continue training), checkpoint.json and the small artifacts
+of the trial as of that epoch; best.pt only where the best epoch changed since the previous
+checkpoint. A later checkpoint refers to that earlier best.pt instead of carrying a copy: the holder
+is the newest sibling `checkpoint_*` folder whose checkpoint.json says it holds the best weights of
+the same best epoch. Tune keeps the holder because the trainable ranks it highest
+(train.CHECKPOINT_RANK). checkpoint.json, not the presence of best.pt, decides: after a kill -9 Tune
+can write a checkpoint into the folder of one it never registered, and files it does not overwrite
+stay there.
+
+Everything here goes through the checkpoint's own pyarrow filesystem, so the same code serves a
+local folder and a bucket (`--storage s3://...`). No torch and no Ray import.
+"""
+
+from __future__ import annotations
+
+import json
+import posixpath
+import shutil
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+import pyarrow.fs as pafs
+
+from raytrain import artifacts
+
+STATE_FILE = "state.pt"  # the training state to continue from; never published
+INDEX_FILE = "checkpoint.json"  # {"epoch", "best_epoch", "holds_best_weights"}: what this folder is
+CHECKPOINT_PREFIX = "checkpoint_"  # how Tune names a trial's checkpoint folders
+
+
+class Location:
+    """One checkpoint folder on a pyarrow filesystem (what a tune.Checkpoint points at)."""
+
+    def __init__(self, filesystem: pafs.FileSystem, path: str):
+        self.filesystem, self.path = filesystem, path.rstrip("/")
+
+    @classmethod
+    def of(cls, checkpoint) -> Location:
+        return cls(checkpoint.filesystem, checkpoint.path)
+
+    def file(self, name: str) -> str:
+        return posixpath.join(self.path, name)
+
+    def has(self, name: str) -> bool:
+        return self.filesystem.get_file_info(self.file(name)).type == pafs.FileType.File
+
+    def read_bytes(self, name: str) -> bytes:
+        with self.filesystem.open_input_stream(self.file(name)) as stream:
+            return stream.read()
+
+    def read_json(self, name: str):
+        return json.loads(self.read_bytes(name))
+
+    def siblings(self) -> list[Location]:
+        """The trial's checkpoint folders, this one included, newest (highest index) first."""
+        selector = pafs.FileSelector(posixpath.dirname(self.path), allow_not_found=True)
+        folders = [
+            info.path for info in self.filesystem.get_file_info(selector)
+            if info.type == pafs.FileType.Directory and posixpath.basename(info.path).startswith(CHECKPOINT_PREFIX)
+        ]
+        return [Location(self.filesystem, p) for p in sorted(folders, key=posixpath.basename, reverse=True)]
+
+
+def index(*, epoch: int, best_epoch: int, holds_best_weights: bool) -> dict:
+    return {"epoch": epoch, "best_epoch": best_epoch, "holds_best_weights": holds_best_weights}
+
+
+def read_index(location: Location) -> dict | None:
+    try:
+        data = location.read_json(INDEX_FILE)
+        return data if isinstance(data, dict) and {"best_epoch", "holds_best_weights"} <= data.keys() else None
+    except (OSError, ValueError):
+        return None
+
+
+def best_weights_holder(location: Location) -> Location | None:
+    """The checkpoint folder whose best.pt holds the best weights as of `location`, or None once
+    the trial has been pruned (or the holder was lost)."""
+    own = read_index(location)
+    if own is None:  # written before checkpoint.json existed: every checkpoint carried its best.pt
+        return location if location.has(artifacts.BEST_WEIGHTS) else None
+    for candidate in [location, *location.siblings()]:
+        found = own if candidate is location else read_index(candidate)
+        if (
+            found and found["holds_best_weights"] and found["best_epoch"] == own["best_epoch"]
+            and candidate.has(artifacts.BEST_WEIGHTS)
+        ):
+            return candidate
+    return None
+
+
+@contextmanager
+def trial_artifacts(checkpoint) -> Iterator[Path | None]:
+    """A local folder with the trial's published artifacts as of `checkpoint`: its small files and
+    the best.pt it refers to. Only these are fetched (never state.pt). None where best.pt is gone."""
+    location = Location.of(checkpoint)
+    holder = best_weights_holder(location)
+    if holder is None:
+        yield None
+        return
+    folder = Path(tempfile.mkdtemp(prefix="raytrain-publish-"))
+    try:
+        for name in artifacts.TRIAL_ARTIFACTS:
+            source = holder if name == artifacts.BEST_WEIGHTS else location
+            if source.has(name):
+                _fetch(source, name, folder / name)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def _fetch(location: Location, name: str, target: Path) -> None:
+    if isinstance(location.filesystem, pafs.LocalFileSystem):
+        try:  # a local checkpoint: a hard link costs no copy
+            target.hardlink_to(location.file(name))
+            return
+        except OSError:
+            pass
+    pafs.copy_files(location.file(name), str(target), source_filesystem=location.filesystem,
+                    destination_filesystem=pafs.LocalFileSystem())
+
+
+def prune_published(checkpoint) -> int:
+    """Once a finished trial is whole in runs/<experiment>/: delete its older checkpoint folders and
+    the latest one's state.pt and best.pt. What is left (the latest folder's small artifacts, and
+    the trial's result.json, params.json, progress.csv beside it) is what `compare`, `report` and
+    `resume` read; best.pt is in runs/. Returns the bytes freed."""
+    location = Location.of(checkpoint)
+    fs, freed = location.filesystem, 0
+    for sibling in location.siblings():
+        if sibling.path != location.path:
+            freed += _size(fs, sibling.path)
+            fs.delete_dir(sibling.path)
+    for name in (STATE_FILE, artifacts.BEST_WEIGHTS):
+        info = fs.get_file_info(location.file(name))
+        if info.type == pafs.FileType.File:
+            freed += info.size or 0
+            fs.delete_file(location.file(name))
+    return freed
+
+
+def is_pruned(checkpoint) -> bool:
+    """Whether `prune_published` ran on this trial: its checkpoint keeps no weights anywhere."""
+    location = Location.of(checkpoint)
+    return not location.has(STATE_FILE) and best_weights_holder(location) is None
+
+
+def _size(fs: pafs.FileSystem, path: str) -> int:
+    infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
+    return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
