@@ -18,6 +18,7 @@ from raytrain.config import ConfigError, config_hash, load_config, to_yaml
 from raytrain.errors import UserError
 
 EXIT_USER_ERROR = 2
+COMPARE_TOP = 50  # rows `raytrain compare` shows unless told otherwise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -106,7 +107,8 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--runs-dir", type=Path, default=Path("runs"))
     compare.add_argument("--split", choices=("val", "test"), default="val", help="which split's metrics to show (select on val)")
     compare.add_argument("--sort", default="macro_f1", metavar="METRIC", help="e.g. macro_f1, accuracy, loss, f1/happy, duration_s")
-    compare.add_argument("--top", type=_positive_int, metavar="N", help="only the best N rows")
+    compare.add_argument("--top", type=_positive_int, metavar="N", help=f"the best N rows (default {COMPARE_TOP}; --all for every row)")
+    compare.add_argument("--all", action="store_true", help="every row, however many (the CSV in RUNS has them all too)")
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
     compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
@@ -342,27 +344,39 @@ def cmd_compare(args: argparse.Namespace) -> int:
     repeats = analysis.has_repeats(frame)
     # with repeats the seed is what varies inside a group, not a knob that tells groups apart
     hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (repeats and k == analysis.SEED_COLUMN)]
+    # a terminal table of a thousand rows helps nobody and takes seconds to lay out: the best few, the rest counted
+    top = None if args.all else (args.top or COMPARE_TOP)
     if args.per_class:
-        print(per_class_table(frame.head(args.top) if args.top else frame, split=split, classes=classes))
+        shown = frame.head(top)
+        print(per_class_table(shown, split=split, classes=classes))
+        _print_left_out(len(frame) - len(shown), "experiments", args)
     elif repeats:
         # seeds are repeats, not rivals: rank the groups by their mean
         summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
         settings = frame.groupby("group", sort=False)[hyperparameters].first()
         print(repeats_table(
-            summary.head(args.top) if args.top else summary, split=split, hyperparameters=settings,
+            summary.head(top), split=split, hyperparameters=settings,
             classes=classes, baseline=args.baseline, comparisons=comparisons,
         ))
+        _print_left_out(len(summary) - len(summary.head(top)), "experiments", args)
     else:
         baseline = None
         if args.baseline and comparisons is None:
             baseline = (args.baseline, float(frame.loc[frame["group"] == args.baseline, f"{split}/macro_f1"].iloc[0]))
         print(compare_table(
-            frame.head(args.top) if args.top else frame, split=split, sort=column, hyperparameters=hyperparameters,
+            frame.head(top), split=split, sort=column, hyperparameters=hyperparameters,
             classes=classes, baseline=baseline, comparisons=comparisons,
         ))
+        _print_left_out(len(frame) - len(frame.head(top)), "experiments", args)
     if args.export:
         print(f"wrote {results.write_table(frame, args.export)} ({len(frame)} rows, {len(frame.columns)} columns)")
     return 0
+
+
+def _print_left_out(count: int, what: str, args: argparse.Namespace) -> None:
+    if count > 0:
+        print(f"... and {count} more {what} (--top N or --all shows them; every row is in "
+              f"{args.runs_dir / 'results.csv'}, or --export FILE)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
