@@ -118,6 +118,10 @@ def build_parser() -> argparse.ArgumentParser:
     report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
     report.add_argument("--runs-dir", type=Path, default=Path("runs"))
     report.add_argument("--out", type=Path, default=None, help="default: RUNS/report.html")
+    report.add_argument("--top", type=_positive_int, default=50, metavar="N",
+                        help="leaderboard rows (default 50); every row goes to the CSV beside the report")
+    report.add_argument("--detail", type=_positive_int, default=10, metavar="K",
+                        help="experiments drawn with learning curves, per-class F1 and confusion matrices (default 10)")
     report.set_defaults(handler=cmd_report)
 
     demo = verbs.add_parser("demo", help="synthetic FER data, three small configs in parallel, table and report")
@@ -382,8 +386,8 @@ def _print_left_out(count: int, what: str, args: argparse.Namespace) -> None:
 def cmd_report(args: argparse.Namespace) -> int:
     from raytrain.report import write_report
 
-    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html")
-    print(f"wrote {out}")
+    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html", top=args.top, detail=args.detail)
+    print(f"wrote {out} and {out.with_suffix('.csv')} (every row)")
     return 0
 
 

@@ -40,6 +40,7 @@ DEFAULT_BEFORE = Path("/work/main/.venv/bin/python")
 CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
 ARCHS = ("resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny")
 LOSSES = ("ce", "focal")
+SEARCHED = ("training.lr", "training.weight_decay", "model.dropout")  # what the generated searches search
 SWEEP_SIZE = 100  # experiments per generated sweep (one _tune/<sweep>/ folder each)
 TARGETS = {"compare_s": 1.5, "load_warm_s": 1.0, "report_s": 6.0, "report_mb": 500.0}
 
@@ -83,8 +84,13 @@ def generate(source: Path, runs: Path, n: int, seed: int = 0) -> dict:
     names = _names(n, rng)
     damaged = set(rng.choice(len(names), size=max(1, n // 200), replace=False).tolist())
     log = []
+    fixed = {}  # a search varies only its searched knobs: the rest are its config's, fixed per search
     for i, name in enumerate(names):
         knobs = _knobs(name, rng)
+        if "/t" in name:
+            search = name.split("/")[0]
+            fixed.setdefault(search, {k: v for k, v in knobs.items() if k not in SEARCHED})
+            knobs |= fixed[search]
         score = _score(knobs, rng)
         experiment = _with_knobs(config, name, knobs)
         folder = runs / name
@@ -102,7 +108,7 @@ def generate(source: Path, runs: Path, n: int, seed: int = 0) -> dict:
             with open(folder / f"{split}_confusion_matrix.npy", "wb") as f:
                 np.save(f, _confusion(metrics, rng))
         for file in ("best.pt", "val_predictions.npz", "test_predictions.npz"):
-            os.link(source / file, folder / file)
+            _link_or_copy(source / file, folder / file)
         sweep = f"sweep-bench{i // SWEEP_SIZE:03d}"
         duration = sum(h["epoch_time_s"] for h in curve)
         log.append({
@@ -124,6 +130,13 @@ def generate(source: Path, runs: Path, n: int, seed: int = 0) -> dict:
         f.writelines(json.dumps(record) + "\n" for record in log)
     return {"experiments": n, "damaged": len(damaged), "searches": sum("/t" in n for n in names),
             "repeats": sum("/seed-" in n for n in names)}
+
+
+def _link_or_copy(source: Path, target: Path) -> None:
+    try:
+        os.link(source, target)
+    except OSError:  # another file system
+        shutil.copyfile(source, target)
 
 
 def _names(n: int, rng) -> list[str]:
