@@ -121,14 +121,14 @@ def record(runs_dir: str | Path, experiment: str) -> None:
     the folder anyway, so an index that cannot be written costs only time."""
     runs_dir = Path(runs_dir)
     path = runs_dir / INDEX_DIR / ENTRIES
-    folders = _experiment_folders(runs_dir, only=experiment)
-    if experiment not in folders or not path.is_file():
-        return  # no index yet: the first read builds it whole
-    entry = read_entry(runs_dir, experiment, _signature(folders[experiment]))
     try:
+        folders = _experiment_folders(runs_dir, only=experiment)
+        if experiment not in folders or not path.is_file():
+            return  # no index yet: the first read builds it whole
+        line = _entry_line(read_entry(runs_dir, experiment, _signature(folders[experiment])))
         with open(path, "a", encoding="utf-8") as index:  # a later line for a name wins over an earlier one
-            index.write(_entry_line(entry) + "\n")
-    except (OSError, ValueError, TypeError):
+            index.write(line + "\n")
+    except Exception:  # noqa: BLE001 - the sweep driver calls this: a cache must never stop a sweep; the next read re-reads it
         pass
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, results_index
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -425,6 +425,7 @@ class RunsPublisher(tune.Callback):
             ))
             return
         self._append(trial, status, best=best, test=test)
+        results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
