@@ -23,7 +23,7 @@ import hashlib
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import pandas as pd
@@ -97,7 +97,7 @@ def sync(runs_dir: Path) -> Snapshot:
         if cached is None or cached.params != params:
             cached = _read_trial(runs_dir, folder, params, result)
         elif cached.result != result:
-            cached.result, cached.torn = result, None
+            cached = replace(cached, result=result, torn=None)  # a new object: `changed` below compares with the old
         trials.append(cached)
     changed = (
         not readable

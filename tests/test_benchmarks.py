@@ -55,6 +55,6 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
 @pytest.mark.slow
 def test_bench_scale_results_smoke_prints_every_figure(tiny_runs, tmp_path):
     out = run_bench("bench_scale_results.py", "--smoke", "--source", str(tiny_runs / "alpha"), tmp_path=tmp_path)
-    for label in ("results.load, no index", "results.load, index there", "raytrain compare", "raytrain report",
+    for label in ("results.load, no index", "results.load, index there", "compare, nothing changed", "compare, one added", "raytrain report",
                   "raytrain report peak"):
         assert re.search(rf"{re.escape(label)} \((s|MB)\)\s+-\s+[\d,.]+", out), out
