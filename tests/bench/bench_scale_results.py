@@ -250,7 +250,7 @@ def _damage(folder: Path, i: int) -> None:
 # --- measuring -----------------------------------------------------------------------------------------
 
 
-def timed(command: list[str], *, cwd: Path | None = None) -> dict:
+def timed(command: list[str], *, cwd: Path) -> dict:
     """Run `command`; its wall time, its own peak RSS (from wait4, not the high-water mark of every
     child this process ever had) and its output."""
     with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
@@ -276,9 +276,12 @@ def measure(python: str, runs: Path, *, label: str, report: bool = True) -> dict
     """load cold (no index), load warm, compare, report; each in a fresh process of `python`."""
     index = runs / "_index"
     shutil.rmtree(index, ignore_errors=True)
+    # run where no raytrain/ folder is: `python -m` and `-c` put the working directory first on the
+    # path, which would import this checkout's code for the other checkout's Python
+    where = runs.parent
     figures = {}
     for phase in ("cold", "warm"):
-        done = timed([python, "-W", "ignore", "-c", LOAD_SNIPPET, str(runs)])
+        done = timed([python, "-W", "ignore", "-c", LOAD_SNIPPET, str(runs)], cwd=where)
         _check(done, f"{label} results.load ({phase})")
         seconds, imported, rows, damaged = done["out"].split()
         figures[f"load_{phase}_s"], figures["import_s"] = float(seconds), float(imported)
@@ -289,12 +292,12 @@ def measure(python: str, runs: Path, *, label: str, report: bool = True) -> dict
     for key, before in (("compare_first", None), ("compare", None), ("compare_added", _add_one)):
         if before:
             before(runs, label)
-        done = timed(compare)
+        done = timed(compare, cwd=where)
         _check(done, f"{label} {key}")
         figures |= {f"{key}_s": done["s"], f"{key}_cpu": done["cpu"], f"{key}_mb": done["mb"]}
     if report:
         out = runs.parent / f"report-{label}.html"
-        done = timed([python, "-m", "raytrain", "report", "--runs-dir", str(runs), "--out", str(out)])
+        done = timed([python, "-m", "raytrain", "report", "--runs-dir", str(runs), "--out", str(out)], cwd=where)
         _check(done, f"{label} report")
         figures |= {"report_s": done["s"], "report_cpu": done["cpu"], "report_mb": done["mb"], "report_kb": out.stat().st_size / 1024}
     return figures
