@@ -29,11 +29,15 @@ def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:
     class's F1 over the group's seeds. Unfinished or failed members are left out."""
     metrics = ["accuracy", "macro_f1", *(f"f1/{c}" for c in class_names(frame, split))]
     done = frame[frame["status"] == "completed"]
+    # one numpy array sliced per group: slicing the DataFrame per group and metric took seconds at 1,000 groups
+    values = done[[f"{split}/{metric}" for metric in metrics]].to_numpy(float)
+    positions = done.groupby("group", sort=False).indices
     rows = []
-    for group, members in done.groupby("group", sort=False):
+    for group in pd.unique(done["group"]):
+        members = values[positions[group]]
         row = {"group": group, "n": len(members)}
-        for metric in metrics:
-            spread = stats.t_interval(members[f"{split}/{metric}"].to_numpy(float), CONFIDENCE)
+        for column, metric in enumerate(metrics):
+            spread = stats.t_interval(members[:, column], CONFIDENCE)
             row |= {f"{metric}/mean": spread.mean, f"{metric}/std": spread.std, f"{metric}/low": spread.low, f"{metric}/high": spread.high}
         rows.append(row)
     return pd.DataFrame(rows)

@@ -15,10 +15,10 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from raytrain import trace
-from raytrain.config import ConfigError, config_hash, load_config, to_yaml
 from raytrain.errors import UserError
 
 EXIT_USER_ERROR = 2
+COMPARE_TOP = 50  # rows `raytrain compare` shows unless told otherwise
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -34,11 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ncancelled", file=sys.stderr)
         return 130
-    except ConfigError as err:
-        print(f"error: {_problem_list(err.problems)}", file=sys.stderr)
-        return EXIT_USER_ERROR
     except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
+        # a ConfigError lists its problems; matched by attribute so that raytrain.config (pydantic, ~0.4 s)
+        # is imported only by the verbs that read configs, not by `compare` or `report`
+        problems = getattr(err, "problems", None)
+        print(f"error: {_problem_list(problems) if problems else err}", file=sys.stderr)
         return EXIT_USER_ERROR
 
 
@@ -109,17 +109,22 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("--runs-dir", type=Path, default=Path("runs"))
     compare.add_argument("--split", choices=("val", "test"), default="val", help="which split's metrics to show (select on val)")
     compare.add_argument("--sort", default="macro_f1", metavar="METRIC", help="e.g. macro_f1, accuracy, loss, f1/happy, duration_s")
-    compare.add_argument("--top", type=_positive_int, metavar="N", help="only the best N rows")
+    compare.add_argument("--top", type=_positive_int, metavar="N", help=f"the best N rows (default {COMPARE_TOP}; --all for every row)")
+    compare.add_argument("--all", action="store_true", help="every row, however many (the CSV in RUNS has them all too)")
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
     compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
-    compare.add_argument("--export", type=_table_file, metavar="FILE", help="also write the table shown, every column, to FILE.csv or FILE.parquet")
+    compare.add_argument("--export", type=_table_file, metavar="FILE", help="also write the table shown, every row and column, to FILE.csv or FILE.parquet")
     compare.add_argument("--export-runs", type=_table_file, metavar="FILE", help="also write one row per run (every seed), every column, to FILE.csv or FILE.parquet")
     compare.set_defaults(handler=cmd_compare)
 
     report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
     report.add_argument("--runs-dir", type=Path, default=Path("runs"))
     report.add_argument("--out", type=Path, default=None, help="default: RUNS/report.html")
+    report.add_argument("--top", type=_positive_int, default=50, metavar="N",
+                        help="leaderboard rows (default 50); every row goes to the CSV beside the report")
+    report.add_argument("--detail", type=_positive_int, default=10, metavar="K",
+                        help="experiments drawn with learning curves, per-class F1 and confusion matrices (default 10)")
     report.set_defaults(handler=cmd_report)
 
     demo = verbs.add_parser("demo", help="synthetic FER data, three small configs in parallel, table and report")
@@ -203,6 +208,8 @@ def _add_set_option(parser: argparse.ArgumentParser) -> None:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
+    from raytrain.config import ConfigError, config_hash, load_config, to_yaml
+
     problems: list[str] = []
     for path in args.configs:
         try:
@@ -361,39 +368,48 @@ def cmd_compare(args: argparse.Namespace) -> int:
     repeats = analysis.has_repeats(frame)
     # with repeats the seed is what varies inside a group, not a knob that tells groups apart
     hyperparameters = [k for k in results.varying_hyperparameters(frame) if not (repeats and k == analysis.SEED_COLUMN)]
+    # a terminal table of a thousand rows helps nobody and takes seconds to lay out: the best few, the rest counted
+    top = None if args.all else (args.top or COMPARE_TOP)
     if args.per_class:
-        print(per_class_table(frame.head(args.top) if args.top else frame, split=split, classes=classes))
-        shown = frame.head(args.top) if args.top else frame
+        table = frame
+        print(per_class_table(frame.head(top), split=split, classes=classes))
     elif repeats:
         # seeds are repeats, not rivals: rank the groups by their mean
         summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
-        shown = leaderboard.repeats_table(
-            summary.head(args.top) if args.top else summary, split=split, classes=classes, baseline=args.baseline,
+        table = leaderboard.repeats_table(
+            summary, split=split, classes=classes, baseline=args.baseline,
             hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(), comparisons=comparisons,
         )
-        print(repeats_table(shown, split=split, classes=classes, baseline=args.baseline))
+        print(repeats_table(table.head(top), split=split, classes=classes, baseline=args.baseline))
     else:
         baseline = None
         if args.baseline and comparisons is None:
             baseline = (args.baseline, float(frame.loc[frame["group"] == args.baseline, f"{split}/macro_f1"].iloc[0]))
-        shown = leaderboard.experiments_table(
-            frame.head(args.top) if args.top else frame, split=split, hyperparameters=hyperparameters,
-            classes=classes, baseline=baseline, comparisons=comparisons,
+        table = leaderboard.experiments_table(
+            frame, split=split, hyperparameters=hyperparameters, classes=classes, baseline=baseline, comparisons=comparisons,
         )
-        print(compare_table(shown, split=split, sort=column, classes=classes, baseline=args.baseline))
+        print(compare_table(table.head(top), split=split, sort=column, classes=classes, baseline=args.baseline))
+    _print_left_out(len(table) - len(table.head(top)), "experiments", args)
+    # the files hold every row of the table, not only the ones the terminal had room for
     if args.export:
-        print(f"wrote {results.write_table(shown, args.export)}: the table above with every column ({len(shown)} rows)")
+        print(f"wrote {results.write_table(table, args.export)}: the table above, every row and column ({len(table)} rows)")
     if args.export_runs:
-        runs = frame[frame["group"].isin(shown["experiment"])] if repeats and not args.per_class else frame[frame["experiment"].isin(shown["experiment"])]
-        print(f"wrote {results.write_table(runs, args.export_runs)}: one row per run of the rows above ({len(runs)} rows, {len(runs.columns)} columns)")
+        runs = frame[frame["group"].isin(table["experiment"])] if repeats and not args.per_class else frame
+        print(f"wrote {results.write_table(runs, args.export_runs)}: one row per run ({len(runs)} rows, {len(runs.columns)} columns)")
     return 0
+
+
+def _print_left_out(count: int, what: str, args: argparse.Namespace) -> None:
+    if count > 0:
+        print(f"... and {count} more {what} (--top N or --all shows them; every row is in "
+              f"{args.runs_dir / 'results.csv'}, or --export FILE)")
 
 
 def cmd_report(args: argparse.Namespace) -> int:
     from raytrain.report import write_report
 
-    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html")
-    print(f"wrote {out}")
+    out = write_report(args.runs_dir, args.out or args.runs_dir / "report.html", top=args.top, detail=args.detail)
+    print(f"wrote {out} and {out.with_suffix('.csv')} (every row)")
     return 0
 
 

@@ -33,7 +33,14 @@ from raytrain.search import search_of
 from raytrain.tables import status_text
 
 METRIC = results.METRIC
-TOP_CONFUSION = 3  # confusion matrices shown; the rest are one np.load away in a notebook
+TOP_ROWS = 50  # leaderboard rows; the rest are counted, and all are in the CSV beside the page
+TOP_DETAIL = 10  # experiments with learning curves, per-class F1 rows and confusion matrices
+CONFUSION_PER_ROW = 3  # confusion matrices side by side; more go on further rows
+MANY_POINTS = 50  # past this a scatter's points are drawn small and see-through
+MAX_SEARCH_PLOTS = 10  # searches that get a plot against their knobs, the best first
+MAX_INTERVALS = 10  # groups drawn with their interval and seeds in a hyperparameter plot; the rest as means
+MAX_CONFUSION = 6  # confusion matrices, however many --detail asks for: two rows of three, each ~0.2 s to draw
+MAX_NAMED = 10  # names listed in a header note (pruned, damaged, unfinished); the rest are counted
 MAX_COLOURED = 10  # tab10 has 10 colours, and a legend past ~10 lines is unreadable: the rest go grey
 LOG_SPAN = 10.0  # a positive hyperparameter whose max/min exceeds this is plotted on a log axis
 MAX_ANNOTATED_CELLS = 600  # beyond this a heatmap's numbers overlap; the colours still read
@@ -46,19 +53,22 @@ class ReportError(UserError):
     """There is nothing to report on (no runs folder, or no experiment in it)."""
 
 
-def write_report(runs_dir: str | Path, out_path: str | Path) -> Path:
-    """Write the report for `runs_dir` to `out_path` (atomically) and return that path."""
+def write_report(runs_dir: str | Path, out_path: str | Path, *, top: int = TOP_ROWS, detail: int = TOP_DETAIL) -> Path:
+    """Write the report for `runs_dir` to `out_path` (atomically) and return that path. Every row
+    of the leaderboard, however many, goes to a CSV beside it (report.csv for report.html)."""
     runs_dir, out_path = Path(runs_dir), Path(out_path)
-    page = render_report(runs_dir)
+    frame = _load(runs_dir)
+    csv_path = out_path.with_suffix(".csv")
+    results.write_table(frame, csv_path)
+    os.chmod(csv_path, 0o644)
+    page = render_report(runs_dir, frame=frame, top=top, detail=detail, csv_name=csv_path.name)
     with artifacts.atomic_path(out_path) as tmp:
         tmp.write_text(page, encoding="utf-8")
         os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; a report is made to be shared
     return out_path
 
 
-def render_report(runs_dir: Path, now: datetime | None = None) -> str:
-    """The whole page as one HTML string."""
-    runs_dir = Path(runs_dir)
+def _load(runs_dir: Path) -> pd.DataFrame:
     if not runs_dir.is_dir():
         raise ReportError(f"{runs_dir}: no such folder; run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})")
     frame = results.load(runs_dir)
@@ -67,39 +77,62 @@ def render_report(runs_dir: Path, now: datetime | None = None) -> str:
             f"{runs_dir}: no experiments to report on (no finished <experiment>/ folder and no trial under "
             f"{artifacts.TUNE_DIR}/); run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})"
         )
-    frame = frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+
+
+def render_report(runs_dir: Path, now: datetime | None = None, *, frame: pd.DataFrame | None = None, top: int = TOP_ROWS,
+                  detail: int = TOP_DETAIL, csv_name: str | None = None) -> str:
+    """The whole page as one HTML string. The leaderboard shows the best `top` rows and counts the
+    rest (all of them are in `csv_name`); learning curves, per-class F1 and confusion matrices are
+    drawn for the best `detail`: past ten lines or matrices a page stops being read, and past a few
+    hundred it takes seconds and gigabytes to draw."""
+    runs_dir = Path(runs_dir)
+    frame = _load(runs_dir) if frame is None else frame
     varying = results.varying_hyperparameters(frame)
-    history = results.load_history(runs_dir)
     # (anchor, nav link, heading, content)
     if analysis.has_repeats(frame):
         summary = group_summary(frame)
         # the seed is the repeat axis, not a hyperparameter a group chose
         group_varying = [c for c in varying if c != analysis.SEED_COLUMN]
-        leaderboard = ("<h3>Groups, over their seeds</h3>\n" + group_table_html(frame, summary, group_varying)
-                       + "\n<h3>Every run</h3>\n" + leaderboard_html(frame, varying))
+        order = _group_order(frame, summary)[:detail]
+        history = results.load_history(runs_dir, list(frame.loc[frame["group"].isin(order), "experiment"]))
+        leaderboard = ("<h3>Groups, over their seeds</h3>\n" + group_table_html(frame, summary.head(top), group_varying)
+                       + _more_line(len(summary) - top, "groups", csv_name)
+                       + "\n<h3>Every run</h3>\n" + leaderboard_html(frame.head(top), varying)
+                       + _more_line(len(frame) - top, "runs", csv_name))
         sections = [
             ("leaderboard", "Leaderboard", "Leaderboard", leaderboard),
-            ("intervals", "Intervals", INTERVALS_TITLE, intervals_html(frame, summary)),
-            ("curves", "Learning curves", "Learning curves", group_curves_html(frame, history, summary)),
+            ("intervals", "Intervals", INTERVALS_TITLE, intervals_html(frame, summary.head(detail), total=len(summary))),
+            ("curves", "Learning curves", "Learning curves", group_curves_html(frame, history, summary, order=order)),
         ]
-        hyperparameters = group_hyperparameters_html(frame, summary, group_varying)
+        hyperparameters = group_hyperparameters_html(frame, summary.head(top), group_varying, total=len(summary))
     else:
+        history = results.load_history(runs_dir, list(frame["experiment"].head(detail)))
         sections = [
-            ("leaderboard", "Leaderboard", "Leaderboard", leaderboard_html(frame, varying)),
-            ("curves", "Learning curves", "Learning curves", learning_curves_html(frame, history)),
+            ("leaderboard", "Leaderboard", "Leaderboard",
+             leaderboard_html(frame.head(top), varying) + _more_line(len(frame) - top, "experiments", csv_name)),
+            ("curves", "Learning curves", "Learning curves", learning_curves_html(frame.head(detail), history, total=len(frame))),
         ]
         hyperparameters = hyperparameters_html(frame, varying)
     if frame["experiment"].map(search_of).notna().any():
-        sections.append(("search", "Search progress", "Search progress: best val macro F1 so far", search_progress_html(frame)))
+        sections.append(("search", "Search progress", "Search progress: best val macro F1 so far",
+                         search_progress_html(frame) + search_knobs_html(frame)))
     sections += [
-        ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame)),
-        ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame)),
+        ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame.head(detail), total=len(frame))),
+        ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame, detail)),
         ("hyperparameters", "Hyperparameters", "Hyperparameters vs val macro F1", hyperparameters),
     ]
     links = [(anchor, link) for anchor, link, _, _ in sections]
     body = [header_html(runs_dir, frame, now or datetime.now(timezone.utc), links)]
     body += [_section(anchor, title, content) for anchor, _, title, content in sections]
     return _PAGE.format(title=_esc(f"raytrain report: {runs_dir.resolve().name}"), css=_CSS, body="\n".join(body))
+
+
+def _more_line(count: int, what: str, csv_name: str | None) -> str:
+    if count <= 0:
+        return ""
+    where = f" (all in <code>{_esc(csv_name)}</code>, beside this page)" if csv_name else ""
+    return f'\n<p class="more">and {count} more {what}{where}</p>'
 
 
 def group_summary(frame: pd.DataFrame) -> pd.DataFrame:
@@ -123,7 +156,7 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
     ]
     damaged = frame[frame["status"] == results.DAMAGED]
     if len(damaged):
-        problems = "; ".join(f"{name}: {problem}" for name, problem in zip(damaged["experiment"], damaged["problem"]))
+        problems = _some([f"{name}: {problem}" for name, problem in zip(damaged["experiment"], damaged["problem"])], "; ")
         parts.append(
             f'<p class="note">{len(damaged)} of {n} experiments {"is" if len(damaged) == 1 else "are"} damaged and left out of '
             f"the plots: {_esc(problems)}. Run {'its' if len(damaged) == 1 else 'their'} config again to repair it.</p>"
@@ -132,12 +165,12 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
     if len(pruned):
         parts.append(
             f'<p class="note">{len(pruned)} of {n} experiments {"was" if len(pruned) == 1 else "were"} pruned: the scheduler (ASHA) '
-            f"stopped {'it' if len(pruned) == 1 else 'them'} early ({_esc(', '.join(pruned['experiment']))}). Their numbers are "
+            f"stopped {'it' if len(pruned) == 1 else 'them'} early ({_esc(_some(list(pruned['experiment'])))}). Their numbers are "
             "from the epochs they ran (see epochs run); they have no test metrics.</p>"
         )
     unfinished = frame[~frame["status"].isin(["completed", "pruned", results.DAMAGED])]
     if len(unfinished):
-        names = ", ".join(f"{name} ({status})" for name, status in zip(unfinished["experiment"], unfinished["status"]))
+        names = _some([f"{name} ({status})" for name, status in zip(unfinished["experiment"], unfinished["status"])])
         parts.append(
             f'<p class="note">{len(unfinished)} of {n} experiments {"is" if len(unfinished) == 1 else "are"} not finished: {_esc(names)}. '
             "Their numbers are from the best epoch so far; they have no confusion matrix or test metrics yet.</p>"
@@ -146,6 +179,12 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
                       ("confusion", "Confusion matrices"), ("hyperparameters", "Hyperparameters")]
     parts.append('<nav>' + " &middot; ".join(f'<a href="#{_esc(a)}">{_esc(t)}</a>' for a, t in links) + "</nav>")
     return "\n".join(parts)
+
+
+def _some(names: list[str], sep: str = ", ") -> str:
+    """The first MAX_NAMED names, and how many more: a note naming 400 pruned trials is a wall."""
+    shown = sep.join(names[:MAX_NAMED])
+    return shown + (f"{sep}and {len(names) - MAX_NAMED} more (see the CSV)" if len(names) > MAX_NAMED else "")
 
 
 def leaderboard_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
@@ -204,11 +243,12 @@ def group_table_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters
     return f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
 
 
-def intervals_html(frame: pd.DataFrame, summary: pd.DataFrame) -> str:
+def intervals_html(frame: pd.DataFrame, summary: pd.DataFrame, total: int | None = None) -> str:
     if summary.empty:
         return "<p>No group has a finished seed yet.</p>"
     fig, clipped = intervals_figure(frame, summary)
-    caption = ("Each point is an experiment's mean over its finished seeds and the bar its 95% Student t interval; "
+    caption = (f"The best {len(summary)} of {total} experiments by mean val macro F1. " if total and total > len(summary) else "")
+    caption += ("Each point is an experiment's mean over its finished seeds and the bar its 95% Student t interval; "
                "the faint dots beside it are the seeds one by one. Bars that overlap do not show two experiments are "
                "equal: with seeds shared, <code>raytrain compare --baseline NAME</code> tests the paired differences.")
     if clipped:
@@ -239,15 +279,18 @@ def intervals_figure(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure
     return fig, clipped
 
 
-def group_curves_html(frame: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame) -> str:
+def group_curves_html(frame: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame, order: list[str] | None = None) -> str:
     if history.empty or METRIC not in history.columns:
         return "<p>No per-epoch history yet.</p>"
-    order = _group_order(frame, summary)
+    total = frame["group"].nunique()
+    order = order if order is not None else _group_order(frame, summary)
     caption = ("One line per experiment: its mean over seeds at each epoch. The shaded band runs from the lowest to the "
                "highest seed (min–max), not a confidence interval. An epoch only some seeds reached (stopped early, "
                "still running) is the mean of those seeds.")
     if len(order) > MAX_COLOURED:
         caption += f" The best {MAX_COLOURED} of {len(order)} by mean val macro F1 are in colour, the rest grey."
+    if total > len(order):
+        caption += f" Drawn for the best {len(order)} of {total} experiments."
     return _img(group_curves_figure(frame, history, order), "learning curves, mean over seeds") + f'\n<p class="caption">{caption}</p>'
 
 
@@ -290,7 +333,7 @@ def _finish_curve_axes(fig, axes, panels, history: pd.DataFrame, *, title: str, 
     fig.legend(loc="outside right upper", fontsize=9, title=legend)
 
 
-def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
+def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame, total: int | None = None) -> str:
     if history.empty or METRIC not in history.columns:
         return "<p>No per-epoch history yet.</p>"
     panels = [(METRIC, "val macro F1")] + ([("val/loss", "val loss")] if "val/loss" in history.columns else [])
@@ -312,6 +355,8 @@ def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame) -> str:
     caption = "One line per experiment; the star marks its best epoch (the weights it kept)."
     if len(frame) > MAX_COLOURED:
         caption += f" The best {MAX_COLOURED} of {len(frame)} are in colour, the rest grey."
+    if total and total > len(frame):
+        caption += f" Drawn for the best {len(frame)} of {total} experiments by val macro F1."
     return _img(fig, "learning curves") + f'\n<p class="caption">{caption}</p>'
 
 
@@ -338,7 +383,63 @@ def search_progress_html(frame: pd.DataFrame) -> str:
     return _img(fig, "best val macro F1 so far against trials finished") + f'\n<p class="caption">{caption}</p>'
 
 
-def per_class_html(frame: pd.DataFrame) -> str:
+def search_knobs_html(frame: pd.DataFrame) -> str:
+    """For each adaptive search, val macro F1 against each knob it searched, one small panel per
+    knob, the best trial a gold star: with hundreds of trials, where the good region lies is read
+    off at a glance. The knobs are the config columns that differ between the search's trials."""
+    trials = frame.assign(search=frame["experiment"].map(search_of)).dropna(subset=["search", METRIC])
+    best_first = trials.groupby("search")[METRIC].max().sort_values(ascending=False, kind="stable").index
+    parts = []
+    for search in best_first[:MAX_SEARCH_PLOTS]:
+        group = trials[trials["search"] == search]
+        knobs = [c for c in results.varying_hyperparameters(group) if c != analysis.SEED_COLUMN]
+        if len(group) < 2 or not knobs:
+            continue
+        best = group.loc[group[METRIC].astype(float).idxmax()]
+        parts.append(f"<h3>{_esc(search)}: val macro F1 against each searched knob</h3>")
+        parts.append(_img(search_knobs_figure(group, knobs, search), f"{search}: val macro F1 against each searched knob"))
+        parts.append(f'<p class="caption">{len(group)} trials. The gold star is the best, {_esc(best["experiment"])} '
+                     f"(val macro F1 {_format_metric(best[METRIC])}); crosses are trials the scheduler pruned.</p>")
+    if len(best_first) > MAX_SEARCH_PLOTS:
+        parts.append(f'<p class="more">and {len(best_first) - MAX_SEARCH_PLOTS} more searches, not drawn '
+                     f"(the best {MAX_SEARCH_PLOTS} by their best trial are)</p>")
+    return "\n" + "\n".join(parts) if parts else ""
+
+
+def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> Figure:
+    """Small multiples: one panel per knob, val macro F1 on a shared y axis."""
+    columns = min(len(knobs), 4)
+    rows = -(-len(knobs) // columns)
+    fig = Figure(figsize=(3.0 * columns + 0.6, 2.8 * rows + 0.4), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
+    for ax in axes[len(knobs):]:
+        ax.set_axis_off()
+    pruned = (trials["status"] == "pruned").to_numpy()
+    y = trials[METRIC].astype(float)
+    for ax, knob in zip(axes, knobs):
+        numeric = _as_numbers(trials[knob])
+        if numeric is None:
+            labels = trials[knob].map(_format_value)
+            categories = sorted(labels.unique())
+            x = _category_positions(labels, categories)
+            ax.set_xticks(range(len(categories)), categories, rotation=30 if len(categories) > 3 else 0, fontsize=8)
+        else:
+            x = numeric
+            if use_log_axis(x):
+                ax.set_xscale("log")
+        style = _points_style(len(trials))
+        ax.scatter(x[~pruned], y[~pruned], **style)
+        ax.scatter(x[pruned], y[pruned], **(style | {"marker": "x", "color": "0.45", "linewidth": 1.0, "edgecolor": None}))
+        _mark_best(ax, x, y)
+        ax.set_xlabel(knob, fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[::columns]:
+        ax.set_ylabel("val macro F1")
+    fig.suptitle(f"{search}: val macro F1 against each searched knob", fontsize=11)
+    return fig
+
+
+def per_class_html(frame: pd.DataFrame, total: int | None = None) -> str:
     classes = results.class_names(frame, "val")
     if not classes:
         return "<p>No per-class val metrics yet.</p>"
@@ -353,17 +454,20 @@ def per_class_html(frame: pd.DataFrame) -> str:
         _annotate(ax, values, dark_below=0.55)  # viridis is dark at the low end: white text there
     fig.colorbar(image, ax=ax, label="F1", shrink=0.9)
     ax.set_title("val F1 per class at each experiment's best epoch")
-    return _img(fig, "per-class F1 heatmap") + '\n<p class="caption">Rows in leaderboard order. A class with F1 near 0 is one the model never gets right.</p>'
+    caption = "Rows in leaderboard order. A class with F1 near 0 is one the model never gets right."
+    if total and total > n_rows:
+        caption += f" The best {n_rows} of {total} experiments; the CSV has every one's per-class columns."
+    return _img(fig, "per-class F1 heatmap") + f'\n<p class="caption">{caption}</p>'
 
 
-def confusion_html(runs_dir: Path, frame: pd.DataFrame) -> str:
+def confusion_html(runs_dir: Path, frame: pd.DataFrame, detail: int = TOP_DETAIL) -> str:
     shown = []
     for _, row in frame.iterrows():
         folder = artifacts.experiment_dir(runs_dir, row["experiment"])
         # results.load checked the folder: a damaged one (or one half published) is not shown
         if row["status"] != results.DAMAGED and (folder / artifacts.BEST_CONFUSION).is_file():
             shown.append((row["experiment"], folder))
-        if len(shown) == TOP_CONFUSION:
+        if len(shown) == min(detail, MAX_CONFUSION):
             break
     if not shown:
         return "<p>No finished experiment has a confusion matrix yet.</p>"
@@ -391,12 +495,12 @@ def hyperparameters_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str
     parts = ['<div class="row">' + "\n".join(images) + "</div>"] if images else []
     if skipped:
         parts.append(f"<p>Not plotted (one value among the scored experiments): {_esc(', '.join(skipped))}.</p>")
-    parts.append(f'<p class="caption">Each point is one experiment. A positive numeric hyperparameter spanning more than '
-                 f"{LOG_SPAN:g}x is on a log axis; for a categorical one the bar is the mean.</p>")
+    parts.append(f'<p class="caption">Each point is one experiment; the gold star is the best. A positive numeric '
+                 f"hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a categorical one the bar is the mean.</p>")
     return "\n".join(parts)
 
 
-def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str]) -> str:
+def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str], total: int | None = None) -> str:
     """hyperparameters_html for repeats: one point per group (its mean over seeds, 95% t interval as
     the error bar), the seeds as faint dots."""
     if len(summary) < 2:
@@ -427,6 +531,10 @@ def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyper
                "categorical one the bar is the mean of the experiments' means.")
     if clipped:
         caption += " An interval running past 0 or 1 is drawn cut there."
+    if len(summary) > MAX_INTERVALS:
+        caption += f" Past the best {MAX_INTERVALS}, experiments are drawn as their mean alone (small, faint)."
+    if total and total > len(summary):
+        caption += f" Drawn for the best {len(summary)} of {total} experiments by mean val macro F1 (the leaderboard's)."
     parts.append(f'<p class="caption">{caption}</p>')
     return "\n".join(parts)
 
@@ -445,9 +553,26 @@ def _numeric_plot(scored: pd.DataFrame, column: str, x: pd.Series) -> Figure:
     fig = Figure(figsize=(4.6, 3.4), layout="constrained")
     ax = fig.subplots()
     keep = x.notna()
-    ax.scatter(x[keep], scored.loc[keep, METRIC], s=36, color="tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+    ax.scatter(x[keep], scored.loc[keep, METRIC], **_points_style(int(keep.sum())))
+    _mark_best(ax, x, scored[METRIC])
     _name_points_and_scale(ax, x, scored[METRIC], scored["experiment"], offset=(4, 4))
     return _finish_hp_axes(fig, ax, column)
+
+
+def _points_style(n: int) -> dict:
+    """Few points: big, outlined. Hundreds: small and see-through, so where they crowd reads as dark."""
+    if n <= MANY_POINTS:
+        return {"s": 36, "color": "tab:blue", "edgecolor": "black", "linewidth": 0.5, "zorder": 3}
+    return {"s": 12, "color": "tab:blue", "alpha": 0.35, "linewidth": 0, "zorder": 3}
+
+
+def _mark_best(ax, x: pd.Series, y: pd.Series) -> None:
+    """The best experiment's point as a gold star on top of the others."""
+    scored = y.notna() & x.notna()
+    if scored.any():
+        best = y[scored].astype(float).idxmax()
+        ax.scatter([x[best]], [y[best]], marker="*", s=220, color="gold", edgecolor="black", linewidth=0.8, zorder=5,
+                   label="best")
 
 
 def _name_points_and_scale(ax, x: pd.Series, y: pd.Series, names: pd.Series, *, offset: tuple[int, int]) -> None:
@@ -475,18 +600,34 @@ def _categorical_plot(scored: pd.DataFrame, column: str) -> Figure:
         ax.bar(i, scores.mean(), width=0.6, color="tab:blue", alpha=0.25, zorder=1)
         # spread points sideways deterministically (not random jitter): the same runs draw the same page
         offsets = np.linspace(-0.15, 0.15, len(scores)) if len(scores) > 1 else [0.0]
-        ax.scatter(i + np.asarray(offsets), scores, s=30, color="tab:blue", edgecolor="black", linewidth=0.5, zorder=3)
+        ax.scatter(i + np.asarray(offsets), scores, **_points_style(len(scored)))
+    _mark_best(ax, _category_positions(labels, categories), scored[METRIC])
     ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
     return _finish_hp_axes(fig, ax, column)
+
+
+def _category_positions(labels: pd.Series, categories: list[str]) -> pd.Series:
+    """Each point's x in a category plot: its category's slot plus its place in the sideways spread."""
+    x = pd.Series(np.nan, index=labels.index)
+    for i, category in enumerate(categories):
+        members = labels.index[labels == category]
+        x[members] = i + (np.linspace(-0.15, 0.15, len(members)) if len(members) > 1 else np.zeros(1))
+    return x
 
 
 def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, x: pd.Series) -> tuple[Figure, bool]:
     fig = Figure(figsize=(4.6, 3.4), layout="constrained")
     ax = fig.subplots()
     clipped = False
+    plain = []
     for i, value in enumerate(x):
-        if not np.isnan(value):
+        if np.isnan(value):
+            continue
+        if i < MAX_INTERVALS:
             clipped |= _draw_interval(ax, value, summary.iloc[i], "macro_f1", seeds[i], "tab:blue")
+        else:
+            plain.append((value, summary.iloc[i]["macro_f1/mean"]))
+    _plain_means(ax, plain)
     _name_points_and_scale(ax, x, summary["macro_f1/mean"], summary["group"], offset=(6, 4))
     return _finish_hp_axes(fig, ax, column), clipped
 
@@ -496,16 +637,28 @@ def _categorical_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], colu
     categories = sorted(labels.unique())
     fig = Figure(figsize=(max(4.6, 0.9 * len(categories) + 1.5), 3.4), layout="constrained")
     ax = fig.subplots()
-    clipped = False
+    clipped, plain = False, []
     for i, category in enumerate(categories):
         members = np.flatnonzero(labels.to_numpy() == category)
         ax.bar(i, summary.loc[members, "macro_f1/mean"].mean(), width=0.7, color="tab:blue", alpha=0.2, zorder=1)
         # groups of one category side by side, deterministically: the same runs draw the same page
         offsets = np.linspace(-0.2, 0.2, len(members)) if len(members) > 1 else [0.0]
         for offset, member in zip(offsets, members):
-            clipped |= _draw_interval(ax, i + offset, summary.iloc[member], "macro_f1", seeds[member], "tab:blue")
+            if member < MAX_INTERVALS:
+                clipped |= _draw_interval(ax, i + offset, summary.iloc[member], "macro_f1", seeds[member], "tab:blue")
+            else:
+                plain.append((i + offset, summary.iloc[member]["macro_f1/mean"]))
+    _plain_means(ax, plain)
     ax.set_xticks(range(len(categories)), categories, rotation=20 if len(categories) > 4 else 0)
     return _finish_hp_axes(fig, ax, column), clipped
+
+
+def _plain_means(ax, points: list[tuple[float, float]]) -> None:
+    """Groups past the best MAX_INTERVALS: their means only, one scatter call. Dozens of error bars
+    with their seeds beside them take seconds to draw and hide each other anyway."""
+    if points:
+        x, y = zip(*points)
+        ax.scatter(x, y, s=18, color="tab:blue", alpha=0.5, linewidth=0, zorder=2)
 
 
 def _draw_interval(ax, x: float, row: pd.Series, metric: str, seeds: np.ndarray, colour) -> bool:
@@ -552,8 +705,13 @@ def _confusion_figure(shown: list[tuple[str, Path]]) -> Figure:
     """The experiments' best-epoch val confusion matrices side by side, rows normalised."""
     n_classes = max(len(json.loads((folder / artifacts.BEST_METRICS).read_text())["class_names"]) for _, folder in shown)
     panel = max(4.0, 0.4 * n_classes + 1.4)  # inches; 7 classes fit three panels in the page's 1200 px
-    fig = Figure(figsize=(panel * len(shown), panel + 0.3), layout="constrained")
-    for ax, (name, folder) in zip(fig.subplots(1, len(shown), squeeze=False)[0], shown):
+    columns = min(len(shown), CONFUSION_PER_ROW)
+    rows = -(-len(shown) // columns)
+    fig = Figure(figsize=(panel * columns, (panel + 0.3) * rows), layout="constrained")
+    axes = fig.subplots(rows, columns, squeeze=False).ravel()
+    for ax in axes[len(shown):]:
+        ax.set_axis_off()  # the last row's empty places
+    for ax, (name, folder) in zip(axes, shown):
         matrix = np.load(folder / artifacts.BEST_CONFUSION).astype(float)
         metrics = json.loads((folder / artifacts.BEST_METRICS).read_text())
         classes = metrics["class_names"]
@@ -660,6 +818,7 @@ body { font-family: system-ui, -apple-system, "Segoe UI", Roboto, "DejaVu Sans",
        max-width: 1240px; margin: 0 auto; padding: 16px 24px 48px; line-height: 1.45; }
 h1 { margin-bottom: 4px; } h3 { margin: 20px 0 4px; font-size: 1.05em; } h2 { border-bottom: 1px solid #d0d7de; padding-bottom: 4px; margin-top: 36px; }
 .meta, .caption { color: #57606a; } .caption { font-size: 0.9em; }
+.more { color: #57606a; font-style: italic; }
 .note { background: #fff8c5; border: 1px solid #d4a72c; padding: 8px 12px; border-radius: 6px; }
 nav a { color: #0969da; }
 table { border-collapse: collapse; font-size: 0.9em; }

@@ -14,10 +14,10 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
-import yaml
 
-from raytrain import artifacts
+from raytrain import artifacts, results_index
 from raytrain.search import group_of
 
 SCHEMA_VERSION = 1  # bump when a column's name or meaning changes
@@ -26,43 +26,72 @@ DAMAGED = "damaged"  # the status of an experiment whose folder is missing a fil
 SPLITS = ("val", "test")
 RESULTS_PARQUET, RESULTS_CSV = "results.parquet", "results.csv"
 HISTORY_PARQUET, PER_CLASS_PARQUET = "history.parquet", "per_class.parquet"
+FINGERPRINT = "raytrain_fingerprint"  # load()'s frame.attrs key: the state of runs/ it was read from
 
 
 def load(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """One row per experiment (a repeat `baseline/seed-2` is a row, its `group` is `baseline`):
     name, status, sweep, every config key as a dotted column, the
     best-epoch metrics (val and, when evaluated, test; per class too), best epoch, epochs run and
-    duration. Sorted by val macro F1, best first."""
+    duration. Sorted by val macro F1, best first.
+
+    Reads only the experiment folders that changed since the last call (runs/_index; see
+    results_index), so it stays quick as runs/ grows."""
     runs_dir = Path(runs_dir)
+    snapshot = results_index.sync(runs_dir)
     log = _latest_log_lines(runs_dir)
     rows = []
-    for name in _experiment_folders(runs_dir):
-        files = _read_or_warn(runs_dir, name)
-        if isinstance(files, artifacts.DamagedExperiment):
-            rows.append(_damaged_row(runs_dir, name, files, log.get(name, {})))
-        else:
-            rows.append(_finished_row(name, files, log.get(name, {})))
-    known = {row["experiment"] for row in rows}
-    rows += [row for row in _unfinished_rows(runs_dir) if row["experiment"] not in known]
+    for entry in snapshot.entries:
+        _warn_if_damaged(runs_dir, entry)
+        rows.append(_with_log(entry.row, log.get(entry.experiment, {}), damaged=entry.damage is not None))
+    known = {entry.experiment for entry in snapshot.entries}
+    rows += _unfinished_rows(runs_dir, snapshot, skip=known)
     if not rows:
         return pd.DataFrame(columns=["experiment", "status", METRIC, "schema_version"])
     frame = pd.DataFrame(rows)
     frame["schema_version"] = SCHEMA_VERSION
-    return frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    frame = frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    frame.attrs[FINGERPRINT] = snapshot.fingerprint  # export() skips rewriting tables already written from this state
+    return frame
 
 
-def load_history(runs_dir: str | Path = "runs") -> pd.DataFrame:
-    """One row per experiment and epoch, with every metric reported that epoch."""
+def load_history(runs_dir: str | Path = "runs", experiments: list[str] | None = None) -> pd.DataFrame:
+    """One row per experiment and epoch, with every metric reported that epoch. `experiments`:
+    only these (a report's top few), read straight from their folders."""
     runs_dir = Path(runs_dir)
-    frames = []
-    for name in _experiment_folders(runs_dir):
-        files = _read_or_warn(runs_dir, name)
-        if not isinstance(files, artifacts.DamagedExperiment):
-            frames.append(pd.DataFrame(files.history).assign(experiment=name))
-    finished = {f["experiment"].iloc[0] for f in frames if len(f)}
-    for experiment, results in _unfinished_trials(runs_dir):
-        if experiment["name"] not in finished and results:
+    if experiments is not None:
+        return _history_of(runs_dir, experiments)
+    snapshot = results_index.sync(runs_dir)
+    for entry in snapshot.entries:
+        _warn_if_damaged(runs_dir, entry)
+    frames = [results_index.history(runs_dir, snapshot.entries)]
+    finished = set(frames[0]["experiment"])
+    for experiment, results in _unfinished_trials(runs_dir, snapshot, skip=finished):
+        if results:
             frames.append(pd.DataFrame(results).assign(experiment=experiment["name"]))
+    return _tidy_history([f for f in frames if len(f)])
+
+
+def _history_of(runs_dir: Path, experiments: list[str]) -> pd.DataFrame:
+    frames, unpublished = [], set()
+    for name in experiments:
+        if not artifacts.has_artifacts(artifacts.experiment_dir(runs_dir, name)):
+            unpublished.add(name)  # still running or interrupted: its epochs are in its Tune trial
+            continue
+        try:
+            frames.append(pd.DataFrame(artifacts.read_experiment(runs_dir, name).history).assign(experiment=name))
+        except artifacts.DamagedExperiment:
+            continue  # load() has warned about it and shows it as damaged
+    if unpublished:
+        snapshot = results_index.sync(runs_dir)
+        others = {t.experiment for t in snapshot.trials} - unpublished
+        for experiment, results in _unfinished_trials(runs_dir, snapshot, skip=others):
+            if results:
+                frames.append(pd.DataFrame(results).assign(experiment=experiment["name"]))
+    return _tidy_history([f for f in frames if len(f)])
+
+
+def _tidy_history(frames: list[pd.DataFrame]) -> pd.DataFrame:
     if not frames:
         return pd.DataFrame(columns=["experiment", "epoch", "schema_version"])
     frame = pd.concat(frames, ignore_index=True)
@@ -79,16 +108,23 @@ def load_per_class(runs_dir: str | Path = "runs") -> pd.DataFrame:
 
 
 def per_class_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """load()'s wide per-class columns as the tidy long table of load_per_class."""
-    rows = []
-    for _, row in frame.iterrows():
-        for split in SPLITS:
-            for cls in _class_names(frame.columns, split):
-                rows.append({
-                    "experiment": row["experiment"], "split": split, "class": cls,
-                    **{m: row.get(f"{split}/{m}/{cls}") for m in ("precision", "recall", "f1", "support")},
-                })
-    table = pd.DataFrame(rows, columns=["experiment", "split", "class", "precision", "recall", "f1", "support"])
+    """load()'s wide per-class columns as the tidy long table of load_per_class: per experiment (in
+    the frame's order), per split, per class."""
+    columns = ["experiment", "split", "class", "precision", "recall", "f1", "support"]
+    blocks = []
+    # one block per split and class, whole columns at a time: a row-by-row loop took seconds at 1,000 experiments
+    for split_rank, split in enumerate(SPLITS):
+        for class_rank, cls in enumerate(_class_names(frame.columns, split)):
+            block = pd.DataFrame({"experiment": frame["experiment"].to_numpy(), "split": split, "class": cls})
+            for metric in ("precision", "recall", "f1", "support"):
+                column = f"{split}/{metric}/{cls}"
+                block[metric] = frame[column].to_numpy() if column in frame.columns else None
+            blocks.append(block.assign(_row=np.arange(len(frame)), _split=split_rank, _class=class_rank))
+    if not blocks:
+        table = pd.DataFrame(columns=columns)
+    else:
+        table = pd.concat(blocks, ignore_index=True).sort_values(["_row", "_split", "_class"], kind="stable")
+        table = table[columns]
     table = table.dropna(subset=["f1"]).reset_index(drop=True)
     table["schema_version"] = SCHEMA_VERSION
     return table
@@ -101,12 +137,17 @@ def export(runs_dir: str | Path = "runs", frame: pd.DataFrame | None = None) -> 
     """
     runs_dir = Path(runs_dir)
     frame = load(runs_dir) if frame is None else frame
-    return [
-        write_table(frame, runs_dir / RESULTS_PARQUET),
-        write_table(frame, runs_dir / RESULTS_CSV),
-        write_table(load_history(runs_dir), runs_dir / HISTORY_PARQUET),
-        write_table(per_class_rows(frame), runs_dir / PER_CLASS_PARQUET),
-    ]
+    paths = [runs_dir / name for name in (RESULTS_PARQUET, RESULTS_CSV, HISTORY_PARQUET, PER_CLASS_PARQUET)]
+    fingerprint = frame.attrs.get(FINGERPRINT)
+    if fingerprint is not None and results_index.export_is_current(runs_dir, fingerprint, paths):
+        return paths  # nothing in runs/ changed since these were written: `compare` again costs no rewrite
+    write_table(frame, paths[0])
+    write_table(frame, paths[1])
+    write_table(load_history(runs_dir), paths[2])
+    write_table(per_class_rows(frame), paths[3])
+    if fingerprint is not None:
+        results_index.stamp_export(runs_dir, fingerprint, paths)
+    return paths
 
 
 def write_table(frame: pd.DataFrame, path: Path) -> Path:
@@ -145,87 +186,74 @@ def varying_hyperparameters(frame: pd.DataFrame) -> list[str]:
 _HISTORY_KEEP = {"experiment", "epoch", "lr", "epoch_time_s", "epochs_since_best", "best_epoch", "precision_used"}
 
 
-def _experiment_folders(runs_dir: Path) -> list[str]:
-    """Folders a finished trial published into, whole or damaged: runs/<name>/,
-    runs/<name>/seed-<n>/ for repeats, or runs/<search>/t<nnn>/ for the trials of an adaptive
-    search. Folders starting with _ or . are raytrain's own."""
-    if not runs_dir.is_dir():
-        return []
-    candidates = [p for pattern in ("*/", "*/seed-*/", "*/t[0-9][0-9][0-9]*/") for p in runs_dir.glob(pattern)]
-    names = {p.relative_to(runs_dir).as_posix() for p in candidates if not p.relative_to(runs_dir).as_posix().startswith(("_", "."))}
-    return sorted(n for n in names if artifacts.has_artifacts(runs_dir / n))
-
-
-def _read_or_warn(runs_dir: Path, name: str) -> artifacts.ExperimentFiles | artifacts.DamagedExperiment:
-    try:
-        return artifacts.read_experiment(runs_dir, name)
-    except artifacts.DamagedExperiment as damage:
-        artifacts.warn_damaged(damage.message)  # one call site, so load() and load_history() warn once
-        return damage
-
-
 def _latest_log_lines(runs_dir: Path) -> dict[str, dict]:
     return {record["experiment"]: record for record in artifacts.read_log(runs_dir)}
 
 
-def _finished_row(name: str, files: artifacts.ExperimentFiles, log: dict) -> dict:
-    history, best = files.history, files.best
-    row = {
-        "experiment": name,
-        "group": group_of(name),
-        "status": log.get("status", "completed"),
-        "sweep": log.get("sweep"),
-        **_flatten(files.config),
-        **_metrics_columns(best),
-        "best_epoch": best["epoch"],
-        "epochs_run": len(history),
-        "duration_s": log.get("duration_s", float(sum(h.get("epoch_time_s", 0.0) for h in history))),
-        "config_hash": log.get("config_hash"),
-    }
-    if files.test is not None:
-        row |= _metrics_columns(files.test)
+def _warn_if_damaged(runs_dir: Path, entry: results_index.Entry) -> None:
+    damage = entry.damaged(runs_dir)
+    if damage is not None:
+        artifacts.warn_damaged(damage.message)  # one call site, so load() and load_history() warn once
+
+
+def _with_log(row: dict, log: dict, *, damaged: bool) -> dict:
+    """An index entry's row with the fields experiment_log.jsonl gives: it changes (a failed run, a
+    re-run's new line) without the folder changing, so it is laid over the entry on every read."""
+    row = dict(row)
+    row["sweep"], row["config_hash"] = log.get("sweep"), log.get("config_hash")
+    if not damaged:
+        row["status"] = log.get("status", "completed")
+        row["duration_s"] = log.get("duration_s", row["duration_s"])
     return row
 
 
-def _damaged_row(runs_dir: Path, name: str, damage: artifacts.DamagedExperiment, log: dict) -> dict:
-    """A row that says what is wrong; no metrics, since the files that hold them cannot be trusted."""
-    row = {
-        "experiment": name, "group": group_of(name), "status": DAMAGED, "sweep": log.get("sweep"),
-        "problem": f"{damage.path.name}: {damage.problem}", "config_hash": log.get("config_hash"),
-    }
-    if damage.path.name != artifacts.CONFIG:  # the config is still readable: its columns help find the run
-        try:
-            row |= _flatten(yaml.safe_load((artifacts.experiment_dir(runs_dir, name) / artifacts.CONFIG).read_text()))
-        except (OSError, ValueError, yaml.YAMLError, AttributeError):
-            pass
-    return row
-
-
-def _metrics_columns(metrics: dict) -> dict:
-    """best_metrics.json / test_metrics.json -> {split/accuracy, split/macro_f1, split/f1/<class>, ...}."""
-    split = metrics["split"]
-    out = {f"{split}/{key}": metrics[key] for key in ("accuracy", "macro_f1", "loss")}
-    for cls, values in metrics["per_class"].items():
-        for key, value in values.items():
-            out[f"{split}/{key}/{cls}"] = value
-    return out
-
-
-def _unfinished_trials(runs_dir: Path) -> list[tuple[dict, list[dict]]]:
-    """(experiment config, its reported results) for each trial folder of every Tune experiment.
-    A Tune folder that was deleted or moved simply has no trials here."""
-    trials = []
-    for result_file in sorted((runs_dir / artifacts.TUNE_DIR).glob("*/*/result.json")):
-        params = result_file.parent / "params.json"
-        if not params.is_file():
+def _unfinished_trials(runs_dir: Path, snapshot: results_index.Snapshot, skip: set[str]) -> list[tuple[dict, list[dict]]]:
+    """(experiment config, its reported results) for each trial of every Tune experiment whose
+    experiment is not in `skip`. A Tune folder that was deleted or moved simply has no trials here.
+    The others are not opened: their torn lines, if any, are warned about from the index."""
+    trials, scanned = [], False
+    for trial in snapshot.trials:
+        if trial.problem is not None:
+            artifacts.warn_damaged(trial.problem)
             continue
+        result_file = runs_dir / trial.folder / "result.json"
+        if trial.experiment in skip:
+            if trial.torn is None:
+                trial.torn, scanned = _torn_lines(result_file), True
+            for number in trial.torn:
+                _warn_torn(result_file, number)
+            continue
+        params = runs_dir / trial.folder / "params.json"
         try:
             experiment = json.loads(params.read_text())["experiment"]
         except (OSError, ValueError, KeyError, TypeError) as err:
             artifacts.warn_damaged(f"{params}: unreadable ({type(err).__name__}); left out that trial's epochs")
             continue
         trials.append((experiment, _result_lines(result_file)))
+    if scanned:
+        results_index.save_torn_lines(runs_dir, snapshot)
     return trials
+
+
+def _torn_lines(path: Path) -> list[int]:
+    """The numbers of result.json's lines that are not whole results."""
+    torn = []
+    for number, line in enumerate(path.read_text(errors="replace").splitlines(), start=1):
+        if line.strip() and not _is_result(line):
+            torn.append(number)
+    return torn
+
+
+def _is_result(line: str) -> bool:
+    try:
+        record = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(record, dict) and "epoch" in record
+
+
+def _warn_torn(path: Path, number: int) -> None:
+    artifacts.warn_damaged(f"{path}: line {number} is not a whole result; skipped it")
 
 
 def _result_lines(path: Path) -> list[dict]:
@@ -239,14 +267,14 @@ def _result_lines(path: Path) -> list[dict]:
         if isinstance(record, dict) and "epoch" in record:
             lines.append(record)
         elif line.strip():
-            artifacts.warn_damaged(f"{path}: line {number} is not a whole result; skipped it")
+            _warn_torn(path, number)
     return lines
 
 
-def _unfinished_rows(runs_dir: Path) -> list[dict]:
+def _unfinished_rows(runs_dir: Path, snapshot: results_index.Snapshot, skip: set[str]) -> list[dict]:
     """Rows for trials of a running or interrupted sweep: the best epoch so far, status 'unfinished'."""
     rows = {}
-    for experiment, results in _unfinished_trials(runs_dir):
+    for experiment, results in _unfinished_trials(runs_dir, snapshot, skip):
         if not results:
             continue
         name = experiment["name"]
@@ -256,7 +284,7 @@ def _unfinished_rows(runs_dir: Path) -> list[dict]:
             "group": group_of(name),
             "status": "unfinished",
             "sweep": None,
-            **_flatten(experiment),
+            **results_index.flatten(experiment),
             **{k: v for k, v in best.items() if k.startswith("val/")},
             "best_epoch": best["epoch"],
             "epochs_run": max(r["epoch"] for r in results),
@@ -264,19 +292,6 @@ def _unfinished_rows(runs_dir: Path) -> list[dict]:
             "config_hash": None,
         }
     return list(rows.values())
-
-
-def _flatten(config: dict) -> dict:
-    """Resolved config -> dotted columns; the search section is left out (the values are in)."""
-    out = {}
-    for section, values in config.items():
-        if section == "search":
-            continue
-        if isinstance(values, dict):
-            out |= {f"{section}.{key}": value for key, value in values.items()}
-        elif section == "description":
-            out["description"] = values
-    return out
 
 
 def _class_names(columns, split: str) -> list[str]:

@@ -23,7 +23,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts, checkpoints, trace
+from raytrain import artifacts, checkpoints, results_index, trace
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -477,6 +477,7 @@ class RunsPublisher(tune.Callback):
             ))
             return
         self._append(trial, status, best=best, test=test)
+        results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
         _prune(trial.checkpoint, name)
 
     def on_trial_error(self, iteration, trials, trial, **info):

@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pytest
 
-from raytrain import artifacts, results
+from raytrain import artifacts, results, results_index
 from raytrain.artifacts import DamagedRunsWarning
 from raytrain.plan import plan_sweep
 
 EXPERIMENTS = ["alpha", "beta", "gamma"]
-TABLES = {results.RESULTS_PARQUET, results.RESULTS_CSV, results.HISTORY_PARQUET, results.PER_CLASS_PARQUET, "report.html"}
+TABLES = {results.RESULTS_PARQUET, results.RESULTS_CSV, results.HISTORY_PARQUET, results.PER_CLASS_PARQUET, "report.html", "report.csv"}
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -53,7 +53,8 @@ def snapshot(runs: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
     files = {}
     for path in sorted(runs.rglob("*")):
         relative = path.relative_to(runs).as_posix()
-        if path.is_file() and relative not in TABLES and not relative.startswith(skip):
+        # runs/_index is the readers' own cache (results_index): rewriting it is what reading does
+        if path.is_file() and relative not in TABLES and not relative.startswith((*skip, f"{results_index.INDEX_DIR}/")):
             files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
     return files
 

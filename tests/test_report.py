@@ -137,6 +137,44 @@ def test_an_empty_runs_folder_says_to_run_a_sweep_first(tmp_path):
     assert not (tmp_path / "report.html").exists()
 
 
+def test_past_top_rows_the_leaderboard_counts_the_rest_and_the_csv_beside_it_has_them_all(runs, tmp_path, run_cli):
+    result = run_cli("report", "--runs-dir", runs, "--out", tmp_path / "page.html", "--top", "2", "--detail", "1")
+    assert result.code == 0, result.err
+    html = (tmp_path / "page.html").read_text(encoding="utf-8")
+    leaderboard = html[html.index('<section id="leaderboard">'):html.index('<section id="curves">')]
+    assert leaderboard.count("<tr") == 3, "a header and the best 2 rows"
+    assert '<p class="more">and 1 more experiments (all in <code>page.csv</code>, beside this page)</p>' in leaderboard
+    frame = results.load(runs)
+    best_two, third = list(frame["experiment"][:2]), frame["experiment"].iloc[2]
+    assert all(f"<td>{name}" in leaderboard for name in best_two) and f"<td>{third}" not in leaderboard
+    exported = pd.read_csv(tmp_path / "page.csv")
+    assert list(exported["experiment"]) == list(frame["experiment"]), "every row, in the page's order"
+    assert {"training.lr", "val/f1/happy", "test/macro_f1"} <= set(exported.columns)
+    assert "Drawn for the best 1 of 3 experiments" in html, "learning curves for --detail experiments only"
+    assert "The best 1 finished experiment by val macro F1" in html
+
+
+def test_a_search_of_hundreds_of_trials_gets_one_panel_per_searched_knob_with_the_best_starred():
+    rng = np.random.default_rng(0)
+    lr = np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), 300))
+    frame = pd.DataFrame({
+        "experiment": [f"lr_search/t{i:03d}" for i in range(1, 301)], "status": ["completed"] * 250 + ["pruned"] * 50,
+        "training.lr": lr, "loss.type": rng.choice(["ce", "focal"], 300), "model.arch": "resnet18",
+        "val/macro_f1": 0.6 * np.exp(-((np.log10(lr) + 3) ** 2) / 4) + rng.normal(0, 0.01, 300),
+    })
+    html = report.search_knobs_html(frame)
+    best = frame.loc[frame["val/macro_f1"].idxmax(), "experiment"]
+    assert f"The gold star is the best, {best}" in html and "300 trials" in html
+    fig = report.search_knobs_figure(frame, ["loss.type", "training.lr"], "lr_search")
+    assert [ax.get_xlabel() for ax in fig.axes] == ["loss.type", "training.lr"], "one panel per searched knob, not model.arch"
+    assert fig.axes[1].get_xscale() == "log"
+    for ax in fig.axes:
+        stars = [c for c in ax.collections if c.get_label() == "best"]
+        assert len(stars) == 1 and stars[0].get_offsets()[0][1] == pytest.approx(frame["val/macro_f1"].max())
+    width, height = png_size(embedded_png(html, "lr_search: val macro F1 against each searched knob"))
+    assert width <= 1300 and height <= 500, "small multiples side by side, not a page per knob"
+
+
 def test_the_leaderboard_escapes_names_descriptions_and_values():
     frame = pd.DataFrame([
         {"experiment": "a<b>", "status": "completed", "description": "<script>alert(1)</script>", "loss.type": "ce&<i>",

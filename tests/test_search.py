@@ -156,6 +156,8 @@ def test_pruned_trials_are_labelled_pruned_everywhere(search_runs, run_cli):
         assert f"<td>pruned (epoch {log[name]['epochs_run']})</td>" in page
     assert f"{len(pruned)} of {BUDGET} experiments" in page and "pruned" in page
     assert 'id="search"' in page and "best val macro F1 so far against trials finished" in page
+    # with hundreds of trials the scatter of each searched knob is what shows where the good region is
+    assert f'alt="{SEARCH}: val macro F1 against each searched knob"' in page
 
 
 def test_the_plan_says_how_many_trials_and_who_proposes_them(search_runs, run_cli, tmp_path):
