@@ -29,6 +29,7 @@ from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
 from raytrain.provenance import git_commit
 from raytrain.search import adaptive_trial_name, search_seed
+from raytrain.trackers import tracker_callbacks
 from raytrain.train import (
     EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler, train_experiment,
 )
@@ -64,6 +65,8 @@ class SweepSettings:
     # an adaptive search: {algorithm, num_samples, max_concurrent, seed, space}; experiments then
     # holds its one base config, named after the search
     search: dict | None = None
+    # the experiment trackers to mirror runs/ to: {"mlflow": tracking URI, "wandb": project}; None: TensorBoard only
+    tracking: dict | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -115,6 +118,7 @@ def start_sweep(
     storage: str | None = None,
     address: str | None = None,
     max_concurrent: int | None = None,
+    tracking: dict | None = None,
 ) -> SweepSettings:
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
@@ -141,6 +145,7 @@ def start_sweep(
         scheduler=asha[0] if asha else None,
         address=address,
         search=_search_settings(plan.to_run[0].config, max_concurrent) if search is not None else None,
+        tracking=tracking or None,
     )
 
 
@@ -288,7 +293,12 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict) -> tune.Tu
             stop=PatienceStopper(),
             checkpoint_config=checkpoint_config(),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
-            callbacks=[RunsPublisher(settings.runs_dir, settings.name)],
+            # the trackers after the publisher: they read a finished trial from runs/. The callbacks
+            # are saved with the Tune experiment, so `resume` continues the same trackers
+            callbacks=[
+                RunsPublisher(settings.runs_dir, settings.name),
+                *tracker_callbacks(settings.runs_dir, settings.name, settings.tracking),
+            ],
             verbose=0,  # RunsPublisher prints one line per epoch instead of Tune's tables
         ),
     )
