@@ -247,19 +247,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ):
         settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
         sweep.require_writable(Path(settings.runs_dir), settings.storage)
+        asked = _tracking(args)
+        if asked and asked != (settings.tracking or {}):
+            # the trackers are saved with the Tune experiment; Tune restores them as they were
+            print(f"note: sweep {plan.name} resumes with the trackers it started with ({settings.tracking or 'none'}), not {asked}")
         check_trackers(settings.tracking)
         return _finish(sweep.run_sweep(settings, restore=True), args.runs_dir)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
         print("cancelled")
         return 130
     sweep.require_writable(args.runs_dir, args.storage)
-    tracking = {key: getattr(args, key) for key in ("mlflow", "wandb") if getattr(args, key, None)}
+    tracking = _tracking(args)
     check_trackers(tracking)  # a tracker that cannot be used is an error before Ray starts
     settings = sweep.start_sweep(
         plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
         address=args.address, max_concurrent=args.max_concurrent, tracking=tracking,
     )
     return _finish(sweep.run_sweep(settings), args.runs_dir)
+
+
+def _tracking(args: argparse.Namespace) -> dict:
+    """--mlflow URI and --wandb PROJECT as SweepSettings.tracking saves them."""
+    return {key: getattr(args, key) for key in ("mlflow", "wandb") if getattr(args, key, None)}
 
 
 def cmd_resume(args: argparse.Namespace) -> int:

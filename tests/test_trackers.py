@@ -271,7 +271,7 @@ def interrupt_after(runs: Path, epoch: int) -> threading.Thread:
 
 def test_a_resumed_trial_continues_its_mlflow_run(ray_session, synthetic_root, mlflow_server, tmp_path):
     uri = mlflow_server[0]
-    write_config(tmp_path / "configs", "long", training="epochs: 5, batch_size: 16")
+    write_config(tmp_path / "configs", "long", training="epochs: 4, batch_size: 16")
     runs = tmp_path / "runs"
     interrupt_after(runs, epoch=1)
     args = ["--data-root", str(synthetic_root), "--runs-dir", str(runs), "--mlflow", uri]
@@ -279,12 +279,12 @@ def test_a_resumed_trial_continues_its_mlflow_run(ray_session, synthetic_root, m
     client = mlflow.MlflowClient(uri)
     before = mlflow_run(client, "resumed", "long")
     logged_before = [m.step for m in client.get_metric_history(before.info.run_id, "val/macro_f1")]
-    assert 1 <= len(logged_before) < 5
+    assert 1 <= len(logged_before) < 4
 
     assert main(["resume", "resumed", "--runs-dir", str(runs)]) == 0  # the tracking settings come from the sweep
     after = mlflow_run(client, "resumed", "long")  # still one run
     assert after.info.run_id == before.info.run_id and after.info.status == "FINISHED"
-    assert [m.step for m in client.get_metric_history(after.info.run_id, "val/macro_f1")] == [1, 2, 3, 4, 5]
+    assert [m.step for m in client.get_metric_history(after.info.run_id, "val/macro_f1")] == [1, 2, 3, 4]
     row = results.load(runs).set_index("experiment").loc["long"]
     assert after.data.metrics["best/val/macro_f1"] == pytest.approx(row["val/macro_f1"], abs=1e-12)
 
@@ -292,16 +292,18 @@ def test_a_resumed_trial_continues_its_mlflow_run(ray_session, synthetic_root, m
 def test_a_server_that_dies_mid_sweep_never_fails_a_trial(ray_session, synthetic_root, mlflow_server, tmp_path, capsys):
     """Last in this module: it kills the module's server."""
     uri, server = mlflow_server
-    write_config(tmp_path / "configs", "survivor", training="epochs: 3, batch_size: 16")
+    write_config(tmp_path / "configs", "survivor", training="epochs: 2, batch_size: 16")
     runs = tmp_path / "runs"
 
-    def kill_after_first_epoch():
+    def kill_once_the_trial_runs():
+        # result.json appears as the trial starts, after the MLflow run was made: the epochs and
+        # the finished trial then meet a dead server
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not list(runs.glob("_tune/*/*/result.json")):
             time.sleep(0.1)
         stop(server, signal.SIGKILL)
 
-    killer = threading.Thread(target=kill_after_first_epoch, daemon=True)
+    killer = threading.Thread(target=kill_once_the_trial_runs, daemon=True)
     killer.start()
     code = main(["sweep", str(tmp_path / "configs"), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes", "--mlflow", uri])
     killer.join(timeout=5)
