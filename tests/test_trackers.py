@@ -157,6 +157,15 @@ def test_without_the_mlflow_package_the_message_says_what_to_install(run_cli, tm
     assert got.code == 2 and "pip install 'raytrain[mlflow]'" in got.err
 
 
+def test_wandb_online_without_a_key_says_how_to_log_in_or_go_offline(run_cli, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, so no key stored by `wandb login`
+    write_config(tmp_path / "configs", "alpha")
+    got = run_cli("run", tmp_path / "configs" / "alpha.yaml", "--data-root", tmp_path, "--runs-dir", tmp_path / "runs", "--wandb", "proj")
+    assert got.code == 2 and "`wandb login`" in got.err and "WANDB_MODE=offline" in got.err, got.err
+
+
 # --- TensorBoard ----------------------------------------------------------------------------------------
 
 

@@ -29,11 +29,19 @@ def check_wandb(project: str) -> None:
     if not re.fullmatch(r"[\w.-]+", project):
         raise TrackerError(f"--wandb {project}: a W&B project name is letters, digits, '-', '_' and '.'")
     offline = os.environ.get("WANDB_MODE", "").lower() in ("offline", "dryrun", "disabled")
-    if not offline and not os.environ.get("WANDB_API_KEY") and not wandb.Api().api_key:
+    if not offline and not os.environ.get("WANDB_API_KEY") and not _stored_api_key(wandb):
         raise TrackerError(
             f"--wandb {project}: no W&B API key (run `wandb login` or set WANDB_API_KEY), or set "
             "WANDB_MODE=offline to write the runs locally and upload them later with `wandb sync`"
         )
+
+
+def _stored_api_key(wandb) -> str | None:
+    """The key `wandb login` saved, if any (wandb.Api raises UsageError where there is none)."""
+    try:
+        return wandb.Api().api_key
+    except Exception:  # wandb.errors.UsageError: no key configured
+        return None
 
 
 def run_id(sweep: str, experiment: str) -> str:
