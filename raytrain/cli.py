@@ -168,6 +168,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
         "--precision", choices=("auto", "bf16", "fp32"),
         help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; bf16 or fp32 force one)",
     )
+    parser.add_argument("--mlflow", metavar="URI", help="also log each trial as an MLflow run there (e.g. http://127.0.0.1:5000)")
+    parser.add_argument("--wandb", metavar="PROJECT", help="also log each trial as a W&B run in PROJECT (WANDB_MODE=offline: local files)")
 
 
 def _positive_int(text: str) -> int:
@@ -254,6 +256,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.data_root is None:
         raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
     from raytrain import sweep
+    from raytrain.trackers import check_trackers
 
     interrupted = sweep.interrupted_sweep(args.runs_dir, plan.name)
     if interrupted is not None and _confirm(
@@ -262,26 +265,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     ):
         settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
         sweep.require_writable(Path(settings.runs_dir), settings.storage)
+        asked = _tracking(args)
+        if asked and asked != (settings.tracking or {}):
+            # the trackers are saved with the Tune experiment; Tune restores them as they were
+            print(f"note: sweep {plan.name} resumes with the trackers it started with ({settings.tracking or 'none'}), not {asked}")
+        check_trackers(settings.tracking)
         return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
         print("cancelled")
         return 130
     sweep.require_writable(args.runs_dir, args.storage)
+    tracking = _tracking(args)
+    check_trackers(tracking)  # a tracker that cannot be used is an error before Ray starts
     settings = sweep.start_sweep(
         plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
-        address=args.address, max_concurrent=args.max_concurrent, verbose=args.verbose,
+        address=args.address, max_concurrent=args.max_concurrent, tracking=tracking, verbose=args.verbose,
     )
     return _finish(sweep.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
 
 
+def _tracking(args: argparse.Namespace) -> dict:
+    """--mlflow URI and --wandb PROJECT as SweepSettings.tracking saves them."""
+    return {key: getattr(args, key) for key in ("mlflow", "wandb") if getattr(args, key, None)}
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from raytrain import sweep
+    from raytrain.trackers import check_trackers
 
     path = sweep.sweep_file(args.runs_dir, args.sweep) if args.sweep else sweep.latest_sweep(args.runs_dir)
     if not path.is_file():
         raise sweep.SweepError(f"{path}: no such sweep; `ls {args.runs_dir}/_tune` lists them")
     settings = sweep.SweepSettings.load(path)
     sweep.require_writable(Path(settings.runs_dir), settings.storage)
+    check_trackers(settings.tracking)  # the trackers the sweep started with: resumed trials continue their runs
     print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
     return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
 

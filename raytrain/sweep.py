@@ -33,6 +33,7 @@ from raytrain.provenance import git_commit
 from raytrain.search import adaptive_trial_name, search_seed
 # policy, not train: the driver never imports torch (seconds of start-up); the trials do
 from raytrain.policy import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler
+from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
 # a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
@@ -65,6 +66,8 @@ class SweepSettings:
     # an adaptive search: {algorithm, num_samples, max_concurrent, seed, space}; experiments then
     # holds its one base config, named after the search
     search: dict | None = None
+    # the experiment trackers to mirror runs/ to: {"mlflow": tracking URI, "wandb": project}; None: TensorBoard only
+    tracking: dict | None = None
 
     @property
     def experiment_path(self) -> str:
@@ -116,6 +119,7 @@ def start_sweep(
     storage: str | None = None,
     address: str | None = None,
     max_concurrent: int | None = None,
+    tracking: dict | None = None,
     verbose: bool = False,
 ) -> SweepSettings:
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
@@ -143,6 +147,7 @@ def start_sweep(
         scheduler=asha[0] if asha else None,
         address=address,
         search=_search_settings(plan.to_run[0].config, max_concurrent) if search is not None else None,
+        tracking=tracking or None,
     )
 
 
@@ -293,8 +298,11 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
             stop=PatienceStopper(),
             checkpoint_config=checkpoint_config(),
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
+            # the trackers after the publisher: they read a finished trial from runs/. The callbacks
+            # are saved with the Tune experiment, so `resume` continues the same trackers
             callbacks=[
                 RunsPublisher(settings.runs_dir, settings.name),
+                *tracker_callbacks(settings.runs_dir, settings.name, settings.tracking),
                 SweepProgress(len(_planned_names(settings)), settings.experiments[0]["training"]["epochs"]),
             ],
             # RunsPublisher prints a line per epoch and SweepProgress the status, instead of Tune's tables
