@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import re
 import signal
+import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, storage as tune_storage
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -67,7 +68,7 @@ class SweepSettings:
 
     @property
     def experiment_path(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return tune_storage.join(self.storage, self.name)
 
     def save(self) -> None:
         artifacts.write_json(sweep_file(Path(self.runs_dir), self.name), self.__dict__)
@@ -119,6 +120,9 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address)
+    # a relative folder would resolve inside each trial's Ray staging folder (docs/ray-notes.md)
+    if storage and not tune_storage.is_remote(storage):
+        storage = str(Path(storage).expanduser().resolve())
     _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
     # the planner lets an adaptive search into a sweep only on its own
     search = next((t.config.search for t in plan.to_run if t.adaptive), None)
@@ -146,7 +150,7 @@ def start_sweep(
 
 def _note_shared_storage(storage: str) -> None:
     nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) > 1 and "://" not in storage:
+    if len(nodes) > 1 and not tune_storage.is_remote(storage):
         # a head-local path fails only once a trial on another node checkpoints (docs/ray-notes.md)
         print(
             f"note: {len(nodes)} nodes: trials on every node write their checkpoints to {storage}, so it must be one "
@@ -178,6 +182,13 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
     else:
         settings.save()
         tuner = _new_tuner(settings, trainable, param_space)
+    if tune_storage.is_remote(settings.storage):
+        # two places now, on two machines maybe: say which holds what
+        print(
+            f"note: the Tune experiment (checkpoints, trial logs) is in {settings.experiment_path}; the runs folder "
+            f"(best.pt, metrics, experiment_log.jsonl) is {settings.runs_dir} on {socket.gethostname()}, where this "
+            "driver runs", flush=True,
+        )
     with _sigterm_like_ctrl_c():
         try:
             tuner.fit()
@@ -194,9 +205,12 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False) -> SweepOutcome
 
 
 def require_writable(runs_dir: str | Path, storage: str | None) -> None:
-    """Called before Ray starts, so a read-only or full disk fails the command before any training."""
+    """Called before Ray starts, so a read-only or full disk, or a bucket this machine cannot write
+    (wrong name, endpoint or credentials), fails the command before any training."""
     artifacts.check_writable(Path(runs_dir))
-    if storage and "://" not in storage:  # a bucket is checked by Tune itself when the sweep starts
+    if storage and tune_storage.is_remote(storage):
+        tune_storage.check_reachable(storage)
+    elif storage:
         artifacts.check_writable(Path(storage))
 
 
@@ -204,7 +218,7 @@ def unwritable(settings: SweepSettings) -> str | None:
     """Why the sweep's runs folder (or local Tune storage) cannot take a file now, or None."""
     try:
         require_writable(settings.runs_dir, settings.storage)
-    except artifacts.UnwritableRuns as err:
+    except (artifacts.UnwritableRuns, tune_storage.StorageError) as err:
         return str(err)
     return None
 
@@ -475,7 +489,7 @@ def _error_summary(trial) -> str:
     """The trial's last failure as one line: its exception's own message, whole lines from the
     first, up to MAX_REASON_CHARS, and where the full traceback is."""
     text = _error_text(trial)
-    where = f"{trial.path}/{ERROR_FILE}" if trial.path else ERROR_FILE
+    where = f"{tune_storage.trial_location(trial)}/{ERROR_FILE}" if trial.path else ERROR_FILE
     if text is None:
         return f"trial failed; no {ERROR_FILE} was saved (looked for {where})"
     return f"{failure_reason(text)} (full traceback: {where})"
