@@ -8,6 +8,7 @@ module does the same: what passes here is what Tune will see. No Ray or torch im
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -22,6 +23,7 @@ S3_HINT = (
     "cluster/README.md, section 3"
 )
 WRITE_CHECK = ".raytrain-write-check"
+CHECKPOINT_FOLDER = re.compile(r"checkpoint_(\d+)")
 
 
 class StorageError(UserError):
@@ -72,6 +74,27 @@ def check_reachable(storage: str) -> None:
         filesystem.delete_file(probe)
     except OSError as err:
         raise StorageError(f"--storage {storage}: cannot write there ({_first_line(err)}); {S3_HINT}") from None
+
+
+def checkpoint_index(path: str) -> int | None:
+    """checkpoint_000007 -> 7: Tune names a trial's checkpoint folders by a counter."""
+    match = CHECKPOINT_FOLDER.fullmatch(path.rstrip("/").rsplit("/", 1)[-1])
+    return int(match.group(1)) if match else None
+
+
+def next_checkpoint(filesystem, trial_path: str, after: str) -> str | None:
+    """The trial's first checkpoint folder on the storage numbered after `after`, or None."""
+    import pyarrow.fs
+
+    missing = checkpoint_index(after)
+    if missing is None:
+        return None
+    entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
+    newer = sorted(
+        (index, entry.path) for entry in entries
+        if entry.type == pyarrow.fs.FileType.Directory and (index := checkpoint_index(entry.path)) is not None and index > missing
+    )
+    return newer[0][1] if newer else None
 
 
 def trial_location(trial) -> str:
