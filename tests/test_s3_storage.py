@@ -203,3 +203,45 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
         assert artifacts.is_complete(runs, name), f"{name} is not whole in the runs folder on the driver's machine"
     keys = bucket_keys(client)
     assert any(k.endswith("/tuner.pkl") for k in keys) and any("/experiment_state-" in k for k in keys)
+
+
+# --- a bad --storage stops the command before any training ------------------------------------------
+
+
+@pytest.mark.parametrize("uri, expected", [
+    ("s3:///no-bucket", "not a storage URI pyarrow can open (Missing bucket name in S3 URI)"),
+    ("s3://", "names no bucket; use s3://BUCKET/PREFIX"),
+    ("s3://bucket/runs?endpoint=localhost", "Unexpected query parameter in S3 URI: 'endpoint'"),
+    ("s4://bucket/runs", "Unrecognized filesystem type"),
+])
+def test_a_malformed_storage_uri_is_one_message_and_exit_2(uri, expected, run_cli, tmp_path):
+    result = run_cli("run", PROJECT_ROOT / "configs/demo/baseline_small.yaml", "--data-root", tmp_path,
+                     "--runs-dir", tmp_path / "runs", "--storage", uri)
+    assert result.code == 2
+    assert result.err.startswith(f"error: --storage {uri}: ") and expected in result.err, result.err
+    assert "Traceback" not in result.err
+
+
+def test_a_bucket_that_cannot_be_written_stops_the_sweep_before_ray_starts(s3_endpoint, run_cli, tmp_path, monkeypatch):
+    import ray
+
+    for name, value in s3_endpoint["env"].items():
+        monkeypatch.setenv(name, value)
+    ray_was_up = ray.is_initialized()
+    result = run_cli("run", PROJECT_ROOT / "configs/demo/baseline_small.yaml", "--data-root", tmp_path,
+                     "--runs-dir", tmp_path / "runs", "--storage", "s3://no-such-bucket/runs")
+    assert result.code == 2
+    assert result.err.startswith("error: --storage s3://no-such-bucket/runs: cannot write there (")
+    assert "AWS_ENDPOINT_URL=http://HOST:PORT" in result.err and "Traceback" not in result.err
+    assert ray.is_initialized() == ray_was_up, "Ray started before the bucket was checked"
+
+
+@pytest.mark.parametrize("storage, expected", [
+    ("s3:///no-bucket", "--storage s3:///no-bucket: not a storage URI pyarrow can open"),
+    ("runs/_tune", "--storage runs/_tune would put the Tune experiment in the job's temporary working directory"),
+])
+def test_submit_refuses_a_storage_the_job_cannot_use_before_uploading(storage, expected, run_cli):
+    result = run_cli("submit", "--address", "http://127.0.0.1:1", "--", "sweep", "--data-root", "/data",
+                     "--runs-dir", "/srv/runs", "--storage", storage)
+    assert result.code == 2
+    assert expected in result.err and "Traceback" not in result.err
