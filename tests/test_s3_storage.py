@@ -245,3 +245,17 @@ def test_submit_refuses_a_storage_the_job_cannot_use_before_uploading(storage, e
                      "--runs-dir", "/srv/runs", "--storage", storage)
     assert result.code == 2
     assert expected in result.err and "Traceback" not in result.err
+
+
+def test_the_endpoint_can_be_given_in_the_uri_instead(s3_endpoint, monkeypatch):
+    from raytrain import storage
+    from raytrain.sweep import SweepSettings
+
+    for name, value in s3_endpoint["env"].items():
+        if name != "AWS_ENDPOINT_URL":
+            monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    uri = f"{STORAGE}?endpoint_override={s3_endpoint['endpoint'].removeprefix('http://')}&scheme=http"
+    storage.check_reachable(uri)
+    settings = SweepSettings(name="sweep-1", data_root="", runs_dir="", storage=uri, experiments=[])
+    assert settings.experiment_path == f"{STORAGE}/sweep-1?endpoint_override={uri.split('=', 1)[1]}"
