@@ -679,6 +679,8 @@ def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
     except SweepError:
         artifacts.warn_damaged(f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew")
         return None
+    if tune_storage.is_remote(settings.storage):
+        tune_storage.check_reachable(settings.storage)  # one message, not pyarrow's traceback, if it cannot be read
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
     trials = tune_trials(settings)
