@@ -160,7 +160,10 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--force", action="store_true", help="re-run experiments already complete in RUNS")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where results go (default runs/)")
     parser.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001")
-    parser.add_argument("--storage", help="where the Tune experiment lives (default RUNS/_tune); s3://... on a cluster")
+    parser.add_argument(
+        "--storage", help="where the Tune experiment (checkpoints) lives (default RUNS/_tune); on a cluster "
+        "s3://BUCKET/PREFIX, with AWS_* variables on every node (cluster/README.md). RUNS stays on this machine",
+    )
     parser.add_argument("--cpus-per-trial", type=_positive_float, metavar="C", help="overrides resources.cpu")
     parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
     parser.add_argument("--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs")

@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 
+from raytrain import storage as tune_storage
 from raytrain.errors import UserError
 from raytrain.provenance import COMMIT_ENV_VAR, checkout_commit
 
@@ -29,6 +30,7 @@ def submit(address: str, command: list[str], *, follow: bool = True, working_dir
     if not command:
         raise UserError("submit: nothing to run; e.g. raytrain submit --address http://HEAD:8265 -- sweep --data-root /data/fer")
     runs_dir = durable_runs_dir(command)
+    check_storage_option(command)
     if command[0] == "sweep" and not {"--yes", "-y"} & set(command):
         command = [*command, "--yes"]  # a job has no terminal to confirm on
     if Path.home().joinpath(".ray/auth_token").is_file():
@@ -78,6 +80,21 @@ def durable_runs_dir(command: list[str]) -> str | None:
             "(cluster/README.md says how to copy them back)"
         )
     return value
+
+
+def check_storage_option(command: list[str]) -> None:
+    """A malformed --storage URI fails here, before the upload. The bucket itself is checked by the
+    job on the cluster, whose nodes may hold credentials (an instance profile) this machine lacks."""
+    storage = _option_value(command, "--storage")
+    if storage is None:
+        return
+    if tune_storage.is_remote(storage):
+        tune_storage.open_uri(storage)
+    elif not storage.startswith("/"):
+        raise UserError(
+            f"submit: --storage {storage} would put the Tune experiment in the job's temporary working directory "
+            "on the head node, which Ray deletes with the job; give an absolute path every node mounts, or s3://BUCKET/PREFIX"
+        )
 
 
 def _option_value(command: list[str], option: str) -> str | None:

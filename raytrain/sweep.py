@@ -14,6 +14,7 @@ import logging
 import os
 import re
 import signal
+import socket
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ import ray
 from ray import tune
 
 from raytrain import artifacts, checkpoints, results_index, trace
+from raytrain import storage as tune_storage
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
@@ -71,7 +73,7 @@ class SweepSettings:
 
     @property
     def experiment_path(self) -> str:
-        return f"{self.storage.rstrip('/')}/{self.name}"
+        return tune_storage.join(self.storage, self.name)
 
     def save(self) -> None:
         artifacts.write_json(sweep_file(Path(self.runs_dir), self.name), self.__dict__)
@@ -125,6 +127,9 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
     _connect(address, verbose=verbose)
+    # a relative folder would resolve inside each trial's Ray staging folder (docs/ray-notes.md)
+    if storage and not tune_storage.is_remote(storage):
+        storage = str(Path(storage).expanduser().resolve())
     _note_shared_storage(storage or str(Path(runs_dir).resolve() / artifacts.TUNE_DIR))
     # the planner lets an adaptive search into a sweep only on its own
     search = next((t.config.search for t in plan.to_run if t.adaptive), None)
@@ -153,7 +158,7 @@ def start_sweep(
 
 def _note_shared_storage(storage: str) -> None:
     nodes = [node for node in ray.nodes() if node.get("Alive")]
-    if len(nodes) > 1 and "://" not in storage:
+    if len(nodes) > 1 and not tune_storage.is_remote(storage):
         # a head-local path fails only once a trial on another node checkpoints (docs/ray-notes.md)
         print(
             f"note: {len(nodes)} nodes: trials on every node write their checkpoints to {storage}, so it must be one "
@@ -187,6 +192,13 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     else:
         settings.save()
         tuner = _new_tuner(settings, trainable, param_space, verbose=verbose)
+    if tune_storage.is_remote(settings.storage):
+        # two places now, on two machines maybe: say which holds what
+        print(
+            f"note: the Tune experiment (checkpoints, trial logs) is in {settings.experiment_path}; the runs folder "
+            f"(best.pt, metrics, experiment_log.jsonl) is {settings.runs_dir} on {socket.gethostname()}, where this "
+            "driver runs", flush=True,
+        )
     with _sigterm_like_ctrl_c(), _status_line_removed_at_exit():
         try:
             trace.mark("fit_starts")
@@ -204,9 +216,12 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
 
 
 def require_writable(runs_dir: str | Path, storage: str | None) -> None:
-    """Called before Ray starts, so a read-only or full disk fails the command before any training."""
+    """Called before Ray starts, so a read-only or full disk, or a bucket this machine cannot write
+    (wrong name, endpoint or credentials), fails the command before any training."""
     artifacts.check_writable(Path(runs_dir))
-    if storage and "://" not in storage:  # a bucket is checked by Tune itself when the sweep starts
+    if storage and tune_storage.is_remote(storage):
+        tune_storage.check_reachable(storage)
+    elif storage:
         artifacts.check_writable(Path(storage))
 
 
@@ -214,7 +229,7 @@ def unwritable(settings: SweepSettings) -> str | None:
     """Why the sweep's runs folder (or local Tune storage) cannot take a file now, or None."""
     try:
         require_writable(settings.runs_dir, settings.storage)
-    except artifacts.UnwritableRuns as err:
+    except (artifacts.UnwritableRuns, tune_storage.StorageError) as err:
         return str(err)
     return None
 
@@ -302,6 +317,7 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
             # are saved with the Tune experiment, so `resume` continues the same trackers
             callbacks=[
                 RunsPublisher(settings.runs_dir, settings.name),
+                LostCheckpointRepair(),
                 *tracker_callbacks(settings.runs_dir, settings.name, settings.tracking),
                 SweepProgress(len(_planned_names(settings)), settings.experiments[0]["training"]["epochs"]),
             ],
@@ -543,11 +559,56 @@ def _prune(checkpoint, name: str) -> None:
         print(f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space", flush=True)
 
 
+class LostCheckpointRepair(tune.Callback):
+    """On restore, points a trial whose recorded checkpoint is gone at the checkpoint that replaced it.
+
+    When a trial reports checkpoint N, the driver deletes checkpoint N-1 (num_to_keep) at once but
+    uploads the experiment state that names N only later, in the background. A driver killed in
+    between (SIGKILL, a lost head node) leaves a state naming the deleted N-1, and Tune would fail
+    the trial on every retry ("Could not recover from checkpoint as it does not exist on storage
+    anymore"); with a bucket the gap is long enough to hit (docs/ray-notes.md). Checkpoint N is
+    whole: the trial uploads it before reporting it. Pickled with the Tuner, so it runs on restore."""
+
+    def setup(self, **info):
+        self._checked = False
+
+    def on_step_begin(self, iteration, trials, **info):
+        # the first step of a fit, before any trial's actor starts and restores
+        if getattr(self, "_checked", True):
+            return
+        self._checked = True
+        for trial in trials:
+            if trial.status != "TERMINATED":
+                _repoint_lost_checkpoint(trial)
+
+
+def _repoint_lost_checkpoint(trial) -> None:
+    import pyarrow.fs
+
+    result = trial.run_metadata.checkpoint_manager.latest_checkpoint_result
+    if result is None:
+        return
+    filesystem, lost = result.checkpoint.filesystem, result.checkpoint.path
+    if filesystem.get_file_info(lost).type != pyarrow.fs.FileType.NotFound:
+        return
+    replacement = tune_storage.next_checkpoint(filesystem, trial.storage.trial_fs_path, after=lost)
+    if replacement is None:
+        return  # nothing to continue from: Tune fails the trial with its own message, naming the path
+    result.checkpoint = type(result.checkpoint)(path=replacement, filesystem=filesystem)
+    # the next checkpoint gets the number after the replacement's, not the lost one's: Tune would
+    # write it over the folder it continues from, then delete that folder as an old checkpoint
+    trial.storage.current_checkpoint_index = tune_storage.checkpoint_index(replacement)
+    print(
+        f"[{trial.config[EXPERIMENT_KEY]['name']}] its last recorded checkpoint {Path(lost).name} was replaced just "
+        f"before the sweep stopped; continuing from {Path(replacement).name}", flush=True,
+    )
+
+
 def _error_summary(trial) -> str:
     """The trial's last failure as one line: its exception's own message, whole lines from the
     first, up to MAX_REASON_CHARS, and where the full traceback is."""
     text = _error_text(trial)
-    where = f"{trial.path}/{ERROR_FILE}" if trial.path else ERROR_FILE
+    where = f"{tune_storage.trial_location(trial)}/{ERROR_FILE}" if trial.path else ERROR_FILE
     if text is None:
         return f"trial failed; no {ERROR_FILE} was saved (looked for {where})"
     return f"{failure_reason(text)} (full traceback: {where})"
@@ -692,6 +753,8 @@ def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
     except SweepError:
         artifacts.warn_damaged(f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew")
         return None
+    if tune_storage.is_remote(settings.storage):
+        tune_storage.check_reachable(settings.storage)  # one message, not pyarrow's traceback, if it cannot be read
     if not tune.Tuner.can_restore(settings.experiment_path):
         return None
     trials = tune_trials(settings)
