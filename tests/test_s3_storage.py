@@ -202,8 +202,9 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
     records = artifacts.read_log(runs)
     assert sorted(r["experiment"] for r in records) == sorted(EPOCHS), "one log line per experiment"
     assert all(r["status"] == "completed" for r in records)
-    # no epoch trained again, no checkpoint written again. (Its result.json is not compared: the
-    # driver uploads it in the background, so the copy read just after the kill may lag a line.)
+    # no epoch trained again, no checkpoint written again. (Its result.json is not compared: the killed
+    # driver uploads it in the background, and once in five runs the bucket's copy differed after the
+    # resume without any epoch trained again.)
     assert "[fast] epoch" not in resumed.stdout and checkpoint_objects(client, "fast") == fast_before, "fast was run again"
 
     slow = trial_results(client, "slow")
