@@ -261,30 +261,39 @@ def test_wandb_offline_runs_hold_every_epoch_and_the_best_epoch_as_summary(track
 # --- resume and a server that goes down ----------------------------------------------------------------
 
 
-def interrupt_after(runs: Path, epoch: int) -> threading.Thread:
-    """Ctrl+C (SIGINT to this process, as a terminal sends it) once a trial has reported `epoch`."""
+def _reported_epoch(line: str) -> int:
+    try:
+        return json.loads(line).get("epoch", 0)
+    except ValueError:  # empty, or a line Tune is still writing
+        return 0
+
+
+def interrupt_after(runs: Path, epoch: int) -> threading.Event:
+    """Ctrl+C (SIGINT to this process, as a terminal sends it) once a trial has reported `epoch`,
+    unless the returned event is set first (the sweep is over: a late SIGINT would stop pytest)."""
+    over = threading.Event()
 
     def watch():
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
+        while not over.wait(0.1):
             for path in runs.glob("_tune/*/*/result.json"):
-                if any(json.loads(line).get("epoch", 0) >= epoch for line in path.read_text().splitlines() if line.strip()):
-                    os.kill(os.getpid(), signal.SIGINT)
+                if any(_reported_epoch(line) >= epoch for line in path.read_text().splitlines()):
+                    if not over.is_set():
+                        os.kill(os.getpid(), signal.SIGINT)
                     return
-            time.sleep(0.1)
 
-    thread = threading.Thread(target=watch, daemon=True)
-    thread.start()
-    return thread
+    threading.Thread(target=watch, daemon=True).start()
+    return over
 
 
 def test_a_resumed_trial_continues_its_mlflow_run(ray_session, synthetic_root, mlflow_server, tmp_path):
     uri = mlflow_server[0]
     write_config(tmp_path / "configs", "long", training="epochs: 4, batch_size: 16")
     runs = tmp_path / "runs"
-    interrupt_after(runs, epoch=1)
+    over = interrupt_after(runs, epoch=1)
     args = ["--data-root", str(synthetic_root), "--runs-dir", str(runs), "--mlflow", uri]
-    assert main(["sweep", str(tmp_path / "configs"), "--yes", "--name", "resumed", *args]) == 130
+    code = main(["sweep", str(tmp_path / "configs"), "--yes", "--name", "resumed", *args])
+    over.set()
+    assert code == 130
     client = mlflow.MlflowClient(uri)
     before = mlflow_run(client, "resumed", "long")
     logged_before = [m.step for m in client.get_metric_history(before.info.run_id, "val/macro_f1")]
@@ -296,6 +305,12 @@ def test_a_resumed_trial_continues_its_mlflow_run(ray_session, synthetic_root, m
     assert [m.step for m in client.get_metric_history(after.info.run_id, "val/macro_f1")] == [1, 2, 3, 4]
     row = results.load(runs).set_index("experiment").loc["long"]
     assert after.data.metrics["best/val/macro_f1"] == pytest.approx(row["val/macro_f1"], abs=1e-12)
+    # TensorBoard: the resumed trial's second events file continues the first, no epoch shown twice
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(runs / "_tune" / "resumed" / "long"))
+    events.Reload()
+    assert [s.step for s in events.Scalars("val/macro_f1")] == [1, 2, 3, 4]
 
 
 def test_a_server_that_dies_mid_sweep_never_fails_a_trial(ray_session, synthetic_root, mlflow_server, tmp_path, capsys):
