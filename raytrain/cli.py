@@ -124,7 +124,7 @@ def build_parser() -> argparse.ArgumentParser:
     report.add_argument("--top", type=_positive_int, default=50, metavar="N",
                         help="leaderboard rows (default 50); every row goes to the CSV beside the report")
     report.add_argument("--detail", type=_positive_int, default=10, metavar="K",
-                        help="experiments drawn with learning curves, per-class F1 and confusion matrices (default 10)")
+                        help="experiments drawn with learning curves and per-class F1 (default 10); confusion matrices for up to 6 of them")
     report.set_defaults(handler=cmd_report)
 
     demo = verbs.add_parser("demo", help="synthetic FER data, three small configs in parallel, table and report")

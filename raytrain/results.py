@@ -3,7 +3,8 @@
 Reads runs/<experiment>/ (finished trials) and, for a sweep still running or interrupted, the
 trials' result.json files under runs/_tune/ — plain files, so a notebook needs no Ray cluster.
 A damaged file costs only what depends on it: a warning naming it, and a `damaged` row for its
-experiment. Must not import torch, ray or the training code.
+experiment. Must not import torch, ray or the training code. What each experiment folder held is
+cached in runs/_index (results_index.py), so a read opens only the folders that changed.
 
     from raytrain import results
     df = results.load("runs")
@@ -112,7 +113,7 @@ def per_class_rows(frame: pd.DataFrame) -> pd.DataFrame:
     the frame's order), per split, per class."""
     columns = ["experiment", "split", "class", "precision", "recall", "f1", "support"]
     blocks = []
-    # one block per split and class, whole columns at a time: a row-by-row loop took seconds at 1,000 experiments
+    # one block per split and class, whole columns at a time: iterrows cost ~0.5 s per 1,000 experiments
     for split_rank, split in enumerate(SPLITS):
         for class_rank, cls in enumerate(_class_names(frame.columns, split)):
             block = pd.DataFrame({"experiment": frame["experiment"].to_numpy(), "split": split, "class": cls})

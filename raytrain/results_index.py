@@ -104,7 +104,8 @@ def sync(runs_dir: Path) -> Snapshot:
         or [(e.experiment, e.signature) for e in entries] != [(e.experiment, e.signature) for e in cached_entries.values()]
         or [(t.folder, t.params, t.result, t.torn) for t in trials] != [(t.folder, t.params, t.result, t.torn) for t in cached_trials.values()]
     )
-    if changed:
+    # nothing to index in a folder that is missing or empty: reading must not create runs/_index there
+    if changed and (entries or trials or readable):
         _write_index(runs_dir, entries, trials)
     return Snapshot(entries, trials, _fingerprint(runs_dir, entries, trials))
 

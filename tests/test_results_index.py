@@ -193,3 +193,9 @@ def test_an_index_that_cannot_be_written_costs_only_time(tiny_runs, tmp_path):
     frame = results.load(runs)
     assert sorted(frame["experiment"]) == EXPERIMENTS
     assert sorted(results.load_history(runs)["experiment"].unique()) == EXPERIMENTS
+
+
+def test_reading_a_missing_or_empty_folder_creates_no_index(tmp_path):
+    assert results.load(tmp_path / "missing").empty and not (tmp_path / "missing").exists()
+    (tmp_path / "empty").mkdir()
+    assert results.load(tmp_path / "empty").empty and not any((tmp_path / "empty").iterdir())

@@ -18,6 +18,26 @@ ru_maxrss, from os.wait4). "before" runs the same measurements with another chec
 (--before, default /work/main/.venv/bin/python when present) on the same folder, so the ratios come
 from one run on one machine. Targets at 1,000: compare <= 1.5 s, warm load <= 1 s, report <= 6 s and
 <= 500 MB; at 10,000 everything completes without running out of memory.
+
+Measured (2 CPUs shared with other work: load average 8-12 throughout, so wall times are 2-5x
+what a quiet machine gives; the CPU times and the ratios, taken in the same run, travel better):
+
+    1,000 experiments (1001 rows, 5 damaged)   before     after   ratio
+      results.load, no index (s)                31.11      9.89    3.1x
+      results.load, index there (s)             24.71      0.24  101.6x
+      compare, writing tables (s)               62.80     13.90    4.5x
+      compare, nothing changed (s)              52.48      2.48   21.1x   (CPU 22.27 -> 1.54 s)
+      compare, one added (s)                    56.62      4.23   13.4x
+      raytrain report (s)                         168     13.38   12.6x   (CPU 79.86 -> 8.49 s)
+      raytrain report peak (MB)                 1,739       215    8.1x
+
+10,000 experiments (this checkout only; folder on a tmpfs, the disk being nearly full), all complete:
+load 166 s with no index, 4.2 s with it (peak 370 MB); compare 132 s writing the tables the first
+time, 5.4 s when nothing changed (CPU 3.8 s), 14 s after one new experiment (peak 757 MB); report
+21.5 s (CPU 16.7 s), peak 401 MB, 1.8 MB page.
+
+At the ratios measured, the issue's own figures (compare 5.0 s, report 22 s / 1.8 GB) become about
+0.25 s and 1.8 s / 215 MB; on this loaded machine the wall times stayed above the 1.5 s and 6 s targets.
 """
 
 from __future__ import annotations
@@ -367,7 +387,7 @@ def print_figures(size: int, after: dict, before: dict | None) -> None:
         old = before.get(key) if before else None
         ratio = f"{old / after[key]:6.1f}x" if old and after[key] else "      -"
         goal = TARGETS.get(target.get(key, ""), None)
-        verdict = "" if goal is None else f"<= {goal:g} {'met' if after[key] <= goal else 'NOT met'}"
+        verdict = "" if goal is None or size != 1000 else f"<= {goal:g} {'met' if after[key] <= goal else 'NOT met'}"
         print(f"  {label:32s} {_fmt(old):>9s} {_fmt(after[key]):>9s} {ratio}  {verdict}", flush=True)
 
 
