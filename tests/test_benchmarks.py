@@ -53,18 +53,13 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
 
 
 @pytest.mark.slow
-def test_bench_scale_smoke_prints_disk_and_startup_figures(tmp_path):
+def test_bench_scale_smoke_prints_disk_startup_and_results_figures(tmp_path):
     out = run_bench("bench_scale.py", "--smoke", tmp_path=tmp_path)
     assert re.search(r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out), out
     assert re.search(r"bytes written per epoch per trial:\s+[\d.]+ MB\s+largest checkpoint [\d.]+ MB = [\d.]+x one copy", out), out
     assert re.search(r"after\s+launch to first training step:\s+[\d.]+ s", out), out
     for stage in ("ray.init", "trial: import torch, raytrain.train"):
         assert re.search(rf"{re.escape(stage)}\s+[\d.]+ s", out), out
-
-
-@pytest.mark.slow
-def test_bench_scale_results_smoke_prints_every_figure(tiny_runs, tmp_path):
-    out = run_bench("bench_scale_results.py", "--smoke", "--source", str(tiny_runs / "alpha"), tmp_path=tmp_path)
     for label in ("results.load, no index", "results.load, index there", "compare, nothing changed", "compare, one added", "raytrain report",
                   "raytrain report peak"):
         assert re.search(rf"{re.escape(label)} \((s|MB)\)\s+-\s+[\d,.]+", out), out

@@ -1,11 +1,15 @@
 """Benchmark: what raytrain costs at scale besides training, one named part at a time.
 
-    .venv/bin/python tests/bench/bench_scale.py [--part disk|startup|all] [--before /work/main] [--smoke]
+    .venv/bin/python tests/bench/bench_scale.py [--part disk|startup|results|all] [--before /work/main] [--smoke]
 
 disk     A finished resnet18 experiment (48 px, 6 epochs, default checkpoint settings) through
          `raytrain run`: the bytes left in runs/ and runs/_tune/ together (hard links counted once)
          against best.pt plus the small files, the bytes each checkpoint writes per epoch, and the
          largest checkpoint against one copy of the model and optimiser state.
+results  scale_results.py: results.load (without and with the index), `raytrain compare` and
+         `raytrain report` (seconds and peak memory) on 1,000 generated copies of a real finished
+         experiment, then 10,000; targets at 1,000: compare <= 1.5 s, load <= 1 s, report <= 6 s
+         and <= 500 MB.
 startup  `raytrain run` of a one-epoch tiny config: seconds from launching the command to the start
          of the first training step, with the breakdown raytrain's trace marks give (python and
          imports, planning, ray.init, dataset load and put, Tune to the trial process, torch import,
@@ -209,7 +213,25 @@ def part_startup(setup: Setup, runs_cache: dict) -> None:
                 print(f"        {label:42} {marks[end] - marks[start]:6.1f} s")
 
 
-PARTS = {"disk": part_disk, "startup": part_startup}
+# --- results ---------------------------------------------------------------------------------------
+
+
+def part_results(setup: Setup, runs_cache: dict) -> None:
+    """results.load, compare and report on 1,000 and 10,000 copies of a real finished experiment
+    (scale_results.py generates and measures). In a process of its own: a child's peak memory
+    starts at its parent's size, and this one has imported torch for the disk part."""
+    print("\n== results: results.load, `raytrain compare`, `raytrain report` on generated experiments ==", flush=True)
+    command = [sys.executable, str(Path(__file__).with_name("scale_results.py")), "--work", str(setup.work / "results")]
+    if setup.smoke:
+        command.append("--smoke")
+        run = runs_cache.get(("disk", "after"))  # the smoke's one real run is what the copies copy
+        if run:
+            command += ["--source", str(run.runs / run.name)]
+    command += ["--before", venv_python(setup.before)] if setup.before else ["--no-before"]
+    subprocess.run(command, check=True, env=setup.env)
+
+
+PARTS = {"disk": part_disk, "startup": part_startup, "results": part_results}
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
-"""Benchmark: results.load, `raytrain compare` and `raytrain report` on a runs folder of 1,000 and
-10,000 experiments.
+"""bench_scale.py's `results` part: results.load, `raytrain compare` and `raytrain report` on a runs
+folder of 1,000 and 10,000 experiments. Also runs on its own:
 
-    .venv/bin/python tests/bench/bench_scale_results.py [--n 1000] [--big 10000] [--work DIR]
-    .venv/bin/python tests/bench/bench_scale_results.py --smoke        # 30 experiments: the suite runs this
+    .venv/bin/python tests/bench/scale_results.py [--n 1000] [--big 10000] [--work DIR]
+    .venv/bin/python tests/bench/scale_results.py --smoke        # 30 experiments
 
 The experiments are copies of one real finished run (a real `raytrain run` of a tiny config, made
 here, or --source RUNS/EXPERIMENT): its folder copied N times with varied configs (learning rate,
@@ -15,7 +15,7 @@ reader here opens more than its last bytes.
 Measures, each in a fresh process (what a user feels): results.load with no index (cold) and with
 one (warm), `raytrain compare`, `raytrain report` wall time and peak memory (the child's own
 ru_maxrss, from os.wait4). "before" runs the same measurements with another checkout's Python
-(--before, default /work/main/.venv/bin/python when present) on the same folder, so the ratios come
+(--before, e.g. /work/main/.venv/bin/python) on the same folder, so the ratios come
 from one run on one machine. Targets at 1,000: compare <= 1.5 s, warm load <= 1 s, report <= 6 s and
 <= 500 MB; at 10,000 everything completes without running out of memory.
 
@@ -56,7 +56,7 @@ import numpy as np
 import yaml
 
 ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BEFORE = Path("/work/main/.venv/bin/python")
+DEFAULT_BEFORE = None  # --before: another checkout's .venv/bin/python, for a before/after pair
 CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
 ARCHS = ("resnet18", "resnet34", "mobilenet_v3_small", "efficientnet_b0", "convnext_tiny")
 LOSSES = ("ce", "focal")
