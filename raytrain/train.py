@@ -1,4 +1,4 @@
-"""The Ray Tune trainable: one experiment, one trial. Also its stopper and checkpoint policy.
+"""The Ray Tune trainable: one experiment, one trial, and the checkpoint files it writes.
 
 validate config -> build data, model, optimiser -> restore from a checkpoint if there is one -> for
 each epoch: train, evaluate, report (with a checkpoint when one is due). The loop itself is plain

@@ -1,6 +1,6 @@
 """Benchmark: what raytrain costs at scale besides training, one named part at a time.
 
-    .venv/bin/python tests/bench/bench_scale.py [--part disk|startup|results|all] [--before /work/main] [--smoke]
+    .venv/bin/python tests/bench/bench_scale.py [--part disk|startup|results|all] [--before OTHER_CHECKOUT] [--smoke]
 
 disk     A finished resnet18 experiment (48 px, 6 epochs, default checkpoint settings) through
          `raytrain run`: the bytes left in runs/ and runs/_tune/ together (hard links counted once)
@@ -237,7 +237,7 @@ PARTS = {"disk": part_disk, "startup": part_startup, "results": part_results}
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--part", choices=(*PARTS, "all"), default="all")
-    parser.add_argument("--before", type=Path, help="a raytrain checkout with its .venv, e.g. /work/main")
+    parser.add_argument("--before", type=Path, help="a raytrain checkout with its .venv, e.g. a clone of main")
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: checks the benchmark runs")
     parser.add_argument("--per-class", type=int, default=30, help="synthetic images per class")
     parser.add_argument("--repeats", type=int, default=3, help="startup: runs per side; the fastest is shown")

@@ -15,7 +15,7 @@ reader here opens more than its last bytes.
 Measures, each in a fresh process (what a user feels): results.load with no index (cold) and with
 one (warm), `raytrain compare`, `raytrain report` wall time and peak memory (the child's own
 ru_maxrss, from os.wait4). "before" runs the same measurements with another checkout's Python
-(--before, e.g. /work/main/.venv/bin/python) on the same folder, so the ratios come
+(--before OTHER_CHECKOUT/.venv/bin/python) on the same folder, so the ratios come
 from one run on one machine. Targets at 1,000: compare <= 1.5 s, warm load <= 1 s, report <= 6 s and
 <= 500 MB; at 10,000 everything completes without running out of memory.
 
