@@ -124,9 +124,13 @@ def _read_until(fd: int, marker: bytes, limit: float = 60) -> bytes:
     return data
 
 
-def _read_all(fd: int) -> bytes:
+def _read_all(fd: int, quiet_for: float = 5) -> bytes:
+    """What the terminal still holds: until EOF, or until nothing came for `quiet_for` seconds (a
+    process the command left behind can keep the terminal open, and a bare read would wait on it)."""
+    import select
+
     data = b""
-    while True:
+    while select.select([fd], [], [], quiet_for)[0]:
         try:
             chunk = os.read(fd, 4096)
         except OSError:
@@ -134,6 +138,7 @@ def _read_all(fd: int) -> bytes:
         if not chunk:
             return data
         data += chunk
+    return data
 
 
 # --- real sweeps -------------------------------------------------------------------------------------
