@@ -65,8 +65,9 @@ class Location:
         return [Location(self.filesystem, p) for p in sorted(folders, key=posixpath.basename, reverse=True)]
 
 
-def index(*, epoch: int, best_epoch: int, holds_best_weights: bool) -> dict:
-    return {"epoch": epoch, "best_epoch": best_epoch, "holds_best_weights": holds_best_weights}
+def index(*, epoch: int, best_epoch: int, holds_best_weights: bool, final: bool = False) -> dict:
+    # final: the trial's last checkpoint (its last epoch, or patience ran out)
+    return {"epoch": epoch, "best_epoch": best_epoch, "holds_best_weights": holds_best_weights, "final": final}
 
 
 def read_index(location: Location) -> dict | None:
@@ -147,6 +148,25 @@ def is_pruned(checkpoint) -> bool:
     """Whether `prune_published` ran on this trial: its checkpoint keeps no weights anywhere."""
     location = Location.of(checkpoint)
     return not location.has(STATE_FILE) and best_weights_holder(location) is None
+
+
+def finished_history(checkpoint) -> list[dict] | None:
+    """The epochs of a trial that finished, was published and then pruned, from its final
+    checkpoint's small files; None for a trial that still has a state to continue from. Tune can
+    restore such a trial once more: a driver killed after the prune but before Tune's record of the
+    trial's end reached the storage leaves the trial RUNNING in that record."""
+    given = Location.of(checkpoint)
+    for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
+        found = read_index(location)
+        if found is None:
+            continue  # deleted since Tune recorded it, or from before checkpoint.json
+        if not (found.get("final") and not location.has(STATE_FILE)):
+            return None
+        try:
+            return location.read_json(artifacts.HISTORY)
+        except (OSError, ValueError):
+            return None
+    return None
 
 
 def _size(fs: pafs.FileSystem, path: str) -> int:

@@ -18,6 +18,9 @@ EXPERIMENT_KEY = "experiment"
 # is the best epoch whose weights a checkpoint holds (its best.pt), less a half where it only
 # refers to an earlier checkpoint's best.pt: so the one holding the current best weights is kept.
 CHECKPOINT_RANK = "checkpoint_rank"
+# True in the one result a restored trial reports when it had already finished and been published
+# (a driver killed before Tune recorded its end): its last epoch again, not a new one
+REPLAYED = "replayed"
 
 
 def checkpoint_rank(best_epoch: int, *, holds_best_weights: bool) -> float:

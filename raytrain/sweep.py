@@ -34,7 +34,9 @@ from raytrain.progress import StatusLineOutput, SweepProgress
 from raytrain.provenance import git_commit
 from raytrain.search import adaptive_trial_name, search_seed
 # policy, not train: the driver never imports torch (seconds of start-up); the trials do
-from raytrain.policy import EXPERIMENT_KEY, METRIC, MODE, PatienceStopper, checkpoint_config, stopped_by_scheduler
+from raytrain.policy import (
+    EXPERIMENT_KEY, METRIC, MODE, REPLAYED, PatienceStopper, checkpoint_config, stopped_by_scheduler,
+)
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
@@ -462,6 +464,9 @@ class RunsPublisher(tune.Callback):
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         experiment = trial.config[EXPERIMENT_KEY]
+        if result.get(REPLAYED):
+            print(f"[{experiment['name']}] had finished and is in {self.runs_dir}; not trained again", flush=True)
+            return
         print(
             f"[{experiment['name']}] epoch {result['epoch']}/{experiment['training']['epochs']}  "
             f"val macro F1 {result['val/macro_f1']:.3f} (best {result['best/val/macro_f1']:.3f} @ {result['best_epoch']})  "

@@ -38,7 +38,7 @@ from raytrain.numerics import resolve_precision, use_channels_last
 from raytrain.optim import build_optimizer, build_scheduler
 
 from raytrain.policy import (  # noqa: F401 (re-exported: the trainable's contract with Tune)
-    CHECKPOINT_RANK, EXPERIMENT_KEY, METRIC, MODE, CheckpointCadence, PatienceStopper, checkpoint_config,
+    CHECKPOINT_RANK, EXPERIMENT_KEY, METRIC, MODE, REPLAYED, CheckpointCadence, PatienceStopper, checkpoint_config,
     checkpoint_rank, stopped_by_scheduler,
 )
 
@@ -72,8 +72,15 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
 
 
 def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
+    checkpoint = tune.get_checkpoint()
+    finished = checkpoints.finished_history(checkpoint) if checkpoint is not None else None
+    if finished:
+        # already trained and published to runs/ (its weights are there, pruned here): Tune only
+        # needs the end of it again, so it can record the trial as finished
+        tune.report({**finished[-1], CHECKPOINT_RANK: _rank_of_finished(finished[-1]), REPLAYED: True})
+        return
     trial = Trial(cfg, dataset)
-    state = trial.restore(tune.get_checkpoint()) or TrainState()
+    state = trial.restore(checkpoint) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
     cadence.saved(state.epoch)
     trace.mark("training_starts")
@@ -90,6 +97,10 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
             trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
             tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(folder))
         cadence.saved(epoch)
+
+
+def _rank_of_finished(last: dict) -> float:
+    return checkpoint_rank(int(last["best_epoch"]), holds_best_weights=False)
 
 
 def _rank(state: TrainState, *, holds: bool) -> float:
@@ -235,7 +246,7 @@ class Trial:
         )
         artifacts.write_json(
             folder / checkpoints.INDEX_FILE,
-            checkpoints.index(epoch=state.epoch, best_epoch=state.best_epoch, holds_best_weights=holds_best),
+            checkpoints.index(epoch=state.epoch, best_epoch=state.best_epoch, holds_best_weights=holds_best, final=final),
         )
         best = self.best_val["metrics"]
         artifacts.write_json(

@@ -154,3 +154,21 @@ def test_a_published_trial_keeps_only_small_files_in_the_tune_storage(tiny_runs)
         assert artifacts.load_best_weights(tiny_runs / name / artifacts.BEST_WEIGHTS)["arch"] == "resnet18"
     tune_bytes = folder_size(tiny_runs / artifacts.TUNE_DIR)
     assert tune_bytes < 2 * 2**20, f"{tune_bytes} bytes in {artifacts.TUNE_DIR}/ for three pruned trials"
+
+
+def test_a_finished_and_pruned_trial_restored_again_is_recognised_by_its_final_checkpoint(tiny_runs, two_checkpoints):
+    """A driver killed after a trial was published and pruned, but before Tune's record of its end
+    reached the storage, restores it once more: the trainable then reports its last epoch again
+    (train._train) instead of failing on the missing state.pt."""
+    for trial_dir in [p for p in (tiny_runs / artifacts.TUNE_DIR).glob("*/*") if (p / "result.json").is_file()]:
+        [kept] = trial_dir.glob("checkpoint_*")
+        history = checkpoints.finished_history(tune.Checkpoint.from_directory(str(kept)))
+        name = artifacts.read_json(trial_dir / "params.json")[EXPERIMENT_KEY]["name"]
+        assert history == artifacts.read_json(tiny_runs / name / artifacts.HISTORY)
+        # Tune's record may name an older folder, deleted by the prune: the final one is found beside it
+        older = kept.with_name("checkpoint_000000") if kept.name != "checkpoint_000000" else None
+        if older is not None:
+            assert checkpoints.finished_history(tune.Checkpoint.from_directory(str(older))) == history
+    _, _, folders, _, _ = two_checkpoints
+    for folder in folders:  # mid-training, with a state to continue from
+        assert checkpoints.finished_history(tune.Checkpoint.from_directory(str(folder))) is None

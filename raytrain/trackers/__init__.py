@@ -18,7 +18,7 @@ from ray import tune
 
 from raytrain import artifacts
 from raytrain.errors import UserError
-from raytrain.policy import EXPERIMENT_KEY
+from raytrain.policy import EXPERIMENT_KEY, REPLAYED
 
 # per-epoch keys without a "/" that are still metrics; the rest of Tune's result (time_this_iter_s,
 # pid, training_iteration, ...) is Tune's bookkeeping
@@ -131,7 +131,8 @@ class Tracker(tune.Callback):
         self._safely(self.start, trial)
 
     def on_trial_result(self, iteration, trials, trial, result, **info) -> None:
-        self._safely(self.log_epoch, trial, result)
+        if not result.get(REPLAYED):  # an epoch this tracker already has
+            self._safely(self.log_epoch, trial, result)
 
     def on_trial_complete(self, iteration, trials, trial, **info) -> None:
         self._safely(lambda: self.finish(trial, finished(self.runs_dir, self.sweep, trial)))
