@@ -132,9 +132,13 @@ def lose_the_recorded_checkpoint(client, experiment_uri: str, experiment: str) -
     recorded = trial.checkpoint.path.split("/", 1)[1]  # bucket/key -> key
     index = int(recorded.rsplit("_", 1)[1])
     following = f"{recorded.rsplit('_', 1)[0]}_{index + 1:06d}"
+    lost = bucket_keys(client, recorded + "/")
+    if not lost:  # the race happened by itself: the driver deleted k, and k+1 is the trial's own upload
+        assert bucket_keys(client, following + "/"), f"neither {recorded} nor {following} is in the bucket"
+        return following.rsplit("/", 1)[1]
     for key in bucket_keys(client, following + "/"):  # a next checkpoint the trial was uploading when killed
         client.delete_object(Bucket=BUCKET, Key=key)
-    for key in bucket_keys(client, recorded + "/"):  # empty where this race happened by itself
+    for key in lost:
         client.copy_object(Bucket=BUCKET, Key=following + key[len(recorded):], CopySource={"Bucket": BUCKET, "Key": key})
         client.delete_object(Bucket=BUCKET, Key=key)
     return following.rsplit("/", 1)[1]
