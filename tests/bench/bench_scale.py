@@ -26,6 +26,12 @@ Measured on the 2-core development machine (shared, load 6-19 while measuring; t
   startup, launch to first training step, fastest of 3 interleaved runs at load ~8: before 54.4 s,
     after 44.3 s; one run at load ~5: after 15.3 s (ray.init 5.0, Tune to the trial process 4.7,
     trial's torch import 3.9, planning and imports 1.5, building the trial 0.9).
+On the same machine quiet (load 0.3), after only:
+  startup (--part startup --repeats 2): 8.4 s and 10.6 s (ray.init 2.9, Tune to the trial process
+    1.5, trial's torch import 3.2, planning 1.0).
+  results at 1,000 (scale_results.py --n 1000 --big 0 --no-before): load with the index 0.15 s,
+    compare 1.38 s (2.03 s after one new experiment), report 6.70 s and 212 MB. 7.1 s of a profiled
+    report's 10.7 s is savefig of 15 figures, 3.8 s of that matplotlib's constrained layout.
 """
 
 from __future__ import annotations
