@@ -181,22 +181,23 @@ def _knob_drop_order(table: pd.DataFrame) -> list[str]:
 
 
 def _delta_columns(table: pd.DataFrame, *, baseline: str | None, title: str = "paired Δ") -> list[_Column]:
-    delta, interval, p = [], [], []
-    for name, row in zip(table["experiment"], table.itertuples(index=False)):
-        values = dict(zip(table.columns, row))
-        if baseline is not None and name == baseline:
-            delta.append("baseline"), interval.append(""), p.append("")
-        elif values["delta"] is None or pd.isna(values["delta"]):
-            delta.append("-"), interval.append("-"), p.append("-")
-        elif values["p_holm"] is None or pd.isna(values["p_holm"]):
-            delta.append(_signed(values["delta"])), interval.append("-"), p.append("n<2")
-        else:
-            from raytrain.analysis import format_p
-
-            delta.append(_signed(values["delta"]))
-            interval.append(f"[{_signed(values['delta/low'])}, {_signed(values['delta/high'])}]")
-            p.append(format_p(values["p_holm"]) + ("" if values["significant"] else " ns"))
+    cells = [_delta_cells(row, is_baseline=baseline is not None and row["experiment"] == baseline) for _, row in table.iterrows()]
+    delta, interval, p = (list(column) for column in zip(*cells)) if cells else ([], [], [])
     return [_Column(title, delta), _Column("Δ 95% interval", interval, drop_as="Δ 95% interval"), _Column("p (Holm)", p)]
+
+
+def _delta_cells(row: pd.Series, *, is_baseline: bool) -> tuple[str, str, str]:
+    """One row's paired difference, its interval and its Holm-adjusted p, as text."""
+    from raytrain.analysis import format_p
+
+    if is_baseline:
+        return "baseline", "", ""
+    if row["delta"] is None or pd.isna(row["delta"]):
+        return "-", "-", "-"
+    if row["p_holm"] is None or pd.isna(row["p_holm"]):
+        return _signed(row["delta"]), "-", "n<2"
+    interval = f"[{_signed(row['delta/low'])}, {_signed(row['delta/high'])}]"
+    return _signed(row["delta"]), interval, format_p(row["p_holm"]) + ("" if row["significant"] else " ns")
 
 
 def _class_columns(table: pd.DataFrame, names: list[str], classes: list[str]) -> list[_Column]:
