@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from raytrain import artifacts
-from tests.conftest import PROJECT_ROOT, write_config
+from tests.conftest import PROJECT_ROOT, free_loopback_port, write_config
 from tests.test_cluster_script import VENV_BIN, _free_ports, _port_free, _script
 
 BUCKET, PREFIX = "raytrain-test", "sweeps"
@@ -28,19 +27,13 @@ EPOCHS = {"fast": 2, "slow": 6}
 MODEL = "arch: shufflenet_v2_x0_5"
 
 
-def _free_loopback_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on loopback, with an empty bucket; the AWS variables that point at it."""
     pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]'); the S3 tests need it")
     import boto3
 
-    port = _free_loopback_port()
+    port = free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],

@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import struct
 import subprocess
 import sys
@@ -22,7 +21,7 @@ import pytest
 
 from raytrain import artifacts, results
 from raytrain.cli import main
-from tests.conftest import write_config
+from tests.conftest import free_loopback_port, write_config
 
 pytestmark = pytest.mark.slow
 
@@ -31,17 +30,11 @@ EXPERIMENTS = {"alpha": "epochs: 2, batch_size: 16, lr: 0.003", "beta": "epochs:
 WANDB_PROJECT = "raytrain-test"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def mlflow_server(tmp_path_factory):
     """A real MLflow tracking server: SQLite backend store, artifacts proxied into a local folder."""
     root = tmp_path_factory.mktemp("mlflow")
-    port = free_port()
+    port = free_loopback_port()
     server = subprocess.Popen(
         [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
          "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
@@ -143,7 +136,7 @@ def test_mlflow_holds_each_trial_as_results_load_shows_it(tracked, mlflow_server
 
 def test_a_server_that_is_down_at_the_start_stops_the_sweep_before_training(run_cli, tmp_path):
     write_config(tmp_path / "configs", "alpha")
-    uri = f"http://127.0.0.1:{free_port()}"  # nothing listens there
+    uri = f"http://127.0.0.1:{free_loopback_port()}"  # nothing listens there
     got = run_cli("sweep", tmp_path / "configs", "--data-root", tmp_path, "--runs-dir", tmp_path / "runs", "--yes", "--mlflow", uri)
     assert got.code == 2
     assert f"--mlflow {uri}: the MLflow tracking server does not answer" in got.err and "Nothing was trained" in got.err
