@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import pandas as pd
 
-# the paired comparison with a baseline: mean difference in macro F1, its 95% interval, Holm-adjusted p
-DELTA_COLUMNS = ("delta", "delta/low", "delta/high", "p_holm", "significant")
-
-
 def experiments_table(
     frame: pd.DataFrame,
     *,
@@ -73,6 +69,7 @@ def _with_comparisons(table: pd.DataFrame, groups, comparisons: pd.DataFrame, *,
     """The paired test's columns for each row's group; empty for the baseline and for groups it
     could not pair (no saved predictions, other images)."""
     by_group = comparisons.set_index("group") if len(comparisons) else None
+    # the paired comparison's columns: mean difference in macro F1, its 95% interval, Holm-adjusted p
     source = {"delta": "diff", "delta/low": "low", "delta/high": "high", "p_holm": "p_holm", "significant": "significant"}
     for column, name in source.items():
         table[column] = [
