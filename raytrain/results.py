@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from raytrain import artifacts, results_index
-from raytrain.search import group_of
+from raytrain.naming import group_of
 
 SCHEMA_VERSION = 1  # bump when a column's name or meaning changes
 METRIC = "val/macro_f1"

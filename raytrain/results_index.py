@@ -30,7 +30,7 @@ import pandas as pd
 import yaml
 
 from raytrain import artifacts
-from raytrain.search import group_of
+from raytrain.naming import group_of
 
 INDEX_DIR = "_index"  # under runs/; a leading _ keeps it out of the experiment folders
 ENTRIES = "experiments.jsonl"

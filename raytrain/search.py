@@ -17,6 +17,7 @@ import math
 import numpy as np
 
 from raytrain.config import ExperimentConfig, validate_config
+from raytrain.naming import repeat_name
 
 GRID_KINDS = ("grid",)
 
@@ -27,11 +28,6 @@ SEED_KEY = "other.seed"
 def is_adaptive(config: ExperimentConfig) -> bool:
     """Whether a searcher proposes this config's trials as it runs (not expanded up front)."""
     return config.search is not None and config.search.algorithm != "grid_random"
-
-
-def adaptive_trial_name(search_name: str, number: int) -> str:
-    """The name of the search's `number`-th proposed trial (from 1): `lr_search/t007`."""
-    return f"{search_name}/t{number:03d}"
 
 
 def search_seed(config: ExperimentConfig) -> int:
@@ -58,21 +54,9 @@ def expand(config: ExperimentConfig) -> list[ExperimentConfig]:
         for seed in seeds or [None]:
             data = _with_values(base, point) | {"name": name}
             if seed is not None:
-                data = _with_values(data, {SEED_KEY: seed}) | {"name": f"{name}/seed-{seed}"}
+                data = _with_values(data, {SEED_KEY: seed}) | {"name": repeat_name(name, seed)}
             experiments.append(validate_config(data, source=f"{config.name} search point {data['name']}"))
     return experiments
-
-
-def group_of(experiment: str) -> str:
-    """The experiment a repeat belongs to: `baseline/seed-2` -> `baseline`. A searched trial
-    (`lr_search/t007`) is its own group: each is a different point."""
-    return experiment.split("/seed-")[0]
-
-
-def search_of(experiment: str) -> str | None:
-    """The adaptive search a trial belongs to: `lr_search/t007` -> `lr_search`; None for others."""
-    search, sep, trial = experiment.rpartition("/t")
-    return search if sep and trial.isdigit() and "/" not in search else None
 
 
 def _search_points(seed: int, space: dict, num_samples: int) -> list[dict]:

@@ -13,7 +13,7 @@ import optuna
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from raytrain.search import adaptive_trial_name
+from raytrain.naming import adaptive_trial_name
 from raytrain.policy import EXPERIMENT_KEY
 
 # Optuna logs a line per study and trial; raytrain prints its own line per trial. Set here, on import,

@@ -32,7 +32,8 @@ from raytrain.errors import UserError
 from raytrain.plan import SweepPlan
 from raytrain.progress import StatusLineOutput, SweepProgress
 from raytrain.provenance import git_commit
-from raytrain.search import adaptive_trial_name, search_seed
+from raytrain.naming import adaptive_trial_name
+from raytrain.search import search_seed
 # policy, not train: the driver never imports torch (seconds of start-up); the trials do
 from raytrain.policy import (
     EXPERIMENT_KEY, METRIC, MODE, REPLAYED, PatienceStopper, checkpoint_config, stopped_by_scheduler,

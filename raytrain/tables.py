@@ -7,12 +7,14 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from raytrain.plan import SweepPlan
+if TYPE_CHECKING:  # only named in a signature: compare and report print tables without loading the config schema
+    from raytrain.plan import SweepPlan
 
 STATUS_TEXT = {
     "new": "to run", "done": "done (skipped)", "changed": "done, config changed (skipped)",
