@@ -19,34 +19,41 @@ import numpy as np
 import pandas as pd
 
 from matplotlib import colormaps
+from matplotlib.colors import to_hex
 
 # Figure + the Agg canvas, not pyplot: nothing registers in pyplot's global figure list (so nothing can
 # leak or need closing) and a notebook that imports this module keeps its own backend.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
+from matplotlib.ticker import LogLocator, MaxNLocator
 from matplotlib.transforms import offset_copy
 
 from raytrain import analysis, artifacts, results
 from raytrain.errors import UserError
-from raytrain.search import search_of
+from raytrain.naming import search_of
 from raytrain.tables import status_text
 
 METRIC = results.METRIC
 TOP_ROWS = 50  # leaderboard rows; the rest are counted, and all are in the CSV beside the page
 TOP_DETAIL = 10  # experiments with learning curves, per-class F1 rows and confusion matrices
-CONFUSION_PER_ROW = 3  # confusion matrices side by side; more go on further rows
 MANY_POINTS = 50  # past this a scatter's points are drawn small and see-through
+NAMED_POINTS = 12  # up to this many points are named on a hyperparameter plot; more would be an unreadable blot
 MAX_SEARCH_PLOTS = 10  # searches that get a plot against their knobs, the best first
 MAX_INTERVALS = 10  # groups drawn with their interval and seeds in a hyperparameter plot; the rest as means
-MAX_CONFUSION = 6  # confusion matrices, however many --detail asks for: two rows of three, each ~0.2 s to draw
+MAX_CONFUSION = 6  # confusion matrices, however many --detail asks for: past a few they stop being compared
 MAX_NAMED = 10  # names listed in a header note (pruned, damaged, unfinished); the rest are counted
 MAX_COLOURED = 10  # tab10 has 10 colours, and a legend past ~10 lines is unreadable: the rest go grey
 LOG_SPAN = 10.0  # a positive hyperparameter whose max/min exceeds this is plotted on a log axis
-MAX_ANNOTATED_CELLS = 600  # beyond this a heatmap's numbers overlap; the colours still read
 DPI = 100  # 1 inch of figure = 100 px on the page
 MAX_SIDE_BY_SIDE = 6  # groups per interval panel before macro F1 and accuracy stack instead of sitting side by side
 INTERVALS_TITLE = "Mean and 95% interval over seeds"
+# Margins in inches (left, right, bottom, top) of a plot whose every label is a number or one line of
+# fixed text: they are known in advance, so its layout is set rather than solved. Constrained layout
+# measures every tick label before the draw measures them again, which doubles the time to draw such
+# a plot, and a 1,000-experiment page has a dozen of them. A plot with names or categories on it keeps
+# constrained layout, which sizes its margins to whatever the names are.
+FIXED_MARGINS = (0.75, 0.25, 0.6, 0.4)
+PANEL_GAPS = (0.15, 0.75)  # inches between fixed-layout panels: side by side (a shared y axis) and stacked (x labels between)
 
 
 class ReportError(UserError):
@@ -324,7 +331,7 @@ def _finish_curve_axes(fig, axes, panels, history: pd.DataFrame, *, title: str, 
     """Labels, scales and the shared legend of the learning-curve panels."""
     for ax, (column, label) in zip(axes, panels):
         if column == "val/loss" and use_log_axis(history[column]):
-            ax.set_yscale("log")  # one diverging run (loss in the hundreds) would flatten every other line
+            _log_scale(ax, "y")  # one diverging run (loss in the hundreds) would flatten every other line
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(title.format(label))
@@ -364,7 +371,7 @@ def search_progress_html(frame: pd.DataFrame) -> str:
     """For each adaptive search, the best val macro F1 found so far against the number of trials
     finished (in the order proposed): a curve that has flattened says more trials will not help."""
     trials = frame.assign(search=frame["experiment"].map(search_of)).dropna(subset=["search", METRIC])
-    fig = Figure(figsize=(7, 4), layout="constrained")
+    fig = _figure((7, 4), fixed=True)  # numbers on both axes; the legend sits inside
     ax = fig.subplots()
     for rank, (search, group) in enumerate(trials.groupby("search", sort=True)):
         group = group.sort_values("experiment")  # t001, t002, ...: the order the searcher proposed them
@@ -410,7 +417,8 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
     """Small multiples: one panel per knob, val macro F1 on a shared y axis."""
     columns = min(len(knobs), 4)
     rows = -(-len(knobs) // columns)
-    fig = Figure(figsize=(3.0 * columns + 0.6, 2.8 * rows + 0.4), layout="constrained")
+    all_numbers = all(_as_numbers(trials[knob]) is not None for knob in knobs)
+    fig = _figure((3.0 * columns + 0.6, 2.8 * rows + 0.4), fixed=all_numbers, top=0.6, grid=(rows, columns))
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     for ax in axes[len(knobs):]:
         ax.set_axis_off()
@@ -426,7 +434,7 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
         else:
             x = numeric
             if use_log_axis(x):
-                ax.set_xscale("log")
+                _log_scale(ax, "x")
         style = _points_style(len(trials))
         ax.scatter(x[~pruned], y[~pruned], **style)
         ax.scatter(x[pruned], y[pruned], **(style | {"marker": "x", "color": "0.45", "linewidth": 1.0, "edgecolor": None}))
@@ -444,20 +452,14 @@ def per_class_html(frame: pd.DataFrame, total: int | None = None) -> str:
     if not classes:
         return "<p>No per-class val metrics yet.</p>"
     values = frame[[f"val/f1/{c}" for c in classes]].to_numpy(dtype=float)
-    n_rows, n_cols = values.shape
-    fig = Figure(figsize=(1.0 * n_cols + 3.5, 0.45 * n_rows + 1.6), layout="constrained")
-    ax = fig.subplots()
-    image = ax.imshow(np.ma.masked_invalid(values), cmap=_cmap("viridis"), vmin=0.0, vmax=1.0, aspect="auto")
-    ax.set_xticks(range(n_cols), classes, rotation=30, ha="right")
-    ax.set_yticks(range(n_rows), frame["experiment"])
-    if values.size <= MAX_ANNOTATED_CELLS:
-        _annotate(ax, values, dark_below=0.55)  # viridis is dark at the low end: white text there
-    fig.colorbar(image, ax=ax, label="F1", shrink=0.9)
-    ax.set_title("val F1 per class at each experiment's best epoch")
-    caption = "Rows in leaderboard order. A class with F1 near 0 is one the model never gets right."
-    if total and total > n_rows:
-        caption += f" The best {n_rows} of {total} experiments; the CSV has every one's per-class columns."
-    return _img(fig, "per-class F1 heatmap") + f'\n<p class="caption">{caption}</p>'
+    # viridis is dark at the low end: white text there
+    table = heat_table(values, list(frame["experiment"]), classes, cmap="viridis", white_text=lambda v: v < 0.55,
+                       corner="experiment", label="val F1 per class at each experiment's best epoch")
+    caption = ("Val F1 per class at each experiment's best epoch, rows in leaderboard order. A class with F1 near 0 is "
+               "one the model never gets right.")
+    if total and total > len(values):
+        caption += f" The best {len(values)} of {total} experiments; the CSV has every one's per-class columns."
+    return table + f'\n<p class="caption">{caption}</p>'
 
 
 def confusion_html(runs_dir: Path, frame: pd.DataFrame, detail: int = TOP_DETAIL) -> str:
@@ -474,7 +476,48 @@ def confusion_html(runs_dir: Path, frame: pd.DataFrame, detail: int = TOP_DETAIL
     caption = (f"The best {len(shown)} finished experiment{'s' if len(shown) != 1 else ''} by val macro F1, on the val "
                "split at the best epoch. Rows are the true class and sum to 1, so the diagonal is each class's recall; "
                "n is the number of val images of that class.")
-    return _img(_confusion_figure(shown), "confusion matrices") + f'\n<p class="caption">{caption}</p>'
+    matrices = [_confusion_table(name, folder) for name, folder in shown]
+    return '<div class="row">\n' + "\n".join(matrices) + f'\n</div>\n<p class="caption">{caption}</p>'
+
+
+def _confusion_table(name: str, folder: Path) -> str:
+    """One experiment's best-epoch val confusion matrix, rows normalised, as a heat table."""
+    matrix = np.load(folder / artifacts.BEST_CONFUSION).astype(float)
+    metrics = json.loads((folder / artifacts.BEST_METRICS).read_text())
+    classes = metrics["class_names"]
+    support = matrix.sum(axis=1, keepdims=True)
+    # a class with no val images has an all-zero row: show zeros rather than divide by zero
+    normed = np.divide(matrix, support, out=np.zeros_like(matrix), where=support > 0)
+    rows = [f"{c} (n={int(n)})" for c, n in zip(classes, support[:, 0])]
+    title = f"{name}: epoch {metrics['epoch']}, val macro F1 {metrics['macro_f1']:.3f}"
+    # Blues is dark at the high end: white text there
+    table = heat_table(normed, rows, classes, cmap="Blues", white_text=lambda v: v > 0.6, corner="true \\ predicted",
+                       label=f"confusion matrix of {name}", vertical_heads=True)
+    return f'<figure class="matrix"><figcaption>{_esc(title)}</figcaption>\n{table}</figure>'
+
+
+def heat_table(values: np.ndarray, row_labels: list[str], column_labels: list[str], *, cmap: str, white_text,
+               corner: str, label: str, vertical_heads: bool = False) -> str:
+    """A matrix of numbers in [0, 1] as an HTML table whose cells are coloured by `cmap`, with the
+    number written in each (white where `white_text(value)` says the colour is dark, "–" on grey where
+    it is missing). A table, not a picture: the numbers stay exact and selectable, a browser draws it
+    at any zoom, and it costs nothing to make where a matplotlib heatmap with its 300 labels took
+    a second of the report's time."""
+    colours = colormaps[cmap](np.clip(np.nan_to_num(values), 0.0, 1.0))
+    head_class = ' class="vertical"' if vertical_heads else ""
+    heads = f"<th>{_esc(corner)}</th>" + "".join(f"<th{head_class}><span>{_esc(c)}</span></th>" for c in column_labels)
+    rows = []
+    for label_text, row, row_colours in zip(row_labels, values, colours):
+        cells = []
+        for value, colour in zip(row, row_colours):
+            if np.isnan(value):
+                cells.append('<td class="missing">–</td>')
+                continue
+            ink = "#fff" if white_text(value) else "#000"
+            cells.append(f'<td style="background:{to_hex(colour)};color:{ink}">{value:.2f}</td>')
+        rows.append(f"<tr><th>{_esc(label_text)}</th>{''.join(cells)}</tr>")
+    return (f'<table class="heat" aria-label="{_esc(label)}">\n<thead><tr>{heads}</tr></thead>\n<tbody>\n'
+            + "\n".join(rows) + "\n</tbody>\n</table>")
 
 
 def hyperparameters_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
@@ -549,10 +592,18 @@ def use_log_axis(values) -> bool:
     return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SPAN)
 
 
+def _log_scale(ax, axis: str) -> None:
+    """A log axis with minor ticks at 2 and 5 of each decade, not matplotlib's 2 to 9: a learning rate
+    still reads off it, and each tick is an object made on every draw, half the time of a panel with
+    four decades."""
+    ax.set(**{f"{axis}scale": "log"})
+    getattr(ax, f"{axis}axis").set_minor_locator(LogLocator(subs=(2.0, 5.0)))
+
+
 def _numeric_plot(scored: pd.DataFrame, column: str, x: pd.Series) -> Figure:
-    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
-    ax = fig.subplots()
     keep = x.notna()
+    fig = _figure((4.6, 3.4), fixed=keep.sum() > NAMED_POINTS)
+    ax = fig.subplots()
     ax.scatter(x[keep], scored.loc[keep, METRIC], **_points_style(int(keep.sum())))
     _mark_best(ax, x, scored[METRIC])
     _name_points_and_scale(ax, x, scored[METRIC], scored["experiment"], offset=(4, 4))
@@ -578,14 +629,14 @@ def _mark_best(ax, x: pd.Series, y: pd.Series) -> None:
 def _name_points_and_scale(ax, x: pd.Series, y: pd.Series, names: pd.Series, *, offset: tuple[int, int]) -> None:
     """Name the points when there are few, and pick the x scale (log for wide ranges, integer ticks)."""
     keep = x.notna()
-    if keep.sum() <= 12:  # few points: name them; a search's 50 would be an unreadable blot
+    if keep.sum() <= NAMED_POINTS:
         points = pd.DataFrame({"x": x[keep], "y": y[keep], "name": names[keep].astype(str)})
         # experiments that land on the same point share one label instead of overprinting each other
         for (value, score), named in points.groupby(["x", "y"], sort=False)["name"]:
             ax.annotate(", ".join(named), (value, score), textcoords="offset points", xytext=offset, fontsize=7)
     ax.margins(x=0.15)  # room for the names beside the outermost points
     if use_log_axis(x):
-        ax.set_xscale("log")
+        _log_scale(ax, "x")
     elif x[keep].apply(float.is_integer).all():
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs, batch size: no 1.2 epochs on the axis
 
@@ -616,7 +667,7 @@ def _category_positions(labels: pd.Series, categories: list[str]) -> pd.Series:
 
 
 def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, x: pd.Series) -> tuple[Figure, bool]:
-    fig = Figure(figsize=(4.6, 3.4), layout="constrained")
+    fig = _figure((4.6, 3.4), fixed=x.notna().sum() > NAMED_POINTS)
     ax = fig.subplots()
     clipped = False
     plain = []
@@ -693,6 +744,21 @@ def _group_order(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     return order + [group for group in frame["group"].unique() if group not in order]
 
 
+def _figure(size: tuple[float, float], *, fixed: bool, top: float = FIXED_MARGINS[3], grid: tuple[int, int] = (1, 1)) -> Figure:
+    """A figure of `size` inches: with FIXED_MARGINS (and `top` for a title) when `fixed`, for a plot
+    of numbers and fixed words only; else with constrained layout, which fits any label."""
+    if not fixed:
+        return Figure(figsize=size, layout="constrained")
+    fig = Figure(figsize=size)
+    (width, height), (rows, columns) = size, grid
+    left, right, bottom, _ = FIXED_MARGINS
+    panel_width = (width - left - right - (columns - 1) * PANEL_GAPS[0]) / columns
+    panel_height = (height - bottom - top - (rows - 1) * PANEL_GAPS[1]) / rows
+    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
+                        wspace=PANEL_GAPS[0] / panel_width, hspace=PANEL_GAPS[1] / panel_height)
+    return fig
+
+
 def _finish_hp_axes(fig: Figure, ax, column: str) -> Figure:
     ax.set_xlabel(column)
     ax.set_ylabel("val macro F1")
@@ -701,52 +767,10 @@ def _finish_hp_axes(fig: Figure, ax, column: str) -> Figure:
     return fig
 
 
-def _confusion_figure(shown: list[tuple[str, Path]]) -> Figure:
-    """The experiments' best-epoch val confusion matrices side by side, rows normalised."""
-    n_classes = max(len(json.loads((folder / artifacts.BEST_METRICS).read_text())["class_names"]) for _, folder in shown)
-    panel = max(4.0, 0.4 * n_classes + 1.4)  # inches; 7 classes fit three panels in the page's 1200 px
-    columns = min(len(shown), CONFUSION_PER_ROW)
-    rows = -(-len(shown) // columns)
-    fig = Figure(figsize=(panel * columns, (panel + 0.3) * rows), layout="constrained")
-    axes = fig.subplots(rows, columns, squeeze=False).ravel()
-    for ax in axes[len(shown):]:
-        ax.set_axis_off()  # the last row's empty places
-    for ax, (name, folder) in zip(axes, shown):
-        matrix = np.load(folder / artifacts.BEST_CONFUSION).astype(float)
-        metrics = json.loads((folder / artifacts.BEST_METRICS).read_text())
-        classes = metrics["class_names"]
-        support = matrix.sum(axis=1, keepdims=True)
-        # a class with no val images has an all-zero row: show zeros rather than divide by zero
-        normed = np.divide(matrix, support, out=np.zeros_like(matrix), where=support > 0)
-        ax.imshow(normed, cmap=_cmap("Blues"), vmin=0.0, vmax=1.0)
-        ax.set_xticks(range(len(classes)), classes, rotation=45, ha="right", fontsize=8)
-        ax.set_yticks(range(len(classes)), [f"{c} (n={int(n)})" for c, n in zip(classes, support[:, 0])], fontsize=8)
-        ax.set_xlabel("predicted")
-        ax.set_ylabel("true")
-        _annotate(ax, normed, light_above=0.6, fontsize=7 if len(classes) > 8 else 8)  # Blues is dark at the high end
-        ax.set_title(f"{name}\nepoch {metrics['epoch']}, val macro F1 {metrics['macro_f1']:.3f}", fontsize=10)
-    return fig
-
-
-def _annotate(ax, values: np.ndarray, dark_below: float | None = None, light_above: float | None = None, fontsize: int = 8) -> None:
-    """Write each cell's value in it, in white where the colour under it is dark."""
-    for (r, c), value in np.ndenumerate(values):
-        if np.isnan(value):
-            ax.text(c, r, "–", ha="center", va="center", fontsize=fontsize, color="black")
-            continue
-        dark = (dark_below is not None and value < dark_below) or (light_above is not None and value > light_above)
-        ax.text(c, r, f"{value:.2f}", ha="center", va="center", fontsize=fontsize, color="white" if dark else "black")
-
-
 def _line_style(rank: int) -> dict:
     if rank < MAX_COLOURED:
         return {"color": f"C{rank}", "linewidth": 1.8, "alpha": 1.0, "zorder": 3}
     return {"color": "0.6", "linewidth": 0.8, "alpha": 0.6, "zorder": 1}
-
-
-def _cmap(name: str):
-    # a missing value (an unfinished experiment's class) is grey, not a colour of the scale
-    return colormaps[name].with_extremes(bad="#dddddd")
 
 
 def _img(fig: Figure, alt: str) -> str:
@@ -829,6 +853,12 @@ tr.best, tr.best:nth-child(even) { background: #dafbe1; font-weight: 600; }
 .desc { font-weight: normal; color: #57606a; font-size: 0.85em; }
 .row { display: flex; flex-wrap: wrap; gap: 12px; align-items: flex-start; }
 img { max-width: 100%; height: auto; }
+table.heat td { text-align: center; font-variant-numeric: tabular-nums; min-width: 2.6em; padding: 3px 4px; border-color: #fff; }
+table.heat td.missing { background: #dddddd; color: #57606a; }
+table.heat th { font-weight: normal; white-space: nowrap; }
+table.heat th.vertical { vertical-align: bottom; padding: 4px 2px; }
+table.heat th.vertical span { writing-mode: vertical-rl; transform: rotate(180deg); }
+figure.matrix { margin: 0 0 8px; } figure.matrix figcaption { font-size: 0.9em; margin-bottom: 4px; }
 """
 
 _PAGE = """<!DOCTYPE html>

@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import base64
 import io
+import json
 import re
 import shutil
 import struct
@@ -16,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from PIL import Image
 
@@ -95,8 +97,8 @@ def test_the_report_is_one_self_contained_page_with_every_experiment(page):
 
 def test_every_embedded_plot_is_a_real_png_of_a_sensible_size(page):
     pngs = embedded_pngs(page.read_text(encoding="utf-8"))
-    # curves, per-class heatmap, confusion matrices, and one plot per varying hyperparameter
-    assert len(pngs) >= 4
+    # curves and one plot per varying hyperparameter (lr, epochs, loss)
+    assert len(pngs) == 4
     for data in pngs:
         width, height = png_size(data)
         assert 250 <= width <= 2500 and 200 <= height <= 2500, (width, height)
@@ -122,7 +124,8 @@ def test_a_single_experiment_still_gets_a_page(runs, tmp_path):
     html = report.write_report(single, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Only one experiment: there is nothing to compare it with." in html
     assert "1 experiment &middot;" in html and "not finished" not in html
-    assert len(embedded_pngs(html)) == 3  # curves, heatmap, one confusion matrix
+    assert len(embedded_pngs(html)) == 1, "the learning curves; per-class F1 and the confusion matrix are tables"
+    assert html.count('<table class="heat"') == 2
 
 
 def test_an_empty_runs_folder_says_to_run_a_sweep_first(tmp_path):
@@ -173,6 +176,107 @@ def test_a_search_of_hundreds_of_trials_gets_one_panel_per_searched_knob_with_th
         assert len(stars) == 1 and stars[0].get_offsets()[0][1] == pytest.approx(frame["val/macro_f1"].max())
     width, height = png_size(embedded_png(html, "lr_search: val macro F1 against each searched knob"))
     assert width <= 1300 and height <= 500, "small multiples side by side, not a page per knob"
+
+
+def heat_rows(table: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
+    """A heat table's body as (row header, [(cell text, background colour or None for a missing value)])."""
+    body = table[table.index("<tbody>"):table.index("</tbody>")]
+    cell = re.compile(r'<td(?: style="background:(#[0-9a-f]{6});color:#[0-9a-f]{3}"| class="missing")>([^<]*)</td>')
+    return [(head, [(text, colour or None) for colour, text in cell.findall(cells)])
+            for head, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", body)]
+
+
+def luminance(colour: str) -> float:
+    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    return 0.299 * red + 0.587 * green + 0.114 * blue
+
+
+def test_confusion_matrices_are_tables_normalised_by_row_with_each_class_support(runs, page):
+    html = page.read_text(encoding="utf-8")
+    section = html[html.index('<section id="confusion">'):html.index('<section id="hyperparameters">')]
+    frame = results.load(runs)
+    for name in frame["experiment"]:
+        matrix = np.load(runs / name / "best_confusion_matrix.npy").astype(float)
+        classes = json.loads((runs / name / "best_metrics.json").read_text())["class_names"]
+        start = section.index(f"<figcaption>{name}: epoch ")
+        rows = heat_rows(section[start:section.index("</figure>", start)])
+        support = matrix.sum(axis=1)
+        assert [head for head, _ in rows] == [f"{c} (n={int(n)})" for c, n in zip(classes, support)]
+        shown = np.array([[float(text) for text, _ in cells] for _, cells in rows])
+        np.testing.assert_allclose(shown, matrix / np.maximum(support, 1)[:, None], atol=0.005)
+        # Blues: the larger the share, the darker the cell
+        by_value = sorted((float(text), luminance(colour)) for _, cells in rows for text, colour in cells)
+        assert all(a[1] >= b[1] for a, b in zip(by_value, by_value[1:]) if a[0] < b[0])
+
+
+def test_per_class_f1_is_a_table_in_leaderboard_order_with_missing_classes_grey():
+    frame = pd.DataFrame({
+        "experiment": ["good", "half"], "val/f1/happy": [0.9, 0.4], "val/f1/sad": [0.7, np.nan],
+    })
+    html = report.per_class_html(frame, total=5)
+    assert heat_rows(html) == [
+        ("good", [("0.90", ANY_COLOUR), ("0.70", ANY_COLOUR)]),
+        ("half", [("0.40", ANY_COLOUR), ("–", None)]),
+    ]
+    assert "The best 2 of 5 experiments" in html
+    assert "<img" not in html
+
+
+class _AnyColour:
+    def __eq__(self, other) -> bool:
+        return isinstance(other, str) and re.fullmatch("#[0-9a-f]{6}", other) is not None
+
+
+ANY_COLOUR = _AnyColour()
+
+
+def cut_off(fig) -> list[str]:
+    """What of the figure's axes (ticks, labels, titles) and titles is drawn past its edges."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    renderer = canvas.get_renderer()
+    boxes = [(ax.get_xlabel(), ax.get_tightbbox(renderer)) for ax in fig.axes if ax.axison]
+    boxes += [(text.get_text(), text.get_window_extent(renderer)) for text in fig.texts]
+    edge = fig.bbox
+    return [what for what, box in boxes if box.x0 < -1 or box.y0 < -1 or box.x1 > edge.x1 + 1 or box.y1 > edge.y1 + 1]
+
+
+def big_search(n: int = 300) -> pd.DataFrame:
+    rng = np.random.default_rng(1)
+    return pd.DataFrame({
+        "experiment": [f"big/t{i:03d}" for i in range(1, n + 1)], "status": "completed",
+        "training.lr": np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), n)),
+        "training.batch_size": rng.choice([16, 64, 256], n), "model.dropout": rng.uniform(0.0, 0.5, n),
+        "loss.type": rng.choice(["ce", "focal"], n), "val/macro_f1": rng.uniform(0.6101, 0.6399, n),
+    })
+
+
+def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
+    """Hundreds of points and numbers on both axes: the layout is set, not solved (twice as fast to
+    draw), and still every tick label, axis label and title is inside the picture."""
+    trials = big_search()
+    numeric = report.search_knobs_figure(trials, ["training.lr", "training.batch_size", "model.dropout"], "big")
+    assert numeric.get_layout_engine() is None
+    assert cut_off(numeric) == []
+    drawn = []
+    monkeypatch.setattr(report, "_img", lambda fig, alt: drawn.append(fig) or "")
+    report.hyperparameters_html(trials, ["training.lr", "training.batch_size", "model.dropout", "loss.type"])
+    report.search_progress_html(trials)
+    assert [fig.get_layout_engine() is None for fig in drawn] == [True, True, True, False, True], "categories keep constrained layout"
+    for fig in drawn:
+        assert cut_off(fig) == []
+
+
+def test_plots_with_names_or_categories_keep_a_layout_that_fits_them():
+    trials = big_search()
+    trials["model.arch"] = np.where(np.arange(len(trials)) % 2, "mobilenet_v3_small_with_a_long_name", "resnet18")
+    mixed = report.search_knobs_figure(trials, ["training.lr", "model.arch", "loss.type", "model.dropout", "training.batch_size"], "big")
+    assert mixed.get_layout_engine() is not None
+    assert cut_off(mixed) == []
+    few = big_search(8).assign(experiment=[f"a_rather_long_experiment_name_{i}" for i in range(8)])
+    fig = report._numeric_plot(few, "training.lr", few["training.lr"])
+    assert len(fig.axes[0].texts) == 8, "few points: each is named"
+    assert fig.get_layout_engine() is not None and cut_off(fig) == []
 
 
 def test_the_leaderboard_escapes_names_descriptions_and_values():
@@ -253,9 +357,9 @@ def test_with_repeats_the_leaderboard_summarises_each_group_over_its_seeds(repea
 
 def test_with_repeats_every_plot_decodes_and_the_intervals_sit_side_by_side(repeats_page):
     html = repeats_page.read_text(encoding="utf-8")
-    # intervals, curves, per-class heatmap, confusion matrices, training.lr and training.epochs (the seed
-    # varies too, but it is the repeat axis, not a hyperparameter)
-    assert len(embedded_pngs(html)) == 6
+    # intervals, curves, training.lr and training.epochs (the seed varies too, but it is the repeat axis,
+    # not a hyperparameter)
+    assert len(embedded_pngs(html)) == 4
     for data in embedded_pngs(html):
         with Image.open(io.BytesIO(data)) as img:
             img.load()  # decodes every pixel, not just the header
