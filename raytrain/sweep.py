@@ -384,7 +384,10 @@ def _connect(address: str | None, *, verbose: bool = False) -> None:
     trace.mark("ray_init_starts")
     with _quiet_token_auth_notice(not verbose):
         if not address:
-            # a private local Ray for this sweep; its dashboard would only cost start-up time
+            # a private local Ray for this sweep; its dashboard would only cost start-up time, and so
+            # would the idle workers it starts for the driver, one per CPU: Tune starts each trial on a
+            # worker of its own, so they only take CPU from ray.init (docs/ray-notes.md)
+            os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
             ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
             trace.mark("ray_init_done")
             return

@@ -29,9 +29,13 @@ Measured on the 2-core development machine (shared, load 6-19 while measuring; t
 On the same machine quiet (load 0.3), after only:
   startup (--part startup --repeats 2): 8.4 s and 10.6 s (ray.init 2.9, Tune to the trial process
     1.5, trial's torch import 3.2, planning 1.0).
-  results at 1,000 (scale_results.py --n 1000 --big 0 --no-before): load with the index 0.15 s,
-    compare 1.38 s (2.03 s after one new experiment), report 6.70 s and 212 MB. 7.1 s of a profiled
-    report's 10.7 s is savefig of 15 figures, 3.8 s of that matplotlib's constrained layout.
+A day later, quiet (load ~1), before = the previous commit of main, in one interleaved run:
+  startup (--part startup --repeats 3 --before): before 11.3 s, after 10.3 s (fastest of 3; after's
+    stages: planning 1.2, ray.init 2.8 (4.3 before: no idle workers prestarted), Tune to the trial
+    process 3.4, trial's torch and torchvision import 3.5). Ray, Tune and torch alone take ~9.7 s of it.
+  results at 1,000 (scale_results.py --n 1000 --big 0 --before ...): report 7.88 s -> 4.69 s and
+    215 -> 190 MB (per-class F1 and confusion matrices as HTML tables, fixed margins for plots of
+    numbers), compare 1.66 -> 1.37 s (no config schema import), load with the index 0.22 -> 0.19 s.
 """
 
 from __future__ import annotations
