@@ -500,9 +500,8 @@ def heat_table(values: np.ndarray, row_labels: list[str], column_labels: list[st
                corner: str, label: str, vertical_heads: bool = False) -> str:
     """A matrix of numbers in [0, 1] as an HTML table whose cells are coloured by `cmap`, with the
     number written in each (white where `white_text(value)` says the colour is dark, "–" on grey where
-    it is missing). A table, not a picture: the numbers stay exact and selectable, a browser draws it
-    at any zoom, and it costs nothing to make where a matplotlib heatmap with its 300 labels took
-    a second of the report's time."""
+    it is missing). A table, not a picture: the numbers stay exact and selectable at any zoom, and it
+    costs nothing to make, where drawing the same heatmaps with matplotlib took a second."""
     colours = colormaps[cmap](np.clip(np.nan_to_num(values), 0.0, 1.0))
     head_class = ' class="vertical"' if vertical_heads else ""
     heads = f"<th>{_esc(corner)}</th>" + "".join(f"<th{head_class}><span>{_esc(c)}</span></th>" for c in column_labels)
