@@ -13,7 +13,7 @@ results  scale_results.py: results.load (without and with the index), `raytrain 
 startup  `raytrain run` of a one-epoch tiny config: seconds from launching the command to the start
          of the first training step, with the breakdown raytrain's trace marks give (python and
          imports, planning, ray.init, dataset load and put, Tune to the trial process, torch import,
-         building the trial).
+         building the trial); also with mlflow and wandb hidden, as a plain `pip install raytrain`.
 
 --before DIR runs the same experiment with the raytrain checkout in DIR (its .venv/bin/python),
 for a before/after pair of figures. --smoke: a tiny model, 24 px, 2 epochs, one run serving both
@@ -29,10 +29,12 @@ Measured on the 2-core development machine (shared, load 6-19 while measuring; t
 On the same machine quiet (load 0.3), after only:
   startup (--part startup --repeats 2): 8.4 s and 10.6 s (ray.init 2.9, Tune to the trial process
     1.5, trial's torch import 3.2, planning 1.0).
-A day later, quiet (load ~1), before = the previous commit of main, in one interleaved run:
-  startup (--part startup --repeats 3 --before): before 11.3 s, after 10.3 s (fastest of 3; after's
-    stages: planning 1.2, ray.init 2.8 (4.3 before: no idle workers prestarted), Tune to the trial
-    process 3.4, trial's torch and torchvision import 3.5). Ray, Tune and torch alone take ~9.7 s of it.
+A day later, quiet (load ~1), before = the previous commit of main, in one interleaved run
+(--part startup --repeats 3 --before), fastest of 3:
+  startup: before 11.1 s, after 10.6 s (planning 1.2, ray.init 2.6 (3.9 before: no idle workers
+    prestarted), Tune to the trial process 3.1, trial's torch and torchvision import 3.6); after,
+    without the mlflow and wandb extras installed, 8.6 s: Tune's callback telemetry imports both
+    in the driver where they are installed (Tune to the trial process 3.1 -> 1.9 s).
   results at 1,000 (scale_results.py --n 1000 --big 0 --before ...): report 7.88 s -> 4.69 s and
     215 -> 190 MB (per-class F1 and confusion matrices as HTML tables, fixed margins for plots of
     numbers), compare 1.66 -> 1.37 s (no config schema import), load with the index 0.22 -> 0.19 s.
@@ -87,9 +89,9 @@ def write_config(folder: Path, name: str, *, arch: str, size: int, epochs: int) 
     return path
 
 
-def raytrain_run(setup: Setup, config: Path, runs: Path, python: str = sys.executable) -> Run:
+def raytrain_run(setup: Setup, config: Path, runs: Path, python: str = sys.executable, extra_env: dict | None = None) -> Run:
     trace = runs.parent / f"{runs.name}.trace.jsonl"
-    env = dict(setup.env, **{TRACE_LOG_ENV: str(trace)})
+    env = dict(setup.env, **{TRACE_LOG_ENV: str(trace)}, **(extra_env or {}))
     launched = time.time()
     done = subprocess.run(
         [python, "-m", "raytrain", "run", str(config), "--data-root", str(setup.data), "--runs-dir", str(runs)],
@@ -189,6 +191,17 @@ STAGES = (  # (label, from mark, to mark); "launch" is when the benchmark starte
 )
 
 
+def without_tracker_packages(work: Path) -> dict:
+    """The environment of a raytrain install without the mlflow and wandb extras: a folder first on
+    PYTHONPATH whose mlflow.py and wandb.py raise ImportError. Where they are installed, Tune's
+    callback telemetry imports both in the driver before the first trial starts (~1 s)."""
+    hidden = work / "without-trackers"
+    hidden.mkdir(exist_ok=True)
+    for name in ("mlflow", "wandb"):
+        (hidden / f"{name}.py").write_text(f'raise ImportError("{name}: hidden by bench_scale.py")\n')
+    return {"PYTHONPATH": str(hidden)}
+
+
 def first_step_delay(run: Run) -> float | None:
     """Seconds from launch to the first epoch's start, from Tune's own result.json (any checkout)."""
     starts = []
@@ -202,17 +215,20 @@ def part_startup(setup: Setup, runs_cache: dict) -> None:
     repeats = 1 if setup.smoke else setup.repeats
     print(f"\n== startup: `raytrain run` of a one-epoch tiny config, to its first training step (fastest of {repeats}) ==")
     config = write_config(setup.work / "configs", "startup", arch="shufflenet_v2_x0_5", size=24, epochs=1 if not setup.smoke else 2)
-    sides = [("after", sys.executable)] + ([("before", venv_python(setup.before))] if setup.before else [])
-    runs: dict[str, list[Run]] = {side: [] for side, _ in sides}
+    sides = [("after", sys.executable, None)] + ([("before", venv_python(setup.before), None)] if setup.before else [])
+    if not setup.smoke:
+        sides.append(("after, without the tracker extras", sys.executable, without_tracker_packages(setup.work)))
+    runs: dict[str, list[Run]] = {side: [] for side, _, _ in sides}
     for repeat in range(repeats):
-        for side, python in sides:  # interleaved: a busy spell on a shared machine hits both sides
+        for i, (side, python, extra_env) in enumerate(sides):  # interleaved: a busy spell on a shared machine hits every side
             # the smoke's one run serves both parts
             run = runs_cache.get(("disk", side)) if setup.smoke else None
-            runs[side].append(run or raytrain_run(setup, config, setup.work / f"runs-startup-{side}-{repeat}", python))
-    for side, _ in sides:
+            folder = setup.work / f"runs-startup-{i}-{repeat}"
+            runs[side].append(run or raytrain_run(setup, config, folder, python, extra_env))
+    for side, _, _ in sides:
         delays = sorted(first_step_delay(r) for r in runs[side])
         run = min(runs[side], key=first_step_delay)
-        print(f"{side:6}  launch to first training step: {delays[0]:6.1f} s   (all runs: {', '.join(f'{d:.1f}' for d in delays)} s; "
+        print(f"{side}\n        launch to first training step: {delays[0]:6.1f} s   (all runs: {', '.join(f'{d:.1f}' for d in delays)} s; "
               f"whole command {run.wall_s:.1f} s; target <= 10 s)")
         marks = {}
         for m in run.trace:
