@@ -417,7 +417,8 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
     """Small multiples: one panel per knob, val macro F1 on a shared y axis."""
     columns = min(len(knobs), 4)
     rows = -(-len(knobs) // columns)
-    all_numbers = all(_as_numbers(trials[knob]) is not None for knob in knobs)
+    numbers = {knob: _as_numbers(trials[knob]) for knob in knobs}  # None for a categorical knob
+    all_numbers = all(values is not None for values in numbers.values())
     fig = _figure((3.0 * columns + 0.6, 2.8 * rows + 0.4), fixed=all_numbers, top=0.6, grid=(rows, columns))
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
     for ax in axes[len(knobs):]:
@@ -425,7 +426,7 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
     pruned = (trials["status"] == "pruned").to_numpy()
     y = trials[METRIC].astype(float)
     for ax, knob in zip(axes, knobs):
-        numeric = _as_numbers(trials[knob])
+        numeric = numbers[knob]
         if numeric is None:
             labels = trials[knob].map(_format_value)
             categories = sorted(labels.unique())
