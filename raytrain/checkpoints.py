@@ -28,7 +28,9 @@ import pyarrow.fs as pafs
 from raytrain import artifacts
 
 STATE_FILE = "state.pt"  # the training state to continue from; never published
-INDEX_FILE = "checkpoint.json"  # {"epoch", "best_epoch", "holds_best_weights"}: what this folder is
+# what this folder is: {"epoch", "best_epoch", "holds_best_weights", "final"}, and "published"
+# once the trial is in runs/ and its weights were pruned from here
+INDEX_FILE = "checkpoint.json"
 CHECKPOINT_PREFIX = "checkpoint_"  # how Tune names a trial's checkpoint folders
 
 
@@ -126,11 +128,14 @@ def _fetch(location: Location, name: str, target: Path) -> None:
 
 
 def prune_published(checkpoint) -> int:
-    """Once a finished trial is whole in runs/<experiment>/: delete its older checkpoint folders and
-    the latest one's state.pt and best.pt. What is left (the latest folder's small artifacts, and
-    the trial's result.json, params.json, progress.csv beside it) is what `compare`, `report` and
-    `resume` read; best.pt is in runs/. Returns the bytes freed."""
+    """Once a finished trial is whole in runs/<experiment>/: mark its latest checkpoint published,
+    then delete its older checkpoint folders and the latest one's state.pt and best.pt. What is left
+    (the latest folder's small artifacts, and the trial's result.json, params.json, progress.csv
+    beside it) is what `compare`, `report` and `resume` read; best.pt is in runs/. Marking first
+    means a kill -9 part-way leaves a trial that a restore recognises as finished (finished_history),
+    whatever was deleted yet. Returns the bytes freed."""
     location = Location.of(checkpoint)
+    _mark_published(location)
     fs, freed = location.filesystem, 0
     for sibling in location.siblings():
         if sibling.path != location.path:
@@ -144,23 +149,30 @@ def prune_published(checkpoint) -> int:
     return freed
 
 
-def is_pruned(checkpoint) -> bool:
-    """Whether `prune_published` ran on this trial: its checkpoint keeps no weights anywhere."""
-    location = Location.of(checkpoint)
-    return not location.has(STATE_FILE) and best_weights_holder(location) is None
+def _mark_published(location: Location) -> None:
+    found = read_index(location)
+    if found is None or found.get("published"):
+        return  # from before checkpoint.json (nothing to mark), or marked by an earlier prune
+    # written beside, then moved over: a torn checkpoint.json would hide what the folder is
+    staged = location.file(INDEX_FILE + ".tmp")
+    with location.filesystem.open_output_stream(staged) as stream:
+        stream.write(json.dumps({**found, "published": True}).encode())
+    location.filesystem.move(staged, location.file(INDEX_FILE))
 
 
 def finished_history(checkpoint) -> list[dict] | None:
-    """The epochs of a trial that finished, was published and then pruned, from its final
+    """The epochs of a trial that finished, was published and then pruned, from its latest
     checkpoint's small files; None for a trial that still has a state to continue from. Tune can
     restore such a trial once more: a driver killed after the prune but before Tune's record of the
-    trial's end reached the storage leaves the trial RUNNING in that record."""
+    trial's end reached the storage leaves the trial RUNNING in that record. A trial the scheduler
+    stopped ended on a checkpoint that is not final, so the published mark is what tells."""
     given = Location.of(checkpoint)
     for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
         found = read_index(location)
         if found is None:
             continue  # deleted since Tune recorded it, or from before checkpoint.json
-        if not (found.get("final") and not location.has(STATE_FILE)):
+        # final without state.pt: pruned before checkpoints were marked published
+        if not (found.get("published") or (found.get("final") and not location.has(STATE_FILE))):
             return None
         try:
             return location.read_json(artifacts.HISTORY)

@@ -172,3 +172,22 @@ def test_a_finished_and_pruned_trial_restored_again_is_recognised_by_its_final_c
     _, _, folders, _, _ = two_checkpoints
     for folder in folders:  # mid-training, with a state to continue from
         assert checkpoints.finished_history(tune.Checkpoint.from_directory(str(folder))) is None
+
+
+def test_a_trial_the_scheduler_stopped_is_recognised_as_finished_once_pruned(two_checkpoints, tmp_path):
+    """ASHA stops a trial on a checkpoint that is not final. Once published and pruned, a restore
+    (the driver killed before Tune recorded the trial's end) must replay it, not fail for want of
+    the best.pt that the prune deleted with the older folder."""
+    _, state, folders, _, _ = two_checkpoints
+    trial_dir = tmp_path / "trial"
+    shutil.copytree(folders[0].parent, trial_dir)
+    older, latest = (tune.Checkpoint.from_directory(str(trial_dir / f.name)) for f in folders)
+    assert checkpoints.finished_history(latest) is None, "before the prune it has a state to continue from"
+    checkpoints.prune_published(latest)
+    assert sorted(p.name for p in trial_dir.iterdir()) == [folders[1].name], "only the latest folder is kept"
+    assert not list(trial_dir.rglob("*.pt")) and not list(trial_dir.rglob("*.tmp"))
+    assert artifacts.read_json(trial_dir / folders[1].name / checkpoints.INDEX_FILE)["published"] is True
+    # Tune's record may still name the older folder, deleted by the prune
+    for checkpoint in (latest, older):
+        assert [h["epoch"] for h in checkpoints.finished_history(checkpoint)] == [1, 2]
+    assert checkpoints.prune_published(latest) == 0, "pruning again finds nothing left to free"
