@@ -15,11 +15,14 @@ from __future__ import annotations
 
 import io
 import os
+import shutil
 import tempfile
 import time
 import warnings
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import ray
@@ -72,6 +75,9 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
 
 
 def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
+    context = tune.get_context()
+    staging = staging_folder(context.get_experiment_name(), context.get_trial_id())
+    shutil.rmtree(staging, ignore_errors=True)  # left by this trial's earlier process, killed in tune.report
     checkpoint = tune.get_checkpoint()
     finished = checkpoints.finished_history(checkpoint) if checkpoint is not None else None
     if finished:
@@ -92,11 +98,29 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
             # no state saved: a crash now goes back to the last checkpoint
             tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=False)})
             continue
-        with tempfile.TemporaryDirectory() as folder:
-            holds = trial.write_checkpoint(Path(folder), state, final=final)
-            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in Path(folder).iterdir()))
-            tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(folder))
+        with staged(staging) as folder:
+            holds = trial.write_checkpoint(folder, state, final=final)
+            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in folder.iterdir()))
+            tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         cadence.saved(epoch)
+
+
+def staging_folder(experiment: str, trial_id: str) -> Path:
+    """Where a trial writes a checkpoint before tune.report copies it to the storage. Named after the
+    trial, not random: after the copy, tune.report waits for the driver, and a trial killed there (a
+    kill -9, a lost driver) cannot remove it; restored on the same node, the trial clears it (_train)."""
+    return Path(tempfile.gettempdir()) / f"raytrain-checkpoint-{experiment}-{trial_id}"
+
+
+@contextmanager
+def staged(folder: Path) -> Iterator[Path]:
+    """`folder`, empty, for one checkpoint; removed once tune.report has copied it."""
+    shutil.rmtree(folder, ignore_errors=True)
+    folder.mkdir(mode=0o700)
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def _rank_of_finished(last: dict) -> float:

@@ -16,7 +16,9 @@ from ray import tune
 from raytrain import artifacts, checkpoints
 from raytrain.config import ConfigError, config_hash, load_config, validate_config
 from raytrain.policy import CheckpointCadence
-from raytrain.train import STATE_FILE, EXPERIMENT_KEY, PatienceStopper, TrainState, Trial, checkpoint_config, train_experiment
+from raytrain.train import (
+    STATE_FILE, EXPERIMENT_KEY, PatienceStopper, TrainState, Trial, checkpoint_config, staging_folder, train_experiment,
+)
 from tests.conftest import CONFIGS_DIR, tiny_config
 
 SMALL_ARCH = "shufflenet_v2_x0_5"  # 1.4 M parameters: a real model whose state is quick to write
@@ -119,6 +121,19 @@ def test_the_cadence_knobs_are_checked_and_do_not_change_the_config_hash(tmp_pat
 class _CheckpointedEpochs(tune.Callback):
     def __init__(self):
         self.epochs = []
+        self.staging, self.staging_at_first_result = None, None
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        # what an earlier process of this trial, killed inside tune.report, leaves: the trial must
+        # clear it when it starts, not only at its next checkpoint (epoch 2 here). Tune calls this
+        # before it starts the trainable.
+        self.staging = staging_folder("cadence", trial.trial_id)
+        self.staging.mkdir()
+        (self.staging / STATE_FILE).write_bytes(b"from a killed process")
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        if self.staging_at_first_result is None:
+            self.staging_at_first_result = self.staging.exists()
 
     def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
         self.epochs.append(trial.last_result["epoch"])
@@ -138,6 +153,8 @@ def test_a_trial_checkpoints_at_its_cadence_and_at_its_end(ray_session, tiny_dat
     assert result.error is None
     assert list(result.metrics_dataframe["epoch"]) == [1, 2, 3], "every epoch is reported"
     assert seen.epochs == [2, 3], "a checkpoint at epoch 2 (the cadence) and 3 (the end) only"
+    assert seen.staging_at_first_result is False, "the stale staging folder outlived the trial's start"
+    assert not seen.staging.exists(), "the staging folder outlived the trial"
     with checkpoints.trial_artifacts(result.checkpoint) as published:
         assert [h["epoch"] for h in artifacts.read_json(published / artifacts.HISTORY)] == [1, 2, 3]
         assert (published / artifacts.BEST_WEIGHTS).is_file()
