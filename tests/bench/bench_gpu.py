@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -137,6 +138,7 @@ def packed_sweep(n: int, *, data: Path, work: Path, settings: dict, device: torc
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU, so the benchmark cannot rot")
+    parser.add_argument("--keep", action="store_true", help="keep the data and runs (default: removed at the end)")
     args = parser.parse_args()
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -146,6 +148,16 @@ def main() -> None:
     print(f"device: {name}, torch {torch.__version__}, {os.cpu_count()} CPUs")
 
     work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
+    try:
+        measure(work, settings, device)
+    finally:
+        if args.keep:
+            print(f"(files kept under {work})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path, settings: dict, device: torch.device) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"))
     per_loop_class = max(1, settings["images"] // 7)
     loop_data = generate_synthetic(work / "loop-data", per_class=per_loop_class, seed=0)

@@ -45,6 +45,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -267,10 +268,21 @@ def main() -> None:
     parser.add_argument("--smoke", action="store_true", help="tiny and quick: checks the benchmark runs")
     parser.add_argument("--per-class", type=int, default=30, help="synthetic images per class")
     parser.add_argument("--repeats", type=int, default=3, help="startup: runs per side; the fastest is shown")
+    parser.add_argument("--keep", action="store_true", help="keep the data and runs (default: removed at the end)")
     args = parser.parse_args()
     if args.smoke:
         args.before, args.per_class = None, 10
     work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
+    try:
+        measure(work, args)
+    finally:
+        if args.keep:
+            print(f"(files kept under {work})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path, args: argparse.Namespace) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"), PYTHONUNBUFFERED="1")
     env.pop(TRACE_LOG_ENV, None)
     data = work / "data"
@@ -283,7 +295,6 @@ def main() -> None:
     for name, part in PARTS.items():
         if args.part in (name, "all"):
             part(setup, runs_cache)
-    print(f"\n(files under {work})")
 
 
 if __name__ == "__main__":

@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -171,12 +172,20 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-class", type=int, default=80, help="images per class (70/15/15 train/val/test)")
     parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)")
-    parser.add_argument("--work", type=Path, help="folder for data and runs (default: a new temporary folder)")
+    parser.add_argument("--work", type=Path, help="folder for data and runs, kept (default: a temporary one, removed at the end)")
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
     args = parser.parse_args(argv)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
+    try:
+        measure(work, args)
+    finally:
+        if args.work is None:  # a temporary folder of our own: nothing to rerun from
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path, args: argparse.Namespace) -> None:
     grid_lr, grid_wd = (GRID_LR[1:3], GRID_WD[1:2]) if args.smoke else (GRID_LR, GRID_WD)
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
     os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
     data = work / "data" if (work / "data").is_dir() else make_bars(work / "data", per_class=per_class)
     shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd, reduction=args.reduction_factor)

@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -42,8 +43,19 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--size", type=int, default=48)
     parser.add_argument("--per-class", type=int, default=100, help="synthetic images per class (700 in all)")
+    parser.add_argument("--keep", action="store_true", help="keep the data and runs (default: removed at the end)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
+    try:
+        measure(work, args)
+    finally:
+        if args.keep:
+            print(f"(files kept under {work})")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(work: Path, args: argparse.Namespace) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"))
     data = work / "data"
     subprocess.run([sys.executable, "-m", "raytrain", "data", "synth", str(data), "--size", str(args.size), "--per-class", str(args.per_class)], check=True, env=env, stdout=subprocess.DEVNULL)

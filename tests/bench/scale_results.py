@@ -341,10 +341,9 @@ def _check(done: dict, what: str) -> None:
 # --- the part bench_scale runs ---------------------------------------------------------------------
 
 
-def run_results_part(n_experiments: int = 1000, smoke: bool = False, *, big: int | None = 10_000, work: Path | None = None,
+def run_results_part(work: Path, n_experiments: int = 1000, smoke: bool = False, *, big: int | None = 10_000,
                      source: Path | None = None, before: Path | None = DEFAULT_BEFORE) -> dict:
     """Generate, measure and print; returns {size: {"after": figures, "before": figures or None}}."""
-    work = Path(work or tempfile.mkdtemp(prefix="bench-scale-results-"))
     source = Path(source) if source else make_source_run(work)
     sizes = [n_experiments] + ([big] if big and not smoke else [])
     # absolute, not resolved: two venvs' pythons are links to the same interpreter
@@ -400,14 +399,19 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--n", type=int, default=1000, help="experiments in the main measurement (default 1000)")
     parser.add_argument("--big", type=int, default=10_000, help="then this many (default 10000; 0 skips)")
     parser.add_argument("--smoke", action="store_true", help="30 experiments, no big run, no before (checks that it runs)")
-    parser.add_argument("--work", type=Path, help="folder for the source run and the generated runs (default: a temporary one)")
+    parser.add_argument("--work", type=Path, help="folder for the source run and the generated runs, kept (default: a temporary one, removed at the end)")
     parser.add_argument("--source", type=Path, help="a finished experiment folder (RUNS/NAME) to copy instead of making one")
     parser.add_argument("--before", type=Path, default=DEFAULT_BEFORE, help="Python of the checkout to compare with")
     parser.add_argument("--no-before", action="store_true", help="measure this checkout only")
     args = parser.parse_args(argv)
     n = 30 if args.smoke else args.n
-    run_results_part(n, args.smoke, big=args.big, work=args.work, source=args.source,
-                     before=None if (args.no_before or args.smoke) else args.before)
+    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-results-"))
+    try:
+        run_results_part(work, n, args.smoke, big=args.big, source=args.source,
+                         before=None if (args.no_before or args.smoke) else args.before)
+    finally:
+        if args.work is None:  # a temporary folder of our own
+            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":
