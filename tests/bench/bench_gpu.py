@@ -19,11 +19,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -39,6 +37,7 @@ from raytrain.loop import steps_per_epoch, train_one_epoch  # noqa: E402
 from raytrain.models import build_model  # noqa: E402
 from raytrain.numerics import autocast, use_channels_last  # noqa: E402
 from raytrain.train import Trial  # noqa: E402
+from scratch import scratch_folder  # noqa: E402 (beside this file)
 
 # (sizes, images, batch, loop epochs, packed trial counts, sweep images per class, sweep epochs)
 GPU = dict(sizes=(48, 112, 224), images=16384, batch=256, epochs=3, packs=(1, 2, 4, 8), per_class=3000, sweep_epochs=5)
@@ -147,14 +146,8 @@ def main() -> None:
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device: {name}, torch {torch.__version__}, {os.cpu_count()} CPUs")
 
-    work = Path(tempfile.mkdtemp(prefix="bench-gpu-"))
-    try:
+    with scratch_folder("bench-gpu-", keep=args.keep) as work:
         measure(work, settings, device)
-    finally:
-        if args.keep:
-            print(f"(files kept under {work})")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(work: Path, settings: dict, device: torch.device) -> None:

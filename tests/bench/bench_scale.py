@@ -45,16 +45,16 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
+from scratch import scratch_folder  # noqa: E402 (beside this file)
+
 TRACE_LOG_ENV = "RAYTRAIN_TRACE_LOG"  # raytrain.trace's; not imported, so --before can run any checkout
 MB = 2**20
 
@@ -272,14 +272,8 @@ def main() -> None:
     args = parser.parse_args()
     if args.smoke:
         args.before, args.per_class = None, 10
-    work = Path(tempfile.mkdtemp(prefix="bench-scale-"))
-    try:
+    with scratch_folder("bench-scale-", keep=args.keep) as work:
         measure(work, args)
-    finally:
-        if args.keep:
-            print(f"(files kept under {work})")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(work: Path, args: argparse.Namespace) -> None:

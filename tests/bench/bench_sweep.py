@@ -12,12 +12,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
+
+from scratch import scratch_folder  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("baseline_small", "focal_small", "sampler_small", "baseline_small_lr")
@@ -45,14 +45,8 @@ def main() -> None:
     parser.add_argument("--per-class", type=int, default=100, help="synthetic images per class (700 in all)")
     parser.add_argument("--keep", action="store_true", help="keep the data and runs (default: removed at the end)")
     args = parser.parse_args()
-    work = Path(tempfile.mkdtemp(prefix="bench-sweep-"))
-    try:
+    with scratch_folder("bench-sweep-", keep=args.keep) as work:
         measure(work, args)
-    finally:
-        if args.keep:
-            print(f"(files kept under {work})")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(work: Path, args: argparse.Namespace) -> None:
