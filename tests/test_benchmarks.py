@@ -53,6 +53,13 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
 
 
 @pytest.mark.slow
+def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(tmp_path):
+    out = run_bench("bench_sweep.py", "--smoke", tmp_path=tmp_path)
+    assert re.search(r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up sequential/sweep\s+:\s+[\d.]+x", out), out
+    assert re.search(r"start-up: command to first training step: [\d.]+ s", out), out
+
+
+@pytest.mark.slow
 def test_bench_scale_smoke_prints_disk_startup_and_results_figures(tmp_path):
     out = run_bench("bench_scale.py", "--smoke", tmp_path=tmp_path)
     assert re.search(r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out), out
