@@ -195,7 +195,7 @@ def test_a_trial_the_scheduler_stopped_is_recognised_as_finished_once_pruned(two
     """ASHA stops a trial on a checkpoint that is not final. Once published and pruned, a restore
     (the driver killed before Tune recorded the trial's end) must replay it, not fail for want of
     the best.pt that the prune deleted with the older folder."""
-    _, state, folders, _, _ = two_checkpoints
+    _, _, folders, _, _ = two_checkpoints
     trial_dir = tmp_path / "trial"
     shutil.copytree(folders[0].parent, trial_dir)
     older, latest = (tune.Checkpoint.from_directory(str(trial_dir / f.name)) for f in folders)
