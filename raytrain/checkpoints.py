@@ -161,18 +161,18 @@ def _mark_published(location: Location) -> None:
 
 
 def finished_history(checkpoint) -> list[dict] | None:
-    """The epochs of a trial that finished, was published and then pruned, from its latest
-    checkpoint's small files; None for a trial that still has a state to continue from. Tune can
-    restore such a trial once more: a driver killed after the prune but before Tune's record of the
-    trial's end reached the storage leaves the trial RUNNING in that record. A trial the scheduler
-    stopped ended on a checkpoint that is not final, so the published mark is what tells."""
+    """The epochs of a trial that had finished, from the small files of the checkpoint it would be
+    restored from; None for a trial with epochs left to train. Tune can restore a finished trial
+    once more: a driver killed before Tune's record of the trial's end reached the storage leaves the
+    trial RUNNING in that record, whether or not it was published and pruned yet. Finished means the
+    trial's own last checkpoint (`final`: its last epoch, or patience ran out), or a checkpoint
+    marked published (a trial the scheduler stopped ends on one that is not final)."""
     given = Location.of(checkpoint)
     for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
         found = read_index(location)
         if found is None:
             continue  # deleted since Tune recorded it, or from before checkpoint.json
-        # final without state.pt: pruned before checkpoints were marked published
-        if not (found.get("published") or (found.get("final") and not location.has(STATE_FILE))):
+        if not (found.get("final") or found.get("published")):
             return None
         try:
             return location.read_json(artifacts.HISTORY)

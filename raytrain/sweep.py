@@ -469,7 +469,7 @@ class RunsPublisher(tune.Callback):
     def on_trial_result(self, iteration, trials, trial, result, **info):
         experiment = trial.config[EXPERIMENT_KEY]
         if result.get(REPLAYED):
-            print(f"[{experiment['name']}] had finished and is in {self.runs_dir}; not trained again", flush=True)
+            print(f"[{experiment['name']}] had finished before the sweep stopped; not trained again", flush=True)
             return
         print(
             f"[{experiment['name']}] epoch {result['epoch']}/{experiment['training']['epochs']}  "

@@ -208,3 +208,17 @@ def test_a_trial_the_scheduler_stopped_is_recognised_as_finished_once_pruned(two
     for checkpoint in (latest, older):
         assert [h["epoch"] for h in checkpoints.finished_history(checkpoint)] == [1, 2]
     assert checkpoints.prune_published(latest) == 0, "pruning again finds nothing left to free"
+
+
+def test_a_final_checkpoint_not_yet_pruned_is_finished_too(two_checkpoints, tmp_path):
+    """A driver killed before it published or pruned a finished trial restores the trial from its
+    final checkpoint, state.pt and all. The trial must replay its end, not train on: one that patience
+    stopped has epochs left in training.epochs."""
+    trial, state, folders, _, _ = two_checkpoints
+    trial_dir = tmp_path / "trial"
+    shutil.copytree(folders[0].parent, trial_dir)
+    final = trial_dir / "checkpoint_000002"
+    final.mkdir()
+    trial.write_checkpoint(final, state, final=True)
+    assert (final / STATE_FILE).is_file()
+    assert [h["epoch"] for h in checkpoints.finished_history(tune.Checkpoint.from_directory(str(final)))] == [1, 2]
