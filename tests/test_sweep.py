@@ -105,11 +105,33 @@ def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(tmp_path, synthe
     )
     os.close(follower)
     output = _read_until(leader, b"[Y/n]")
+    _wait_until_reading_stdin(proc.pid)
     os.write(leader, answer)
     code = proc.wait(timeout=60)
     output += _read_all(leader)
     assert code == 130 and expected in output.decode(), output.decode()
     assert not (tmp_path / "runs" / "one").exists()
+
+
+def _wait_until_reading_stdin(pid: int, limit: float = 30) -> None:
+    """Until the process blocks in read(0, ...), as a person's Ctrl+C would find it. CPython's
+    input() prints the prompt, then reads: a SIGINT in between only sets a flag, and the read then
+    blocks as if nothing had happened. Sent the moment the prompt shows, Ctrl+C could hit that gap
+    on a busy machine; no person answers that fast."""
+    import time
+
+    read_syscalls = {"0", "63"}  # read on x86_64, on aarch64
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        try:
+            number, fd, *_ = Path(f"/proc/{pid}/syscall").read_text().split()
+        except (OSError, ValueError):
+            time.sleep(1)  # no /proc/PID/syscall here: give it a person's second
+            return
+        if number in read_syscalls and fd == "0x0":
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"process {pid} never blocked reading its terminal")
 
 
 def _read_until(fd: int, marker: bytes, limit: float = 60) -> bytes:
