@@ -342,13 +342,16 @@ def _export(runs_dir: Path, frame=None) -> None:
 
 
 def _confirm(question: str, yes: bool, *, default: bool) -> bool:
-    """Ask on the terminal; --yes answers for the user. Ctrl+C (KeyboardInterrupt) cancels."""
+    """Ask on the terminal; --yes answers for the user. Ctrl+C (KeyboardInterrupt) and Ctrl+D cancel."""
     if yes:
         print(f"{question} yes (--yes)")
         return True
     if not sys.stdin.isatty():
         raise UserError(f"{question} -- no terminal to ask on: pass --yes to go ahead")
-    answer = input(f"{question} [{'Y/n' if default else 'y/N'}] ").strip().lower()
+    try:
+        answer = input(f"{question} [{'Y/n' if default else 'y/N'}] ").strip().lower()
+    except EOFError:  # Ctrl+D: no answer at all, which must not pass for the default
+        raise KeyboardInterrupt from None
     return default if not answer else answer in ("y", "yes")
 
 

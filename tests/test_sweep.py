@@ -93,7 +93,7 @@ def test_without_a_terminal_yes_is_required(tmp_path, synthetic_root):
     assert not (tmp_path / "runs").exists()
 
 
-@pytest.mark.parametrize("answer, expected", [(b"n\n", "cancelled"), (b"\x03", "cancelled")])
+@pytest.mark.parametrize("answer, expected", [(b"n\n", "cancelled"), (b"\x03", "cancelled"), (b"\x04", "cancelled")])
 def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(tmp_path, synthetic_root, answer, expected):
     configs = tmp_path / "configs"
     write_config(configs, "one")
