@@ -229,6 +229,7 @@ def test_the_search_benchmark_runs_in_smoke_mode(ray_session, tmp_path, monkeypa
     import importlib.util
 
     monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))  # restored after the benchmark sets it
+    monkeypatch.syspath_prepend(str(PROJECT_ROOT / "tests/bench"))  # where a script run finds scratch.py
     spec = importlib.util.spec_from_file_location("bench_search", PROJECT_ROOT / "tests/bench/bench_search.py")
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)

@@ -40,14 +40,13 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
+from scratch import scratch_folder  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
@@ -175,12 +174,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--work", type=Path, help="folder for data and runs, kept (default: a temporary one, removed at the end)")
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
     args = parser.parse_args(argv)
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-search-"))
-    try:
+    with scratch_folder("bench-search-", given=args.work) as work:
         measure(work, args)
-    finally:
-        if args.work is None:  # a temporary folder of our own: nothing to rerun from
-            shutil.rmtree(work, ignore_errors=True)
 
 
 def measure(work: Path, args: argparse.Namespace) -> None:

@@ -54,6 +54,7 @@ from pathlib import Path
 
 import numpy as np
 import yaml
+from scratch import scratch_folder  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_BEFORE = None  # --before: another checkout's .venv/bin/python, for a before/after pair
@@ -405,13 +406,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--no-before", action="store_true", help="measure this checkout only")
     args = parser.parse_args(argv)
     n = 30 if args.smoke else args.n
-    work = args.work or Path(tempfile.mkdtemp(prefix="bench-scale-results-"))
-    try:
+    with scratch_folder("bench-scale-results-", given=args.work) as work:
         run_results_part(work, n, args.smoke, big=args.big, source=args.source,
                          before=None if (args.no_before or args.smoke) else args.before)
-    finally:
-        if args.work is None:  # a temporary folder of our own
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

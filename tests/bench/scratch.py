@@ -1,5 +1,6 @@
-"""A benchmark's scratch folder: a new temporary one, removed at the end unless asked to keep it.
-Imported by the benchmarks beside it (run as scripts, this folder is first on sys.path)."""
+"""A benchmark's scratch folder: the one it was given (kept), or a new temporary one, removed at the
+end unless asked to keep it. Imported by the benchmarks beside it (run as scripts, this folder is
+first on sys.path)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,11 @@ from typing import Iterator
 
 
 @contextmanager
-def scratch_folder(prefix: str, *, keep: bool) -> Iterator[Path]:
+def scratch_folder(prefix: str, *, keep: bool = False, given: Path | None = None) -> Iterator[Path]:
+    if given is not None:  # --work: the user's folder, kept so a later run can reuse what is there
+        given.mkdir(parents=True, exist_ok=True)
+        yield given
+        return
     folder = Path(tempfile.mkdtemp(prefix=prefix))
     try:
         yield folder
