@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from datetime import datetime, timezone
 from pathlib import Path
@@ -484,7 +483,7 @@ def confusion_html(runs_dir: Path, frame: pd.DataFrame, detail: int = TOP_DETAIL
 def _confusion_table(name: str, folder: Path) -> str:
     """One experiment's best-epoch val confusion matrix, rows normalised, as a heat table."""
     matrix = np.load(folder / artifacts.BEST_CONFUSION).astype(float)
-    metrics = json.loads((folder / artifacts.BEST_METRICS).read_text())
+    metrics = artifacts.read_json(folder / artifacts.BEST_METRICS)
     classes = metrics["class_names"]
     support = matrix.sum(axis=1, keepdims=True)
     # a class with no val images has an all-zero row: show zeros rather than divide by zero
