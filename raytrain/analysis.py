@@ -38,7 +38,12 @@ def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:
         row = {"group": group, "n": len(members)}
         for column, metric in enumerate(metrics):
             spread = stats.t_interval(members[:, column], CONFIDENCE)
-            row |= {f"{metric}/mean": spread.mean, f"{metric}/std": spread.std, f"{metric}/low": spread.low, f"{metric}/high": spread.high}
+            row |= {
+                f"{metric}/mean": spread.mean,
+                f"{metric}/std": spread.std,
+                f"{metric}/low": spread.low,
+                f"{metric}/high": spread.high,
+            }
         rows.append(row)
     return pd.DataFrame(rows)
 
@@ -59,8 +64,17 @@ def compare_with_baseline(frame: pd.DataFrame, runs_dir: Path, baseline: str, sp
         raise KeyError(baseline)
     if len(groups[baseline]) > 1:
         rows = [
-            {"group": c.experiment, "n_pairs": c.n_pairs, "diff": c.mean_diff, "low": c.low, "high": c.high,
-             "p_value": c.p_value, "p_holm": c.p_holm, "significant": c.significant, "method": "paired t over seeds"}
+            {
+                "group": c.experiment,
+                "n_pairs": c.n_pairs,
+                "diff": c.mean_diff,
+                "low": c.low,
+                "high": c.high,
+                "p_value": c.p_value,
+                "p_holm": c.p_holm,
+                "significant": c.significant,
+                "method": "paired t over seeds",
+            }
             for c in stats.compare_to_baseline(groups, baseline, CONFIDENCE, ALPHA)
         ]
         return pd.DataFrame(rows)
@@ -89,7 +103,9 @@ def _bootstrap_against(done: pd.DataFrame, runs_dir: Path, baseline: str, split:
         r = stats.paired_bootstrap(
             reference["label"], reference["predicted"], candidate["predicted"], "macro_f1", num_classes=num_classes
         )
-        tested.append({"group": group, "n_pairs": r.n, "diff": r.mean_diff, "low": r.low, "high": r.high, "p_value": r.p_value})
+        tested.append(
+            {"group": group, "n_pairs": r.n, "diff": r.mean_diff, "low": r.low, "high": r.high, "p_value": r.p_value}
+        )
     adjusted = stats.holm([row["p_value"] for row in tested]) if tested else []
     for row, p in zip(tested, adjusted):
         row |= {"p_holm": float(p), "significant": bool(p <= ALPHA), "method": "paired bootstrap over images"}

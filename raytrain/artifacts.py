@@ -14,10 +14,11 @@ import os
 import tempfile
 import warnings
 import zipfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 import yaml
@@ -36,8 +37,15 @@ VAL_PREDICTIONS = "val_predictions.npz"
 TEST_PREDICTIONS = "test_predictions.npz"
 # Everything a finished trial hands to runs/<experiment>/, in the order a reader wants them.
 TRIAL_ARTIFACTS = (
-    CONFIG, BEST_WEIGHTS, BEST_METRICS, BEST_CONFUSION, HISTORY, TEST_METRICS, TEST_CONFUSION,
-    VAL_PREDICTIONS, TEST_PREDICTIONS,
+    CONFIG,
+    BEST_WEIGHTS,
+    BEST_METRICS,
+    BEST_CONFUSION,
+    HISTORY,
+    TEST_METRICS,
+    TEST_CONFUSION,
+    VAL_PREDICTIONS,
+    TEST_PREDICTIONS,
 )
 
 BEST_PT_FORMAT = 1  # bump when the keys of best.pt change
@@ -81,7 +89,9 @@ def write_predictions(path: Path, labels: np.ndarray, probabilities: np.ndarray)
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(
-                f, label=labels.astype(np.int16), predicted=predicted.astype(np.int16),
+                f,
+                label=labels.astype(np.int16),
+                predicted=predicted.astype(np.int16),
                 probability=probabilities[np.arange(len(predicted)), predicted].astype(np.float16),
             )
 
@@ -202,7 +212,9 @@ def read_log(runs_dir: Path) -> list[dict]:
         except ValueError:
             record = None
         if not isinstance(record, dict) or "experiment" not in record:
-            warn_damaged(f"{path}: line {number} is not a whole record (a write cut short by a crash or a full disk); skipped it")
+            warn_damaged(
+                f"{path}: line {number} is not a whole record (a write cut short by a crash or a full disk); skipped it"
+            )
             continue
         records.append(record)
     return records
@@ -284,7 +296,9 @@ def _parse(experiment: str, path: Path, read, kind: type | None = None):
     except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
         raise DamagedExperiment(experiment, path, f"unreadable ({type(err).__name__}: {_first_line(err)})") from None
     if kind is not None and not isinstance(value, kind):
-        raise DamagedExperiment(experiment, path, f"holds {type(value).__name__}, not the {kind.__name__} raytrain writes")
+        raise DamagedExperiment(
+            experiment, path, f"holds {type(value).__name__}, not the {kind.__name__} raytrain writes"
+        )
     return value
 
 

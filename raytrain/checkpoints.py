@@ -19,9 +19,9 @@ import json
 import posixpath
 import shutil
 import tempfile
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import pyarrow.fs as pafs
 
@@ -61,7 +61,8 @@ class Location:
         """The trial's checkpoint folders, this one included, newest (highest index) first."""
         selector = pafs.FileSelector(posixpath.dirname(self.path), allow_not_found=True)
         folders = [
-            info.path for info in self.filesystem.get_file_info(selector)
+            info.path
+            for info in self.filesystem.get_file_info(selector)
             if info.type == pafs.FileType.Directory and posixpath.basename(info.path).startswith(CHECKPOINT_PREFIX)
         ]
         return [Location(self.filesystem, p) for p in sorted(folders, key=posixpath.basename, reverse=True)]
@@ -89,7 +90,9 @@ def best_weights_holder(location: Location) -> Location | None:
     for candidate in [location, *location.siblings()]:
         found = own if candidate is location else read_index(candidate)
         if (
-            found and found["holds_best_weights"] and found["best_epoch"] == own["best_epoch"]
+            found
+            and found["holds_best_weights"]
+            and found["best_epoch"] == own["best_epoch"]
             and candidate.has(artifacts.BEST_WEIGHTS)
         ):
             return candidate
@@ -123,8 +126,12 @@ def _fetch(location: Location, name: str, target: Path) -> None:
             return
         except OSError:
             pass
-    pafs.copy_files(location.file(name), str(target), source_filesystem=location.filesystem,
-                    destination_filesystem=pafs.LocalFileSystem())
+    pafs.copy_files(
+        location.file(name),
+        str(target),
+        source_filesystem=location.filesystem,
+        destination_filesystem=pafs.LocalFileSystem(),
+    )
 
 
 def prune_published(checkpoint) -> int:

@@ -83,11 +83,15 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(handler=cmd_run)
 
     sweep = verbs.add_parser("sweep", help="run many configs as one parallel Ray Tune sweep")
-    sweep.add_argument("configs", nargs="*", metavar="CONFIG_OR_DIR", help="configs or folders of them (default: configs/)")
+    sweep.add_argument(
+        "configs", nargs="*", metavar="CONFIG_OR_DIR", help="configs or folders of them (default: configs/)"
+    )
     _add_run_options(sweep)
     _add_set_option(sweep)
     sweep.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
-    sweep.add_argument("--yes", "-y", action="store_true", help="do not ask for confirmation (required without a terminal)")
+    sweep.add_argument(
+        "--yes", "-y", action="store_true", help="do not ask for confirmation (required without a terminal)"
+    )
     sweep.add_argument("--dry-run", action="store_true", help="print the plan and exit")
     sweep.add_argument("--max-concurrent", type=_positive_int, metavar="N", help="at most N trials at once")
     sweep.add_argument("--name", help="sweep name (default: derived from the planned trials, so a re-run finds it)")
@@ -96,39 +100,76 @@ def build_parser() -> argparse.ArgumentParser:
     resume = verbs.add_parser("resume", help="continue an interrupted sweep (default: the latest)")
     resume.add_argument("sweep", nargs="?", metavar="SWEEP", help="a sweep name under RUNS/_tune")
     resume.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    resume.add_argument("--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs")
+    resume.add_argument(
+        "--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs"
+    )
     resume.set_defaults(handler=cmd_resume)
 
     submit = verbs.add_parser("submit", help="run a raytrain command on a Ray cluster as a Ray Job")
     submit.add_argument("--address", required=True, help="the cluster's job server, e.g. http://HEAD:8265")
     submit.add_argument("--no-wait", action="store_true", help="submit and return; do not follow the logs")
-    submit.add_argument("command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- sweep --data-root /data/fer")
+    submit.add_argument(
+        "command", nargs=argparse.REMAINDER, metavar="-- COMMAND", help="e.g. -- sweep --data-root /data/fer"
+    )
     submit.set_defaults(handler=cmd_submit)
 
     compare = verbs.add_parser("compare", help="the leaderboard of finished experiments")
     compare.add_argument("--runs-dir", type=Path, default=Path("runs"))
-    compare.add_argument("--split", choices=("val", "test"), default="val", help="which split's metrics to show (select on val)")
-    compare.add_argument("--sort", default="macro_f1", metavar="METRIC", help="e.g. macro_f1, accuracy, loss, f1/happy, duration_s")
-    compare.add_argument("--top", type=_positive_int, metavar="N", help=f"the best N rows (default {COMPARE_TOP}; --all for every row)")
-    compare.add_argument("--all", action="store_true", help="every row, however many (the CSV in RUNS has them all too)")
+    compare.add_argument(
+        "--split", choices=("val", "test"), default="val", help="which split's metrics to show (select on val)"
+    )
+    compare.add_argument(
+        "--sort", default="macro_f1", metavar="METRIC", help="e.g. macro_f1, accuracy, loss, f1/happy, duration_s"
+    )
+    compare.add_argument(
+        "--top", type=_positive_int, metavar="N", help=f"the best N rows (default {COMPARE_TOP}; --all for every row)"
+    )
+    compare.add_argument(
+        "--all", action="store_true", help="every row, however many (the CSV in RUNS has them all too)"
+    )
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
     compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
-    compare.add_argument("--export", type=_table_file, metavar="FILE", help="also write the table shown, every row and column, to FILE.csv or FILE.parquet")
-    compare.add_argument("--export-runs", type=_table_file, metavar="FILE", help="also write one row per run (every seed), every column, to FILE.csv or FILE.parquet")
+    compare.add_argument(
+        "--export",
+        type=_table_file,
+        metavar="FILE",
+        help="also write the table shown, every row and column, to FILE.csv or FILE.parquet",
+    )
+    compare.add_argument(
+        "--export-runs",
+        type=_table_file,
+        metavar="FILE",
+        help="also write one row per run (every seed), every column, to FILE.csv or FILE.parquet",
+    )
     compare.set_defaults(handler=cmd_compare)
 
     report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
     report.add_argument("--runs-dir", type=Path, default=Path("runs"))
     report.add_argument("--out", type=Path, default=None, help="default: RUNS/report.html")
-    report.add_argument("--top", type=_positive_int, default=50, metavar="N",
-                        help="leaderboard rows (default 50); every row goes to the CSV beside the report")
-    report.add_argument("--detail", type=_positive_int, default=10, metavar="K",
-                        help="experiments drawn with learning curves and per-class F1 (default 10); confusion matrices for up to 6 of them")
+    report.add_argument(
+        "--top",
+        type=_positive_int,
+        default=50,
+        metavar="N",
+        help="leaderboard rows (default 50); every row goes to the CSV beside the report",
+    )
+    report.add_argument(
+        "--detail",
+        type=_positive_int,
+        default=10,
+        metavar="K",
+        help="experiments drawn with learning curves and per-class F1 (default 10); confusion matrices for up to 6 of them",
+    )
     report.set_defaults(handler=cmd_report)
 
     demo = verbs.add_parser("demo", help="synthetic FER data, three small configs in parallel, table and report")
-    demo.add_argument("--out", type=Path, default=Path("raytrain-demo"), help="folder for data, runs and report (default raytrain-demo/)")
+    demo.add_argument(
+        "--out",
+        type=Path,
+        default=Path("raytrain-demo"),
+        help="folder for data, runs and report (default raytrain-demo/)",
+    )
     demo.add_argument("--force", action="store_true", help="train again even if the demo already ran here")
     demo.set_defaults(handler=cmd_demo)
 
@@ -137,7 +178,9 @@ def build_parser() -> argparse.ArgumentParser:
     data = data_parser.add_subparsers(title="data commands", metavar="COMMAND")
     synth = data.add_parser("synth", help="write a synthetic FER-like dataset (procedural faces)")
     synth.add_argument("out", metavar="OUT", help="a new or empty folder")
-    synth.add_argument("--layout", choices=("folders", "csv"), default="folders", help="image folders or one fer2013.csv")
+    synth.add_argument(
+        "--layout", choices=("folders", "csv"), default="folders", help="image folders or one fer2013.csv"
+    )
     synth.add_argument("--size", type=int, default=48, help="image side in pixels (default 48, as FER2013)")
     synth.add_argument("--per-class", type=int, default=None, help="images per class (default: FER-like imbalance)")
     synth.add_argument("--seed", type=int, default=0)
@@ -156,23 +199,40 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data-root", "--data_root", dest="data_root", type=Path, help="image folders or a FER2013 csv")
+    parser.add_argument(
+        "--data-root", "--data_root", dest="data_root", type=Path, help="image folders or a FER2013 csv"
+    )
     parser.add_argument("--force", action="store_true", help="re-run experiments already complete in RUNS")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where results go (default runs/)")
     parser.add_argument("--address", help="an existing Ray cluster: auto, HOST:PORT or ray://HOST:10001")
     parser.add_argument(
-        "--storage", help="where the Tune experiment (checkpoints) lives (default RUNS/_tune); on a cluster "
+        "--storage",
+        help="where the Tune experiment (checkpoints) lives (default RUNS/_tune); on a cluster "
         "s3://BUCKET/PREFIX, with AWS_* variables on every node (cluster/README.md). RUNS stays on this machine",
     )
     parser.add_argument("--cpus-per-trial", type=_positive_float, metavar="C", help="overrides resources.cpu")
-    parser.add_argument("--gpus-per-trial", type=_non_negative_float, metavar="G", help="overrides resources.gpu (0.25 packs 4 trials per GPU)")
-    parser.add_argument("--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs")
     parser.add_argument(
-        "--precision", choices=("auto", "bf16", "fp32"),
+        "--gpus-per-trial",
+        type=_non_negative_float,
+        metavar="G",
+        help="overrides resources.gpu (0.25 packs 4 trials per GPU)",
+    )
+    parser.add_argument(
+        "--verbose", "-v", action="store_true", help="Ray's own output too: Tune's tables and the trials' logs"
+    )
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
         help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; bf16 or fp32 force one)",
     )
-    parser.add_argument("--mlflow", metavar="URI", help="also log each trial as an MLflow run there (e.g. http://127.0.0.1:5000)")
-    parser.add_argument("--wandb", metavar="PROJECT", help="also log each trial as a W&B run in PROJECT (WANDB_MODE=offline: local files)")
+    parser.add_argument(
+        "--mlflow", metavar="URI", help="also log each trial as an MLflow run there (e.g. http://127.0.0.1:5000)"
+    )
+    parser.add_argument(
+        "--wandb",
+        metavar="PROJECT",
+        help="also log each trial as a W&B run in PROJECT (WANDB_MODE=offline: local files)",
+    )
 
 
 def _positive_int(text: str) -> int:
@@ -204,7 +264,11 @@ def _non_negative_float(text: str) -> float:
 
 def _add_set_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
         help="override one config value by its dotted path, e.g. --set training.lr=0.001 (repeatable)",
     )
 
@@ -244,8 +308,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     # --precision is a named --set, applied last so it wins over a --set of the same key
     overrides = [*args.overrides, *([f"training.precision={args.precision}"] if args.precision else [])]
     plan = plan_sweep(
-        args.configs, runs_dir=args.runs_dir, overrides=overrides, filter_prefix=args.filter,
-        force=args.force, cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial, name=args.name,
+        args.configs,
+        runs_dir=args.runs_dir,
+        overrides=overrides,
+        filter_prefix=args.filter,
+        force=args.force,
+        cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial,
+        name=args.name,
     )
     print(plan_table(plan))
     changed = [t.name for t in plan.trials if t.status == "changed" and not plan.force]
@@ -254,7 +324,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     if not plan.to_run:
-        print("nothing to run: every planned experiment is complete in " f"{args.runs_dir} (--force re-runs)")
+        print(f"nothing to run: every planned experiment is complete in {args.runs_dir} (--force re-runs)")
         return 0
     if args.data_root is None:
         raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
@@ -264,14 +334,17 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     interrupted = sweep.interrupted_sweep(args.runs_dir, plan.name)
     if interrupted is not None and _confirm(
         f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of starting over?",
-        args.yes, default=True,
+        args.yes,
+        default=True,
     ):
         settings = sweep.SweepSettings.load(sweep.sweep_file(args.runs_dir, plan.name))
         sweep.require_writable(Path(settings.runs_dir), settings.storage)
         asked = _tracking(args)
         if asked and asked != (settings.tracking or {}):
             # the trackers are saved with the Tune experiment; Tune restores them as they were
-            print(f"note: sweep {plan.name} resumes with the trackers it started with ({settings.tracking or 'none'}), not {asked}")
+            print(
+                f"note: sweep {plan.name} resumes with the trackers it started with ({settings.tracking or 'none'}), not {asked}"
+            )
         check_trackers(settings.tracking)
         return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
     if not _confirm(f"run {len(plan.to_run)} trial(s) as sweep {plan.name}?", args.yes, default=True):
@@ -281,8 +354,14 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     tracking = _tracking(args)
     check_trackers(tracking)  # a tracker that cannot be used is an error before Ray starts
     settings = sweep.start_sweep(
-        plan, data_root=args.data_root, runs_dir=args.runs_dir, storage=args.storage,
-        address=args.address, max_concurrent=args.max_concurrent, tracking=tracking, verbose=args.verbose,
+        plan,
+        data_root=args.data_root,
+        runs_dir=args.runs_dir,
+        storage=args.storage,
+        address=args.address,
+        max_concurrent=args.max_concurrent,
+        tracking=tracking,
+        verbose=args.verbose,
     )
     return _finish(sweep.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
 
@@ -302,7 +381,9 @@ def cmd_resume(args: argparse.Namespace) -> int:
     settings = sweep.SweepSettings.load(path)
     sweep.require_writable(Path(settings.runs_dir), settings.storage)
     check_trackers(settings.tracking)  # the trackers the sweep started with: resumed trials continue their runs
-    print(f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint")
+    print(
+        f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint"
+    )
     return _finish(sweep.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
 
 
@@ -316,7 +397,9 @@ def cmd_submit(args: argparse.Namespace) -> int:
 def _finish(outcome, runs_dir: Path, storage: str) -> int:
     _export(runs_dir)
     pruned = f", {len(outcome.pruned)} pruned" if outcome.pruned else ""  # stopped early by ASHA
-    print(f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/")
+    print(
+        f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/"
+    )
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
     if outcome.unfinished:
@@ -337,8 +420,11 @@ def _export(runs_dir: Path, frame=None) -> None:
     try:
         results.export(runs_dir, frame)
     except OSError as err:  # a full or read-only disk: the experiments are safe; the tables can wait
-        print(f"warning: {runs_dir}: could not write results.parquet/.csv ({err.strerror or err}); "
-              "`raytrain compare` writes them once the folder can be written", file=sys.stderr)
+        print(
+            f"warning: {runs_dir}: could not write results.parquet/.csv ({err.strerror or err}); "
+            "`raytrain compare` writes them once the folder can be written",
+            file=sys.stderr,
+        )
 
 
 def _confirm(question: str, yes: bool, *, default: bool) -> bool:
@@ -360,7 +446,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from raytrain.tables import compare_table, per_class_table, repeats_table
 
     if args.per_class and args.export:
-        raise UserError("--export writes the leaderboard, which --per-class replaces; use --export-runs for every column of every run")
+        raise UserError(
+            "--export writes the leaderboard, which --per-class replaces; use --export-runs for every column of every run"
+        )
     frame = results.load(args.runs_dir)
     if frame.empty:
         raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
@@ -377,13 +465,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
         known = ", ".join(c.split("/", 1)[1] for c in frame.columns if c.startswith(f"{split}/"))
         raise UserError(f"--sort {args.sort}: no such metric; use one of: {known}, duration_s, best_epoch")
     if split == "test" or column.startswith("test/"):
-        print("warning: ranking by test metrics. Choose models on val; test is for reporting the chosen one once.", file=sys.stderr)
+        print(
+            "warning: ranking by test metrics. Choose models on val; test is for reporting the chosen one once.",
+            file=sys.stderr,
+        )
     lower_is_better = column.endswith("loss") or column == "duration_s"
     frame = frame.sort_values(column, ascending=lower_is_better, na_position="last", kind="stable")
     comparisons = None
     if args.baseline:
         if args.baseline not in set(frame["group"]):
-            raise UserError(f"--baseline {args.baseline}: no such experiment; choose from {', '.join(frame['group'].unique())}")
+            raise UserError(
+                f"--baseline {args.baseline}: no such experiment; choose from {', '.join(frame['group'].unique())}"
+            )
         comparisons = analysis.compare_with_baseline(frame, args.runs_dir, args.baseline, split)
         if comparisons.empty:
             comparisons = None  # nothing to pair (no saved predictions): the plain difference only
@@ -400,8 +493,12 @@ def cmd_compare(args: argparse.Namespace) -> int:
         # seeds are repeats, not rivals: rank the groups by their mean
         summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
         table = leaderboard.repeats_table(
-            summary, split=split, classes=classes, baseline=args.baseline,
-            hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(), comparisons=comparisons,
+            summary,
+            split=split,
+            classes=classes,
+            baseline=args.baseline,
+            hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(),
+            comparisons=comparisons,
         )
         print(repeats_table(table.head(top), split=split, classes=classes, baseline=args.baseline))
     else:
@@ -409,23 +506,34 @@ def cmd_compare(args: argparse.Namespace) -> int:
         if args.baseline and comparisons is None:
             baseline = (args.baseline, float(frame.loc[frame["group"] == args.baseline, f"{split}/macro_f1"].iloc[0]))
         table = leaderboard.experiments_table(
-            frame, split=split, hyperparameters=hyperparameters, classes=classes, baseline=baseline, comparisons=comparisons,
+            frame,
+            split=split,
+            hyperparameters=hyperparameters,
+            classes=classes,
+            baseline=baseline,
+            comparisons=comparisons,
         )
         print(compare_table(table.head(top), split=split, sort=column, classes=classes, baseline=args.baseline))
     _print_left_out(len(table) - len(table.head(top)), "experiments", args)
     # the files hold every row of the table, not only the ones the terminal had room for
     if args.export:
-        print(f"wrote {results.write_table(table, args.export)}: the table above, every row and column ({len(table)} rows)")
+        print(
+            f"wrote {results.write_table(table, args.export)}: the table above, every row and column ({len(table)} rows)"
+        )
     if args.export_runs:
         runs = frame[frame["group"].isin(table["experiment"])] if repeats and not args.per_class else frame
-        print(f"wrote {results.write_table(runs, args.export_runs)}: one row per run ({len(runs)} rows, {len(runs.columns)} columns)")
+        print(
+            f"wrote {results.write_table(runs, args.export_runs)}: one row per run ({len(runs)} rows, {len(runs.columns)} columns)"
+        )
     return 0
 
 
 def _print_left_out(count: int, what: str, args: argparse.Namespace) -> None:
     if count > 0:
-        print(f"... and {count} more {what} (--top N or --all shows them; every row is in "
-              f"{args.runs_dir / 'results.csv'}, or --export FILE)")
+        print(
+            f"... and {count} more {what} (--top N or --all shows them; every row is in "
+            f"{args.runs_dir / 'results.csv'}, or --export FILE)"
+        )
 
 
 def cmd_report(args: argparse.Namespace) -> int:
@@ -445,7 +553,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     data, runs = args.out / "data", args.out / "runs"
     if not DEMO_CONFIGS.is_dir():
-        raise UserError(f"{DEMO_CONFIGS}: the demo configs are missing; run the demo from a raytrain checkout (pip install -e .)")
+        raise UserError(
+            f"{DEMO_CONFIGS}: the demo configs are missing; run the demo from a raytrain checkout (pip install -e .)"
+        )
     if data.is_dir():
         print(f"[demo] 1/4 synthetic FER data: reusing {data}")
     else:
@@ -455,7 +565,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
     # the demo is these three commands, parsed as a user would type them
     parser = build_parser()
     force = ["--force"] if args.force else []
-    code = cmd_sweep(parser.parse_args(["sweep", str(DEMO_CONFIGS), "--data-root", str(data), "--runs-dir", str(runs), "--yes", *force]))
+    code = cmd_sweep(
+        parser.parse_args(
+            ["sweep", str(DEMO_CONFIGS), "--data-root", str(data), "--runs-dir", str(runs), "--yes", *force]
+        )
+    )
     print("[demo] 3/4 the leaderboard (`raytrain compare`)", flush=True)
     cmd_compare(parser.parse_args(["compare", "--runs-dir", str(runs), "--baseline", "baseline_small"]))
     print("[demo] 4/4 the report (`raytrain report`)", flush=True)
@@ -496,4 +610,3 @@ def _problem_list(problems: list[str]) -> str:
     if len(problems) == 1:
         return problems[0]
     return f"{len(problems)} problems:\n" + "\n".join(f"  {p}" for p in problems)
-

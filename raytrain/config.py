@@ -73,8 +73,7 @@ class TrainingConfig(_Section):
     def _freeze_shorter_than_training(self) -> TrainingConfig:
         if self.freeze_epochs >= self.epochs:
             raise ValueError(
-                f"freeze_epochs ({self.freeze_epochs}) must be < epochs ({self.epochs}),"
-                " or the backbone never trains"
+                f"freeze_epochs ({self.freeze_epochs}) must be < epochs ({self.epochs}), or the backbone never trains"
             )
         return self
 
@@ -191,12 +190,16 @@ class SearchConfig(_Section):
     def _adaptive_space(self) -> SearchConfig:
         if self.algorithm == "grid_random":
             if self.max_concurrent is not None:
-                raise ValueError("max_concurrent: only applies to an adaptive search (algorithm: optuna); "
-                                 "for grid_random use `raytrain sweep --max-concurrent N`")
+                raise ValueError(
+                    "max_concurrent: only applies to an adaptive search (algorithm: optuna); "
+                    "for grid_random use `raytrain sweep --max-concurrent N`"
+                )
             return self
         if not self.space:
-            raise ValueError(f"space: algorithm {self.algorithm} needs at least one searched key, "
-                             "e.g. space: {training.lr: {loguniform: [1.0e-4, 3.0e-3]}}")
+            raise ValueError(
+                f"space: algorithm {self.algorithm} needs at least one searched key, "
+                "e.g. space: {training.lr: {loguniform: [1.0e-4, 3.0e-3]}}"
+            )
         return self
 
 
@@ -310,7 +313,9 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[
     parent_path = path.parent / parent_name
     if not parent_path.is_file():
         raise ConfigError(
-            [f"{path}: extends: {parent_name} not found (looked for {parent_path}); paths are relative to {path.parent}"]
+            [
+                f"{path}: extends: {parent_name} not found (looked for {parent_path}); paths are relative to {path.parent}"
+            ]
         )
     parent, origins = _read_with_extends(parent_path, (*chain, resolved))
     parent.pop("name", None)  # a name belongs to its own file; the child's default is its stem
@@ -400,7 +405,9 @@ def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str
             )
     seed = raw.get("other", {}).get("seed") if isinstance(raw.get("other"), dict) else None
     if isinstance(seed, list):
-        problems.append(f"{_origin_of('other.seed', origins, path)}: other.seed: {_NO_REPEATS.format(algorithm=algorithm)}")
+        problems.append(
+            f"{_origin_of('other.seed', origins, path)}: other.seed: {_NO_REPEATS.format(algorithm=algorithm)}"
+        )
     return problems
 
 
@@ -409,13 +416,18 @@ def _spec_problems(raw: dict, dotted: str, spec: Any) -> list[str]:
     if section not in RESULT_SECTIONS or key not in _fields_at((section,)):
         known = [f"{s}.{k}" for s in RESULT_SECTIONS for k in _fields_at((s,))]
         hint = closest(dotted, known)
-        return ["unknown key" + (f"; did you mean {hint!r}?" if hint else "; use a dotted config path like training.lr")]
+        return [
+            "unknown key" + (f"; did you mean {hint!r}?" if hint else "; use a dotted config path like training.lr")
+        ]
     if not isinstance(spec, dict) or len(spec) != 1:
         return [f"must be one of {{{', '.join(SEARCH_KINDS)}}} with its values, e.g. {{grid: [1, 2, 3]}}"]
     kind, values = next(iter(spec.items()))
     if kind not in SEARCH_KINDS:
         hint = closest(str(kind), SEARCH_KINDS)
-        return [f"unknown search kind {kind!r}" + (f"; did you mean {hint!r}?" if hint else f"; use one of {', '.join(SEARCH_KINDS)}")]
+        return [
+            f"unknown search kind {kind!r}"
+            + (f"; did you mean {hint!r}?" if hint else f"; use one of {', '.join(SEARCH_KINDS)}")
+        ]
     if not isinstance(values, list) or not values:
         return [f"{kind}: needs a non-empty list of values, got {values!r}"]
     if kind in ("uniform", "loguniform", "randint"):
@@ -442,9 +454,7 @@ def _spec_problems(raw: dict, dotted: str, spec: Any) -> list[str]:
             ExperimentConfig.model_validate(probe)
         except ValidationError as err:
             problems += [
-                f"value {value!r}: {_message(e)}"
-                for e in err.errors()
-                if ".".join(map(str, e["loc"])) == dotted
+                f"value {value!r}: {_message(e)}" for e in err.errors() if ".".join(map(str, e["loc"])) == dotted
             ]
     return problems
 
@@ -583,11 +593,7 @@ def differences(config: ExperimentConfig, base: ExperimentConfig) -> dict[str, t
     """Dotted keys whose values differ from `base`: {key: (base value, this value)}."""
     ours, theirs = _flatten(resolved_dict(config)), _flatten(resolved_dict(base))
     skip = ("name", "description")
-    return {
-        k: (theirs.get(k), v)
-        for k, v in ours.items()
-        if k not in skip and theirs.get(k) != v
-    }
+    return {k: (theirs.get(k), v) for k, v in ours.items() if k not in skip and theirs.get(k) != v}
 
 
 def _flatten(data: dict, prefix: str = "") -> dict[str, Any]:

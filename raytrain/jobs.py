@@ -28,7 +28,9 @@ def submit(address: str, command: list[str], *, follow: bool = True, working_dir
     from ray.job_submission import JobSubmissionClient
 
     if not command:
-        raise UserError("submit: nothing to run; e.g. raytrain submit --address http://HEAD:8265 -- sweep --data-root /data/fer")
+        raise UserError(
+            "submit: nothing to run; e.g. raytrain submit --address http://HEAD:8265 -- sweep --data-root /data/fer"
+        )
     runs_dir = durable_runs_dir(command)
     check_storage_option(command)
     if command[0] == "sweep" and not {"--yes", "-y"} & set(command):
@@ -52,7 +54,11 @@ def submit(address: str, command: list[str], *, follow: bool = True, working_dir
             print(f"submit: attempt {attempt} failed ({type(err).__name__}); retrying", file=sys.stderr)
             time.sleep(2 * attempt)
     print(f"submitted job {job_id}: {entrypoint}", flush=True)
-    where = f"; results in {runs_dir} on the cluster's head node (cluster/README.md: getting results back)" if runs_dir else ""
+    where = (
+        f"; results in {runs_dir} on the cluster's head node (cluster/README.md: getting results back)"
+        if runs_dir
+        else ""
+    )
     if not follow:
         print(f"follow it with `ray job logs -f {job_id} --address {address}`{where}")
         return 0
@@ -72,7 +78,11 @@ def durable_runs_dir(command: list[str]) -> str | None:
     option = "--out" if command[0] == "demo" else "--runs-dir"
     value = _option_value(command, option)
     if value is None or not value.startswith("/"):
-        given = f"{option} {value}" if value else f"no {option} (default {'raytrain-demo' if command[0] == 'demo' else 'runs'}/)"
+        given = (
+            f"{option} {value}"
+            if value
+            else f"no {option} (default {'raytrain-demo' if command[0] == 'demo' else 'runs'}/)"
+        )
         raise UserError(
             f"submit: {command[0]}: {given} would put the results in the job's temporary working directory on "
             f"the head node, which Ray deletes with the job. Give {option} an absolute path on the head node's "

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+
 def experiments_table(
     frame: pd.DataFrame,
     *,
@@ -30,7 +31,9 @@ def experiments_table(
         table[f"{split}/{metric}"] = _column(frame, f"{split}/{metric}")
     if baseline is not None:
         name, reference = baseline
-        table["delta"] = [None if n == name else m - reference for n, m in zip(table["experiment"], table[f"{split}/macro_f1"])]
+        table["delta"] = [
+            None if n == name else m - reference for n, m in zip(table["experiment"], table[f"{split}/macro_f1"])
+        ]
     if comparisons is not None:
         table = _with_comparisons(table, frame["group"].to_numpy(), comparisons, baseline_group=None)
     for cls in classes:
@@ -65,12 +68,20 @@ def repeats_table(
     return table
 
 
-def _with_comparisons(table: pd.DataFrame, groups, comparisons: pd.DataFrame, *, baseline_group: str | None) -> pd.DataFrame:
+def _with_comparisons(
+    table: pd.DataFrame, groups, comparisons: pd.DataFrame, *, baseline_group: str | None
+) -> pd.DataFrame:
     """The paired test's columns for each row's group; empty for the baseline and for groups it
     could not pair (no saved predictions, other images)."""
     by_group = comparisons.set_index("group") if len(comparisons) else None
     # the paired comparison's columns: mean difference in macro F1, its 95% interval, Holm-adjusted p
-    source = {"delta": "diff", "delta/low": "low", "delta/high": "high", "p_holm": "p_holm", "significant": "significant"}
+    source = {
+        "delta": "diff",
+        "delta/low": "low",
+        "delta/high": "high",
+        "p_holm": "p_holm",
+        "significant": "significant",
+    }
     for column, name in source.items():
         table[column] = [
             by_group.at[g, name] if by_group is not None and g in by_group.index and g != baseline_group else None

@@ -85,9 +85,7 @@ class EpochMetrics:
         return out
 
 
-def metrics_artifact(
-    metrics: dict, class_names: Sequence[str], *, epoch: int, split: str, loss: float
-) -> dict:
+def metrics_artifact(metrics: dict, class_names: Sequence[str], *, epoch: int, split: str, loss: float) -> dict:
     """compute()'s dict as best_metrics.json / test_metrics.json: {epoch, split, accuracy, macro_f1,
     loss, class_names, per_class: {<class>: {precision, recall, f1, support}}}."""
     return {

@@ -114,7 +114,7 @@ def _cpu_model_and_flags() -> tuple[str, str]:
 
 
 def resolve_precision(precision: str, device: torch.device, cache_dir: Path | None = None) -> str:
-    """"auto" -> "bf16" on CUDA GPUs that support it and on CPUs where it is measured faster
+    """ "auto" -> "bf16" on CUDA GPUs that support it and on CPUs where it is measured faster
     (see cpu_bf16_speedup; `cache_dir` keeps that measurement), else "fp32"."""
     if precision != "auto":
         return precision

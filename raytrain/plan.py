@@ -77,7 +77,9 @@ def plan_sweep(
     trials: list[PlannedTrial] = []
     for path, config in loaded:
         # expanded experiments carry no search section: keep the scheduler their config asked for
-        asha = config.search.scheduler.model_dump() if config.search and config.search.scheduler.type == "asha" else None
+        asha = (
+            config.search.scheduler.model_dump() if config.search and config.search.scheduler.type == "asha" else None
+        )
         for experiment in expand(config):
             if filter_prefix and not experiment.name.startswith(filter_prefix):
                 continue
@@ -92,7 +94,9 @@ def plan_sweep(
     seen: dict[str, Path] = {}
     for trial in trials:
         if trial.name in seen:
-            problems.append(f"{trial.source}: name: {trial.name!r} is also the name of an experiment in {seen[trial.name]}; names must be unique")
+            problems.append(
+                f"{trial.source}: name: {trial.name!r} is also the name of an experiment in {seen[trial.name]}; names must be unique"
+            )
         seen[trial.name] = trial.source
     if problems:
         raise ConfigError(problems)
@@ -146,5 +150,9 @@ def _default_name(trials: list[PlannedTrial]) -> str:
 def _identity(trial: PlannedTrial) -> list:
     # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
     if trial.adaptive:
-        return [trial.name, config_hash(trial.config), json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True)]
+        return [
+            trial.name,
+            config_hash(trial.config),
+            json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True),
+        ]
     return [trial.name, config_hash(trial.config)]

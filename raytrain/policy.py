@@ -30,7 +30,9 @@ def checkpoint_rank(best_epoch: int, *, holds_best_weights: bool) -> float:
 def checkpoint_config() -> tune.CheckpointConfig:
     # num_to_keep=1 with a score keeps the best-ranked checkpoint AND the latest one (Tune always
     # keeps it): the latest to continue from, and the one whose best.pt the latest refers to
-    return tune.CheckpointConfig(num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_RANK, checkpoint_score_order="max")
+    return tune.CheckpointConfig(
+        num_to_keep=1, checkpoint_score_attribute=CHECKPOINT_RANK, checkpoint_score_order="max"
+    )
 
 
 class CheckpointCadence:
@@ -72,4 +74,6 @@ def stopped_by_scheduler(experiment: dict, last_result: dict) -> bool:
     epoch = last_result.get("epoch")
     if epoch is None:
         return False
-    return epoch < experiment["training"]["epochs"] and last_result["epochs_since_best"] < experiment["other"]["patience"]
+    return (
+        epoch < experiment["training"]["epochs"] and last_result["epochs_since_best"] < experiment["other"]["patience"]
+    )

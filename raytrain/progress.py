@@ -75,7 +75,9 @@ def sweep_status(trials: list[TrialState], planned: int, epochs_per_unproposed: 
     eta = None
     if timed:
         eta = epochs_left * (sum(timed) / len(timed)) / max(1, running)
-    return SweepStatus(running, done, pending, failed, (best.name, best.best) if best else None, epochs_done, epochs_left, eta)
+    return SweepStatus(
+        running, done, pending, failed, (best.name, best.best) if best else None, epochs_done, epochs_left, eta
+    )
 
 
 def trial_state(trial, status: str | None = None) -> TrialState:
@@ -83,8 +85,11 @@ def trial_state(trial, status: str | None = None) -> TrialState:
     result = trial.last_result or {}
     best = result.get("best/val/macro_f1")
     return TrialState(
-        name=experiment["name"], status=status or trial.status, epochs_done=int(result.get("epoch") or 0),
-        epochs_planned=int(experiment["training"]["epochs"]), seconds=float(result.get("time_total_s") or 0.0),
+        name=experiment["name"],
+        status=status or trial.status,
+        epochs_done=int(result.get("epoch") or 0),
+        epochs_planned=int(experiment["training"]["epochs"]),
+        seconds=float(result.get("time_total_s") or 0.0),
         best=float(best) if best is not None else None,
     )
 
@@ -121,7 +126,11 @@ class SweepProgress(tune.Callback):
         if self._shown is not None and now - self._last_drawn >= LIVE_REFRESH_S:
             self._shown.set_status(self._line(trials))
             self._last_drawn = now
-        elif self._shown is None and now - self._last_printed >= PLAIN_EVERY_S and any(t.status == "RUNNING" for t in trials):
+        elif (
+            self._shown is None
+            and now - self._last_printed >= PLAIN_EVERY_S
+            and any(t.status == "RUNNING" for t in trials)
+        ):
             self._print(trials)
 
     # Tune calls these before it changes the trial's status, so the status says it here

@@ -24,7 +24,11 @@ def checkout_commit(folder: Path | None = None) -> str | None:
     """HEAD of the git checkout at `folder` (default: the working directory), short form."""
     try:
         out = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True, timeout=5, cwd=folder,
+            ["git", "rev-parse", "--short", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=5,
+            cwd=folder,
         )
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-
 from matplotlib import colormaps
-from matplotlib.colors import to_hex
 
 # Figure + the Agg canvas, not pyplot: nothing registers in pyplot's global figure list (so nothing can
 # leak or need closing) and a notebook that imports this module keeps its own backend.
 from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator
 from matplotlib.transforms import offset_copy
@@ -52,7 +51,10 @@ INTERVALS_TITLE = "Mean and 95% interval over seeds"
 # a plot, and a 1,000-experiment page has a dozen of them. A plot with names or categories on it keeps
 # constrained layout, which sizes its margins to whatever the names are.
 FIXED_MARGINS = (0.75, 0.25, 0.6, 0.4)
-PANEL_GAPS = (0.15, 0.75)  # inches between fixed-layout panels: side by side (a shared y axis) and stacked (x labels between)
+PANEL_GAPS = (
+    0.15,
+    0.75,
+)  # inches between fixed-layout panels: side by side (a shared y axis) and stacked (x labels between)
 
 
 class ReportError(UserError):
@@ -76,7 +78,9 @@ def write_report(runs_dir: str | Path, out_path: str | Path, *, top: int = TOP_R
 
 def _load(runs_dir: Path) -> pd.DataFrame:
     if not runs_dir.is_dir():
-        raise ReportError(f"{runs_dir}: no such folder; run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})")
+        raise ReportError(
+            f"{runs_dir}: no such folder; run a sweep first (raytrain sweep --data-root DATA --runs-dir {runs_dir})"
+        )
     frame = results.load(runs_dir)
     if frame.empty:
         raise ReportError(
@@ -86,8 +90,15 @@ def _load(runs_dir: Path) -> pd.DataFrame:
     return frame.sort_values(METRIC, ascending=False, na_position="last", kind="stable").reset_index(drop=True)
 
 
-def render_report(runs_dir: Path, now: datetime | None = None, *, frame: pd.DataFrame | None = None, top: int = TOP_ROWS,
-                  detail: int = TOP_DETAIL, csv_name: str | None = None) -> str:
+def render_report(
+    runs_dir: Path,
+    now: datetime | None = None,
+    *,
+    frame: pd.DataFrame | None = None,
+    top: int = TOP_ROWS,
+    detail: int = TOP_DETAIL,
+    csv_name: str | None = None,
+) -> str:
     """The whole page as one HTML string. The leaderboard shows the best `top` rows and counts the
     rest (all of them are in `csv_name`); learning curves, per-class F1 and confusion matrices are
     drawn for the best `detail`: past ten lines or matrices a page stops being read, and past a few
@@ -102,27 +113,51 @@ def render_report(runs_dir: Path, now: datetime | None = None, *, frame: pd.Data
         group_varying = [c for c in varying if c != analysis.SEED_COLUMN]
         order = _group_order(frame, summary)[:detail]
         history = results.load_history(runs_dir, list(frame.loc[frame["group"].isin(order), "experiment"]))
-        leaderboard = ("<h3>Groups, over their seeds</h3>\n" + group_table_html(frame, summary.head(top), group_varying)
-                       + _more_line(len(summary) - top, "groups", csv_name)
-                       + "\n<h3>Every run</h3>\n" + leaderboard_html(frame.head(top), varying)
-                       + _more_line(len(frame) - top, "runs", csv_name))
+        leaderboard = (
+            "<h3>Groups, over their seeds</h3>\n"
+            + group_table_html(frame, summary.head(top), group_varying)
+            + _more_line(len(summary) - top, "groups", csv_name)
+            + "\n<h3>Every run</h3>\n"
+            + leaderboard_html(frame.head(top), varying)
+            + _more_line(len(frame) - top, "runs", csv_name)
+        )
         sections = [
             ("leaderboard", "Leaderboard", "Leaderboard", leaderboard),
-            ("intervals", "Intervals", INTERVALS_TITLE, intervals_html(frame, summary.head(detail), total=len(summary))),
+            (
+                "intervals",
+                "Intervals",
+                INTERVALS_TITLE,
+                intervals_html(frame, summary.head(detail), total=len(summary)),
+            ),
             ("curves", "Learning curves", "Learning curves", group_curves_html(frame, history, summary, order=order)),
         ]
         hyperparameters = group_hyperparameters_html(frame, summary.head(top), group_varying, total=len(summary))
     else:
         history = results.load_history(runs_dir, list(frame["experiment"].head(detail)))
         sections = [
-            ("leaderboard", "Leaderboard", "Leaderboard",
-             leaderboard_html(frame.head(top), varying) + _more_line(len(frame) - top, "experiments", csv_name)),
-            ("curves", "Learning curves", "Learning curves", learning_curves_html(frame.head(detail), history, total=len(frame))),
+            (
+                "leaderboard",
+                "Leaderboard",
+                "Leaderboard",
+                leaderboard_html(frame.head(top), varying) + _more_line(len(frame) - top, "experiments", csv_name),
+            ),
+            (
+                "curves",
+                "Learning curves",
+                "Learning curves",
+                learning_curves_html(frame.head(detail), history, total=len(frame)),
+            ),
         ]
         hyperparameters = hyperparameters_html(frame, varying)
     if frame["experiment"].map(search_of).notna().any():
-        sections.append(("search", "Search progress", "Search progress: best val macro F1 so far",
-                         search_progress_html(frame) + search_knobs_html(frame)))
+        sections.append(
+            (
+                "search",
+                "Search progress",
+                "Search progress: best val macro F1 so far",
+                search_progress_html(frame) + search_knobs_html(frame),
+            )
+        )
     sections += [
         ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame.head(detail), total=len(frame))),
         ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame, detail)),
@@ -144,7 +179,9 @@ def _more_line(count: int, what: str, csv_name: str | None) -> str:
 def group_summary(frame: pd.DataFrame) -> pd.DataFrame:
     """analysis.summarize_repeats on val, best mean macro F1 first: the order of every group plot."""
     summary = analysis.summarize_repeats(frame, "val")
-    return summary.sort_values("macro_f1/mean", ascending=False, na_position="last", kind="stable").reset_index(drop=True)
+    return summary.sort_values("macro_f1/mean", ascending=False, na_position="last", kind="stable").reset_index(
+        drop=True
+    )
 
 
 # --- sections: each takes DataFrames and returns escaped HTML --------------------------------------
@@ -162,7 +199,9 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
     ]
     damaged = frame[frame["status"] == results.DAMAGED]
     if len(damaged):
-        problems = _some([f"{name}: {problem}" for name, problem in zip(damaged["experiment"], damaged["problem"])], "; ")
+        problems = _some(
+            [f"{name}: {problem}" for name, problem in zip(damaged["experiment"], damaged["problem"])], "; "
+        )
         parts.append(
             f'<p class="note">{len(damaged)} of {n} experiments {"is" if len(damaged) == 1 else "are"} damaged and left out of '
             f"the plots: {_esc(problems)}. Run {'its' if len(damaged) == 1 else 'their'} config again to repair it.</p>"
@@ -181,9 +220,14 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
             f'<p class="note">{len(unfinished)} of {n} experiments {"is" if len(unfinished) == 1 else "are"} not finished: {_esc(names)}. '
             "Their numbers are from the best epoch so far; they have no confusion matrix or test metrics yet.</p>"
         )
-    links = links or [("leaderboard", "Leaderboard"), ("curves", "Learning curves"), ("per-class", "Per-class F1"),
-                      ("confusion", "Confusion matrices"), ("hyperparameters", "Hyperparameters")]
-    parts.append('<nav>' + " &middot; ".join(f'<a href="#{_esc(a)}">{_esc(t)}</a>' for a, t in links) + "</nav>")
+    links = links or [
+        ("leaderboard", "Leaderboard"),
+        ("curves", "Learning curves"),
+        ("per-class", "Per-class F1"),
+        ("confusion", "Confusion matrices"),
+        ("hyperparameters", "Hyperparameters"),
+    ]
+    parts.append("<nav>" + " &middot; ".join(f'<a href="#{_esc(a)}">{_esc(t)}</a>' for a, t in links) + "</nav>")
     return "\n".join(parts)
 
 
@@ -199,7 +243,16 @@ def leaderboard_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
     metrics = [("val/accuracy", "val acc"), (METRIC, "val macro F1")]
     if "test/macro_f1" in frame.columns and frame["test/macro_f1"].notna().any():
         metrics += [("test/accuracy", "test acc"), ("test/macro_f1", "test macro F1")]
-    heads = ["#", "experiment", "status", *hyperparameters, *(label for _, label in metrics), "best epoch", "epochs run", "duration"]
+    heads = [
+        "#",
+        "experiment",
+        "status",
+        *hyperparameters,
+        *(label for _, label in metrics),
+        "best epoch",
+        "epochs run",
+        "duration",
+    ]
     best = frame[METRIC].astype(float).idxmax() if frame[METRIC].notna().any() else None
     rows = []
     for position, (i, row) in enumerate(frame.iterrows(), start=1):
@@ -215,10 +268,16 @@ def leaderboard_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
         mark = ' class="best"' if i == best else ""
         rows.append(f"<tr{mark}>{''.join(cells)}</tr>")
     head = "".join(f"<th>{_esc(h)}</th>" for h in heads)
-    caption = ("Sorted by val macro F1; the highlighted row is the best. "
-               + ("Hyperparameter columns are the config keys that differ between experiments." if hyperparameters
-                  else "No config key differs between the experiments."))
-    return f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+    caption = "Sorted by val macro F1; the highlighted row is the best. " + (
+        "Hyperparameter columns are the config keys that differ between experiments."
+        if hyperparameters
+        else "No config key differs between the experiments."
+    )
+    return (
+        f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
 
 
 def group_table_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str]) -> str:
@@ -233,33 +292,52 @@ def group_table_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters
         cells = [f'<td class="num">{position}</td>', f"<td>{_esc(group)}</td>", f'<td class="num">{int(row["n"])}</td>']
         cells += [f"<td>{_esc(_format_value(settings.loc[group, c]))}</td>" for c in hyperparameters]
         spread = f"{_format_metric(row['macro_f1/mean'])} ± {_format_metric(row['macro_f1/std'])}"
-        cells += [f'<td class="num">{_esc(spread)}</td>',
-                  f'<td class="num">{_esc(_format_interval(row["macro_f1/low"], row["macro_f1/high"]))}</td>',
-                  f'<td class="num">{_esc(_format_metric(row["accuracy/mean"]))}</td>']
+        cells += [
+            f'<td class="num">{_esc(spread)}</td>',
+            f'<td class="num">{_esc(_format_interval(row["macro_f1/low"], row["macro_f1/high"]))}</td>',
+            f'<td class="num">{_esc(_format_metric(row["accuracy/mean"]))}</td>',
+        ]
         mark = ' class="best"' if position == 1 else ""
         rows.append(f"<tr{mark}>{''.join(cells)}</tr>")
     head = "".join(f"<th>{_esc(h)}</th>" for h in heads)
     left_out = sorted(set(frame["group"]) - set(summary["group"]))
-    caption = ("One row per experiment repeated over seeds, sorted by mean val macro F1; n is its finished seeds, and "
-               "unfinished or failed ones are left out. The interval is the 95% Student t interval of the mean "
-               "(n − 1 degrees of freedom): with 2–3 seeds it is wide, and with one seed there is none. "
-               "To test a group against a baseline seed by seed: <code>raytrain compare --baseline NAME</code>.")
+    caption = (
+        "One row per experiment repeated over seeds, sorted by mean val macro F1; n is its finished seeds, and "
+        "unfinished or failed ones are left out. The interval is the 95% Student t interval of the mean "
+        "(n − 1 degrees of freedom): with 2–3 seeds it is wide, and with one seed there is none. "
+        "To test a group against a baseline seed by seed: <code>raytrain compare --baseline NAME</code>."
+    )
     if left_out:
         caption += f" No seed finished yet: {_esc(', '.join(left_out))}."
-    return f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n' + "\n".join(rows) + "\n</tbody>\n</table>"
+    return (
+        f'<p class="caption">{caption}</p>\n<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
 
 
 def intervals_html(frame: pd.DataFrame, summary: pd.DataFrame, total: int | None = None) -> str:
     if summary.empty:
         return "<p>No group has a finished seed yet.</p>"
     fig, clipped = intervals_figure(frame, summary)
-    caption = (f"The best {len(summary)} of {total} experiments by mean val macro F1. " if total and total > len(summary) else "")
-    caption += ("Each point is an experiment's mean over its finished seeds and the bar its 95% Student t interval; "
-               "the faint dots beside it are the seeds one by one. Bars that overlap do not show two experiments are "
-               "equal: with seeds shared, <code>raytrain compare --baseline NAME</code> tests the paired differences.")
+    caption = (
+        f"The best {len(summary)} of {total} experiments by mean val macro F1. "
+        if total and total > len(summary)
+        else ""
+    )
+    caption += (
+        "Each point is an experiment's mean over its finished seeds and the bar its 95% Student t interval; "
+        "the faint dots beside it are the seeds one by one. Bars that overlap do not show two experiments are "
+        "equal: with seeds shared, <code>raytrain compare --baseline NAME</code> tests the paired differences."
+    )
     if clipped:
-        caption += " Where the t interval runs past the metric's range it is drawn cut at 0 or 1; the table has it whole."
-    return _img(fig, "val macro F1 and accuracy by experiment, mean and 95% interval over seeds") + f'\n<p class="caption">{caption}</p>'
+        caption += (
+            " Where the t interval runs past the metric's range it is drawn cut at 0 or 1; the table has it whole."
+        )
+    return (
+        _img(fig, "val macro F1 and accuracy by experiment, mean and 95% interval over seeds")
+        + f'\n<p class="caption">{caption}</p>'
+    )
 
 
 def intervals_figure(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure, bool]:
@@ -277,7 +355,9 @@ def intervals_figure(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure
         for rank, group in enumerate(summary["group"]):
             seeds = done.loc[done["group"] == group, f"val/{metric}"].to_numpy(dtype=float)
             clipped |= _draw_interval(ax, rank, summary.iloc[rank], metric, seeds, _line_style(rank)["color"])
-        ax.set_xticks(range(n_groups), ticks, rotation=30 if n_groups > 4 else 0, ha="right" if n_groups > 4 else "center")
+        ax.set_xticks(
+            range(n_groups), ticks, rotation=30 if n_groups > 4 else 0, ha="right" if n_groups > 4 else "center"
+        )
         ax.set_xlim(-0.6, n_groups - 0.4)
         ax.set_ylabel(label)
         ax.set_title(f"{label} by experiment, mean and 95% interval over seeds", fontsize=10)
@@ -285,19 +365,26 @@ def intervals_figure(frame: pd.DataFrame, summary: pd.DataFrame) -> tuple[Figure
     return fig, clipped
 
 
-def group_curves_html(frame: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame, order: list[str] | None = None) -> str:
+def group_curves_html(
+    frame: pd.DataFrame, history: pd.DataFrame, summary: pd.DataFrame, order: list[str] | None = None
+) -> str:
     if history.empty or METRIC not in history.columns:
         return "<p>No per-epoch history yet.</p>"
     total = frame["group"].nunique()
     order = order if order is not None else _group_order(frame, summary)
-    caption = ("One line per experiment: its mean over seeds at each epoch. The shaded band runs from the lowest to the "
-               "highest seed (min–max), not a confidence interval. An epoch only some seeds reached (stopped early, "
-               "still running) is the mean of those seeds.")
+    caption = (
+        "One line per experiment: its mean over seeds at each epoch. The shaded band runs from the lowest to the "
+        "highest seed (min–max), not a confidence interval. An epoch only some seeds reached (stopped early, "
+        "still running) is the mean of those seeds."
+    )
     if len(order) > MAX_COLOURED:
         caption += f" The best {MAX_COLOURED} of {len(order)} by mean val macro F1 are in colour, the rest grey."
     if total > len(order):
         caption += f" Drawn for the best {len(order)} of {total} experiments."
-    return _img(group_curves_figure(frame, history, order), "learning curves, mean over seeds") + f'\n<p class="caption">{caption}</p>'
+    return (
+        _img(group_curves_figure(frame, history, order), "learning curves, mean over seeds")
+        + f'\n<p class="caption">{caption}</p>'
+    )
 
 
 def group_curves_figure(frame: pd.DataFrame, history: pd.DataFrame, order: list[str] | None = None) -> Figure:
@@ -320,9 +407,18 @@ def group_curves_figure(frame: pd.DataFrame, history: pd.DataFrame, order: list[
         for ax, column in zip(axes, columns):
             # label the first panel's lines only: fig.legend gathers every axis and would list each twice
             ax.plot(mean.index, mean[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
-            ax.fill_between(mean.index, low[column], high[column], color=style["color"], alpha=0.18 if rank < MAX_COLOURED else 0.08,
-                            linewidth=0, zorder=style["zorder"] - 1)
-    _finish_curve_axes(fig, axes, panels, history, title="{} per epoch, mean and min–max over seeds", legend="experiment (seeds)")
+            ax.fill_between(
+                mean.index,
+                low[column],
+                high[column],
+                color=style["color"],
+                alpha=0.18 if rank < MAX_COLOURED else 0.08,
+                linewidth=0,
+                zorder=style["zorder"] - 1,
+            )
+    _finish_curve_axes(
+        fig, axes, panels, history, title="{} per epoch, mean and min–max over seeds", legend="experiment (seeds)"
+    )
     return fig
 
 
@@ -354,9 +450,25 @@ def learning_curves_html(frame: pd.DataFrame, history: pd.DataFrame, total: int 
         label = row["experiment"] if rank < MAX_COLOURED else None
         for ax, (column, _) in zip(axes, panels):
             # label the first panel's lines only: fig.legend gathers every axis and would list each twice
-            ax.plot(epochs["epoch"], epochs[column], marker="o", markersize=3, label=label if ax is axes[0] else None, **style)
-            ax.plot(best["epoch"], best[column], linestyle="none", marker="*", markersize=13,
-                    color=style["color"], markeredgecolor="black", markeredgewidth=0.6, zorder=style["zorder"] + 1)
+            ax.plot(
+                epochs["epoch"],
+                epochs[column],
+                marker="o",
+                markersize=3,
+                label=label if ax is axes[0] else None,
+                **style,
+            )
+            ax.plot(
+                best["epoch"],
+                best[column],
+                linestyle="none",
+                marker="*",
+                markersize=13,
+                color=style["color"],
+                markeredgecolor="black",
+                markeredgewidth=0.6,
+                zorder=style["zorder"] + 1,
+            )
     _finish_curve_axes(fig, axes, panels, history, title="{} per epoch", legend="experiment")
     caption = "One line per experiment; the star marks its best epoch (the weights it kept)."
     if len(frame) > MAX_COLOURED:
@@ -384,8 +496,10 @@ def search_progress_html(frame: pd.DataFrame) -> str:
     ax.set_ylabel("val macro F1")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.legend(loc="lower right", fontsize=8)
-    caption = ("The line is the best val macro F1 among the trials so far, in the order the searcher proposed them; "
-               "dots are single trials, crosses trials the scheduler pruned (scored by the epochs they ran).")
+    caption = (
+        "The line is the best val macro F1 among the trials so far, in the order the searcher proposed them; "
+        "dots are single trials, crosses trials the scheduler pruned (scored by the epochs they ran)."
+    )
     return _img(fig, "best val macro F1 so far against trials finished") + f'\n<p class="caption">{caption}</p>'
 
 
@@ -403,12 +517,18 @@ def search_knobs_html(frame: pd.DataFrame) -> str:
             continue
         best = group.loc[group[METRIC].astype(float).idxmax()]
         parts.append(f"<h3>{_esc(search)}: val macro F1 against each searched knob</h3>")
-        parts.append(_img(search_knobs_figure(group, knobs, search), f"{search}: val macro F1 against each searched knob"))
-        parts.append(f'<p class="caption">{len(group)} trials. The gold star is the best, {_esc(best["experiment"])} '
-                     f"(val macro F1 {_format_metric(best[METRIC])}); crosses are trials the scheduler pruned.</p>")
+        parts.append(
+            _img(search_knobs_figure(group, knobs, search), f"{search}: val macro F1 against each searched knob")
+        )
+        parts.append(
+            f'<p class="caption">{len(group)} trials. The gold star is the best, {_esc(best["experiment"])} '
+            f"(val macro F1 {_format_metric(best[METRIC])}); crosses are trials the scheduler pruned.</p>"
+        )
     if len(best_first) > MAX_SEARCH_PLOTS:
-        parts.append(f'<p class="more">and {len(best_first) - MAX_SEARCH_PLOTS} more searches, not drawn '
-                     f"(the best {MAX_SEARCH_PLOTS} by their best trial are)</p>")
+        parts.append(
+            f'<p class="more">and {len(best_first) - MAX_SEARCH_PLOTS} more searches, not drawn '
+            f"(the best {MAX_SEARCH_PLOTS} by their best trial are)</p>"
+        )
     return "\n" + "\n".join(parts) if parts else ""
 
 
@@ -420,7 +540,7 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
     all_numbers = all(values is not None for values in numbers.values())
     fig = _figure((3.0 * columns + 0.6, 2.8 * rows + 0.4), fixed=all_numbers, top=0.6, grid=(rows, columns))
     axes = fig.subplots(rows, columns, squeeze=False, sharey=True).ravel()
-    for ax in axes[len(knobs):]:
+    for ax in axes[len(knobs) :]:
         ax.set_axis_off()
     pruned = (trials["status"] == "pruned").to_numpy()
     y = trials[METRIC].astype(float)
@@ -437,7 +557,9 @@ def search_knobs_figure(trials: pd.DataFrame, knobs: list[str], search: str) -> 
                 _log_scale(ax, "x")
         style = _points_style(len(trials))
         ax.scatter(x[~pruned], y[~pruned], **style)
-        ax.scatter(x[pruned], y[pruned], **(style | {"marker": "x", "color": "0.45", "linewidth": 1.0, "edgecolor": None}))
+        ax.scatter(
+            x[pruned], y[pruned], **(style | {"marker": "x", "color": "0.45", "linewidth": 1.0, "edgecolor": None})
+        )
         _mark_best(ax, x, y)
         ax.set_xlabel(knob, fontsize=9)
         ax.grid(alpha=0.3)
@@ -453,10 +575,19 @@ def per_class_html(frame: pd.DataFrame, total: int | None = None) -> str:
         return "<p>No per-class val metrics yet.</p>"
     values = frame[[f"val/f1/{c}" for c in classes]].to_numpy(dtype=float)
     # viridis is dark at the low end: white text there
-    table = heat_table(values, list(frame["experiment"]), classes, cmap="viridis", white_text=lambda v: v < 0.55,
-                       corner="experiment", label="val F1 per class at each experiment's best epoch")
-    caption = ("Val F1 per class at each experiment's best epoch, rows in leaderboard order. A class with F1 near 0 is "
-               "one the model never gets right.")
+    table = heat_table(
+        values,
+        list(frame["experiment"]),
+        classes,
+        cmap="viridis",
+        white_text=lambda v: v < 0.55,
+        corner="experiment",
+        label="val F1 per class at each experiment's best epoch",
+    )
+    caption = (
+        "Val F1 per class at each experiment's best epoch, rows in leaderboard order. A class with F1 near 0 is "
+        "one the model never gets right."
+    )
     if total and total > len(values):
         caption += f" The best {len(values)} of {total} experiments; the CSV has every one's per-class columns."
     return table + f'\n<p class="caption">{caption}</p>'
@@ -473,9 +604,11 @@ def confusion_html(runs_dir: Path, frame: pd.DataFrame, detail: int = TOP_DETAIL
             break
     if not shown:
         return "<p>No finished experiment has a confusion matrix yet.</p>"
-    caption = (f"The best {len(shown)} finished experiment{'s' if len(shown) != 1 else ''} by val macro F1, on the val "
-               "split at the best epoch. Rows are the true class and sum to 1, so the diagonal is each class's recall; "
-               "n is the number of val images of that class.")
+    caption = (
+        f"The best {len(shown)} finished experiment{'s' if len(shown) != 1 else ''} by val macro F1, on the val "
+        "split at the best epoch. Rows are the true class and sum to 1, so the diagonal is each class's recall; "
+        "n is the number of val images of that class."
+    )
     matrices = [_confusion_table(name, folder) for name, folder in shown]
     return '<div class="row">\n' + "\n".join(matrices) + f'\n</div>\n<p class="caption">{caption}</p>'
 
@@ -491,13 +624,30 @@ def _confusion_table(name: str, folder: Path) -> str:
     rows = [f"{c} (n={int(n)})" for c, n in zip(classes, support[:, 0])]
     title = f"{name}: epoch {metrics['epoch']}, val macro F1 {metrics['macro_f1']:.3f}"
     # Blues is dark at the high end: white text there
-    table = heat_table(normed, rows, classes, cmap="Blues", white_text=lambda v: v > 0.6, corner="true \\ predicted",
-                       label=f"confusion matrix of {name}", vertical_heads=True)
+    table = heat_table(
+        normed,
+        rows,
+        classes,
+        cmap="Blues",
+        white_text=lambda v: v > 0.6,
+        corner="true \\ predicted",
+        label=f"confusion matrix of {name}",
+        vertical_heads=True,
+    )
     return f'<figure class="matrix"><figcaption>{_esc(title)}</figcaption>\n{table}</figure>'
 
 
-def heat_table(values: np.ndarray, row_labels: list[str], column_labels: list[str], *, cmap: str, white_text,
-               corner: str, label: str, vertical_heads: bool = False) -> str:
+def heat_table(
+    values: np.ndarray,
+    row_labels: list[str],
+    column_labels: list[str],
+    *,
+    cmap: str,
+    white_text,
+    corner: str,
+    label: str,
+    vertical_heads: bool = False,
+) -> str:
     """A matrix of numbers in [0, 1] as an HTML table whose cells are coloured by `cmap`, with the
     number written in each (white where `white_text(value)` says the colour is dark, "–" on grey where
     it is missing). A table, not a picture: the numbers stay exact and selectable at any zoom, and it
@@ -515,8 +665,11 @@ def heat_table(values: np.ndarray, row_labels: list[str], column_labels: list[st
             ink = "#fff" if white_text(value) else "#000"
             cells.append(f'<td style="background:{to_hex(colour)};color:{ink}">{value:.2f}</td>')
         rows.append(f"<tr><th>{_esc(label_text)}</th>{''.join(cells)}</tr>")
-    return (f'<table class="heat" aria-label="{_esc(label)}">\n<thead><tr>{heads}</tr></thead>\n<tbody>\n'
-            + "\n".join(rows) + "\n</tbody>\n</table>")
+    return (
+        f'<table class="heat" aria-label="{_esc(label)}">\n<thead><tr>{heads}</tr></thead>\n<tbody>\n'
+        + "\n".join(rows)
+        + "\n</tbody>\n</table>"
+    )
 
 
 def hyperparameters_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str:
@@ -537,12 +690,16 @@ def hyperparameters_html(frame: pd.DataFrame, hyperparameters: list[str]) -> str
     parts = ['<div class="row">' + "\n".join(images) + "</div>"] if images else []
     if skipped:
         parts.append(f"<p>Not plotted (one value among the scored experiments): {_esc(', '.join(skipped))}.</p>")
-    parts.append(f'<p class="caption">Each point is one experiment; the gold star is the best. A positive numeric '
-                 f"hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a categorical one the bar is the mean.</p>")
+    parts.append(
+        f'<p class="caption">Each point is one experiment; the gold star is the best. A positive numeric '
+        f"hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a categorical one the bar is the mean.</p>"
+    )
     return "\n".join(parts)
 
 
-def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str], total: int | None = None) -> str:
+def group_hyperparameters_html(
+    frame: pd.DataFrame, summary: pd.DataFrame, hyperparameters: list[str], total: int | None = None
+) -> str:
     """hyperparameters_html for repeats: one point per group (its mean over seeds, 95% t interval as
     the error bar), the seeds as faint dots."""
     if len(summary) < 2:
@@ -567,16 +724,22 @@ def group_hyperparameters_html(frame: pd.DataFrame, summary: pd.DataFrame, hyper
         images.append(_img(fig, f"val macro F1 against {column}, mean over seeds"))
     parts = ['<div class="row">' + "\n".join(images) + "</div>"] if images else []
     if skipped:
-        parts.append(f"<p>Not plotted (one value among the groups with a finished seed): {_esc(', '.join(skipped))}.</p>")
-    caption = ("Each point is one experiment's mean over its finished seeds, the bar its 95% Student t interval, the faint "
-               f"dots its seeds. A positive numeric hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a "
-               "categorical one the bar is the mean of the experiments' means.")
+        parts.append(
+            f"<p>Not plotted (one value among the groups with a finished seed): {_esc(', '.join(skipped))}.</p>"
+        )
+    caption = (
+        "Each point is one experiment's mean over its finished seeds, the bar its 95% Student t interval, the faint "
+        f"dots its seeds. A positive numeric hyperparameter spanning more than {LOG_SPAN:g}x is on a log axis; for a "
+        "categorical one the bar is the mean of the experiments' means."
+    )
     if clipped:
         caption += " An interval running past 0 or 1 is drawn cut there."
     if len(summary) > MAX_INTERVALS:
         caption += f" Past the best {MAX_INTERVALS}, experiments are drawn as their mean alone (small, faint)."
     if total and total > len(summary):
-        caption += f" Drawn for the best {len(summary)} of {total} experiments by mean val macro F1 (the leaderboard's)."
+        caption += (
+            f" Drawn for the best {len(summary)} of {total} experiments by mean val macro F1 (the leaderboard's)."
+        )
     parts.append(f'<p class="caption">{caption}</p>')
     return "\n".join(parts)
 
@@ -621,8 +784,17 @@ def _mark_best(ax, x: pd.Series, y: pd.Series) -> None:
     scored = y.notna() & x.notna()
     if scored.any():
         best = y[scored].astype(float).idxmax()
-        ax.scatter([x[best]], [y[best]], marker="*", s=220, color="gold", edgecolor="black", linewidth=0.8, zorder=5,
-                   label="best")
+        ax.scatter(
+            [x[best]],
+            [y[best]],
+            marker="*",
+            s=220,
+            color="gold",
+            edgecolor="black",
+            linewidth=0.8,
+            zorder=5,
+            label="best",
+        )
 
 
 def _name_points_and_scale(ax, x: pd.Series, y: pd.Series, names: pd.Series, *, offset: tuple[int, int]) -> None:
@@ -665,7 +837,9 @@ def _category_positions(labels: pd.Series, categories: list[str]) -> pd.Series:
     return x
 
 
-def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, x: pd.Series) -> tuple[Figure, bool]:
+def _numeric_group_plot(
+    summary: pd.DataFrame, seeds: list[np.ndarray], column: str, x: pd.Series
+) -> tuple[Figure, bool]:
     fig = _figure((4.6, 3.4), fixed=x.notna().sum() > NAMED_POINTS)
     ax = fig.subplots()
     clipped = False
@@ -682,7 +856,9 @@ def _numeric_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: 
     return _finish_hp_axes(fig, ax, column), clipped
 
 
-def _categorical_group_plot(summary: pd.DataFrame, seeds: list[np.ndarray], column: str, values: pd.Series) -> tuple[Figure, bool]:
+def _categorical_group_plot(
+    summary: pd.DataFrame, seeds: list[np.ndarray], column: str, values: pd.Series
+) -> tuple[Figure, bool]:
     labels = values.map(_format_value)
     categories = sorted(labels.unique())
     fig = Figure(figsize=(max(4.6, 0.9 * len(categories) + 1.5), 3.4), layout="constrained")
@@ -720,8 +896,18 @@ def _draw_interval(ax, x: float, row: pd.Series, metric: str, seeds: np.ndarray,
     # axis; seeds with equal scores sit side by side instead of hiding each other
     for k, score in enumerate(seeds):
         beside = offset_copy(ax.transData, fig=ax.figure, x=9 + 4 * k, units="points")
-        ax.plot([x], [score], linestyle="none", marker="o", markersize=4, color=colour, alpha=0.4,
-                markeredgewidth=0, zorder=2, transform=beside)
+        ax.plot(
+            [x],
+            [score],
+            linestyle="none",
+            marker="o",
+            markersize=4,
+            color=colour,
+            alpha=0.4,
+            markeredgewidth=0,
+            zorder=2,
+            transform=beside,
+        )
     if len(seeds):
         # a line drawn through an offset transform does not count towards autoscaling: a seed outside the
         # interval (likely with many seeds) would fall off the axes without this
@@ -732,8 +918,19 @@ def _draw_interval(ax, x: float, row: pd.Series, metric: str, seeds: np.ndarray,
         shown_low, shown_high = max(float(low), 0.0), min(float(high), 1.0)
         clipped = shown_low != low or shown_high != high
         error = [[mean - shown_low], [shown_high - mean]]
-    ax.errorbar([x], [mean], yerr=error, fmt="o", color=colour, markersize=7, markeredgecolor="black", markeredgewidth=0.6,
-                capsize=5, elinewidth=1.6, zorder=3)
+    ax.errorbar(
+        [x],
+        [mean],
+        yerr=error,
+        fmt="o",
+        color=colour,
+        markersize=7,
+        markeredgecolor="black",
+        markeredgewidth=0.6,
+        capsize=5,
+        elinewidth=1.6,
+        zorder=3,
+    )
     return clipped
 
 
@@ -743,7 +940,9 @@ def _group_order(frame: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     return order + [group for group in frame["group"].unique() if group not in order]
 
 
-def _figure(size: tuple[float, float], *, fixed: bool, top: float = FIXED_MARGINS[3], grid: tuple[int, int] = (1, 1)) -> Figure:
+def _figure(
+    size: tuple[float, float], *, fixed: bool, top: float = FIXED_MARGINS[3], grid: tuple[int, int] = (1, 1)
+) -> Figure:
     """A figure of `size` inches: with FIXED_MARGINS (and `top` for a title) when `fixed`, for a plot
     of numbers and fixed words only; else with constrained layout, which fits any label."""
     if not fixed:
@@ -753,8 +952,14 @@ def _figure(size: tuple[float, float], *, fixed: bool, top: float = FIXED_MARGIN
     left, right, bottom, _ = FIXED_MARGINS
     panel_width = (width - left - right - (columns - 1) * PANEL_GAPS[0]) / columns
     panel_height = (height - bottom - top - (rows - 1) * PANEL_GAPS[1]) / rows
-    fig.subplots_adjust(left=left / width, right=1 - right / width, bottom=bottom / height, top=1 - top / height,
-                        wspace=PANEL_GAPS[0] / panel_width, hspace=PANEL_GAPS[1] / panel_height)
+    fig.subplots_adjust(
+        left=left / width,
+        right=1 - right / width,
+        bottom=bottom / height,
+        top=1 - top / height,
+        wspace=PANEL_GAPS[0] / panel_width,
+        hspace=PANEL_GAPS[1] / panel_height,
+    )
     return fig
 
 
@@ -787,7 +992,9 @@ def _img(fig: Figure, alt: str) -> str:
 def _as_numbers(values: pd.Series) -> pd.Series | None:
     """The column as floats when every present value is a number (a bool is a category), else None."""
     present = values.dropna()
-    if not len(present) or any(isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) for v in present):
+    if not len(present) or any(
+        isinstance(v, (bool, np.bool_)) or not isinstance(v, (int, float, np.number)) for v in present
+    ):
         return None
     return values.astype(float)
 

@@ -99,7 +99,11 @@ def _tidy_history(frames: list[pd.DataFrame]) -> pd.DataFrame:
     frame = frame.drop(columns=[c for c in frame.columns if c not in _HISTORY_KEEP and "/" not in c])
     frame["schema_version"] = SCHEMA_VERSION
     first = ["experiment", "epoch"]
-    return frame[first + [c for c in frame.columns if c not in first]].sort_values(first, kind="stable").reset_index(drop=True)
+    return (
+        frame[first + [c for c in frame.columns if c not in first]]
+        .sort_values(first, kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def load_per_class(runs_dir: str | Path = "runs") -> pd.DataFrame:
@@ -208,7 +212,9 @@ def _with_log(row: dict, log: dict, *, damaged: bool) -> dict:
     return row
 
 
-def _unfinished_trials(runs_dir: Path, snapshot: results_index.Snapshot, skip: set[str]) -> list[tuple[dict, list[dict]]]:
+def _unfinished_trials(
+    runs_dir: Path, snapshot: results_index.Snapshot, skip: set[str]
+) -> list[tuple[dict, list[dict]]]:
     """(experiment config, its reported results) for each trial of every Tune experiment whose
     experiment is not in `skip`. A Tune folder that was deleted or moved simply has no trials here.
     The others are not opened: their torn lines, if any, are warned about from the index."""
@@ -297,7 +303,7 @@ def _unfinished_rows(runs_dir: Path, snapshot: results_index.Snapshot, skip: set
 
 def _class_names(columns, split: str) -> list[str]:
     prefix = f"{split}/f1/"
-    return [c[len(prefix):] for c in columns if c.startswith(prefix)]
+    return [c[len(prefix) :] for c in columns if c.startswith(prefix)]
 
 
 def macro_f1_from_per_class(per_class: pd.DataFrame) -> pd.Series:

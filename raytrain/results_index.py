@@ -56,7 +56,9 @@ class Entry:
         if self.damage is None:
             return None
         name, problem = self.damage
-        return artifacts.DamagedExperiment(self.experiment, artifacts.experiment_dir(runs_dir, self.experiment) / name, problem)
+        return artifacts.DamagedExperiment(
+            self.experiment, artifacts.experiment_dir(runs_dir, self.experiment) / name, problem
+        )
 
 
 @dataclass
@@ -90,7 +92,9 @@ def sync(runs_dir: Path) -> Snapshot:
     for name in sorted(folders):
         signature = _signature(folders[name])
         cached = cached_entries.get(name)
-        entries.append(cached if cached is not None and cached.signature == signature else read_entry(runs_dir, name, signature))
+        entries.append(
+            cached if cached is not None and cached.signature == signature else read_entry(runs_dir, name, signature)
+        )
     trials = []
     for folder, (params, result) in sorted(_trial_files(runs_dir).items()):
         cached = cached_trials.get(folder)
@@ -101,8 +105,10 @@ def sync(runs_dir: Path) -> Snapshot:
         trials.append(cached)
     changed = (
         not readable
-        or [(e.experiment, e.signature) for e in entries] != [(e.experiment, e.signature) for e in cached_entries.values()]
-        or [(t.folder, t.params, t.result, t.torn) for t in trials] != [(t.folder, t.params, t.result, t.torn) for t in cached_trials.values()]
+        or [(e.experiment, e.signature) for e in entries]
+        != [(e.experiment, e.signature) for e in cached_entries.values()]
+        or [(t.folder, t.params, t.result, t.torn) for t in trials]
+        != [(t.folder, t.params, t.result, t.torn) for t in cached_trials.values()]
     )
     # nothing to index in a folder that is missing or empty: reading must not create runs/_index there
     if changed and (entries or trials or readable):
@@ -210,8 +216,12 @@ def files_row(name: str, files: artifacts.ExperimentFiles) -> dict:
 def damaged_row(runs_dir: Path, name: str, damage: artifacts.DamagedExperiment) -> dict:
     """A row that says what is wrong; no metrics, since the files that hold them cannot be trusted."""
     row = {
-        "experiment": name, "group": group_of(name), "status": "damaged", "sweep": None,
-        "problem": f"{damage.path.name}: {damage.problem}", "config_hash": None,
+        "experiment": name,
+        "group": group_of(name),
+        "status": "damaged",
+        "sweep": None,
+        "problem": f"{damage.path.name}: {damage.problem}",
+        "config_hash": None,
     }
     if damage.path.name != artifacts.CONFIG:  # the config is still readable: its columns help find the run
         try:
@@ -329,7 +339,13 @@ def _read_trial(runs_dir: Path, folder: str, params: str, result: str) -> Trial:
         if not isinstance(experiment, str):
             raise TypeError(type(experiment).__name__)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return Trial(folder, params, result, None, problem=f"{path}: unreadable ({type(err).__name__}); left out that trial's epochs")
+        return Trial(
+            folder,
+            params,
+            result,
+            None,
+            problem=f"{path}: unreadable ({type(err).__name__}); left out that trial's epochs",
+        )
     return Trial(folder, params, result, experiment)
 
 
@@ -369,12 +385,22 @@ def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, Trial], boo
                     break
                 raise
             if "trial" in item:
-                trials[item["trial"]] = Trial(item["trial"], item["params"], item["result"], item["experiment"],
-                                              item.get("problem"), item.get("torn"))
+                trials[item["trial"]] = Trial(
+                    item["trial"],
+                    item["params"],
+                    item["result"],
+                    item["experiment"],
+                    item.get("problem"),
+                    item.get("torn"),
+                )
             else:
                 entries.pop(item["experiment"], None)  # a later line wins, and keeps the names in file order
-                entries[item["experiment"]] = Entry(item["experiment"], item["signature"], item["row"],
-                                                    tuple(item["damage"]) if item.get("damage") else None)
+                entries[item["experiment"]] = Entry(
+                    item["experiment"],
+                    item["signature"],
+                    item["row"],
+                    tuple(item["damage"]) if item.get("damage") else None,
+                )
     except (ValueError, KeyError, TypeError, IndexError) as err:
         artifacts.warn_damaged(f"{path}: unreadable ({type(err).__name__}); rebuilt it from the experiment folders")
         return {}, {}, False
@@ -383,16 +409,33 @@ def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, Trial], boo
 
 
 def _entry_line(entry: Entry) -> str:
-    return json.dumps({"experiment": entry.experiment, "signature": entry.signature, "row": entry.row,
-                       "damage": list(entry.damage) if entry.damage else None})
+    return json.dumps(
+        {
+            "experiment": entry.experiment,
+            "signature": entry.signature,
+            "row": entry.row,
+            "damage": list(entry.damage) if entry.damage else None,
+        }
+    )
 
 
 def _write_index(runs_dir: Path, entries: list[Entry], trials: list[Trial]) -> None:
     def write(tmp: Path) -> None:
         lines = [json.dumps({"format": FORMAT})]
         lines += [_entry_line(entry) for entry in entries]
-        lines += [json.dumps({"trial": t.folder, "params": t.params, "result": t.result, "experiment": t.experiment,
-                              "problem": t.problem, "torn": t.torn}) for t in trials]
+        lines += [
+            json.dumps(
+                {
+                    "trial": t.folder,
+                    "params": t.params,
+                    "result": t.result,
+                    "experiment": t.experiment,
+                    "problem": t.problem,
+                    "torn": t.torn,
+                }
+            )
+            for t in trials
+        ]
         tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
 
     _write_quietly(write, runs_dir / INDEX_DIR / ENTRIES)

@@ -408,7 +408,7 @@ def _check_bootstrap_args(metric: str, n_resamples: int) -> None:
         raise ValueError(f"n_resamples must be a positive integer (2000 is usual), got {n_resamples!r}")
 
 
-@functools.lru_cache(maxsize=None)  # a few distinct (confidence, n) pairs, asked for once per group and metric
+@functools.cache  # a few distinct (confidence, n) pairs, asked for once per group and metric
 def _t_critical(confidence: float, degrees_of_freedom: int) -> float:
     # scipy.special, imported here: scipy.stats takes twice as long to import (~1 s, most of a `compare`),
     # and its t.ppf(q, df) is this same special.stdtrit(df, q)

@@ -91,8 +91,11 @@ def next_checkpoint(filesystem, trial_path: str, after: str) -> str | None:
         return None
     entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
     newer = sorted(
-        (index, entry.path) for entry in entries
-        if entry.type == pyarrow.fs.FileType.Directory and (index := checkpoint_index(entry.path)) is not None and index > missing
+        (index, entry.path)
+        for entry in entries
+        if entry.type == pyarrow.fs.FileType.Directory
+        and (index := checkpoint_index(entry.path)) is not None
+        and index > missing
     )
     return newer[0][1] if newer else None
 

@@ -29,15 +29,22 @@ from raytrain import storage as tune_storage
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
-from raytrain.plan import SweepPlan
-from raytrain.progress import StatusLineOutput, SweepProgress
-from raytrain.provenance import git_commit
 from raytrain.naming import adaptive_trial_name
-from raytrain.search import search_seed
+from raytrain.plan import SweepPlan
+
 # policy, not train: the driver never imports torch (seconds of start-up); the trials do
 from raytrain.policy import (
-    EXPERIMENT_KEY, METRIC, MODE, REPLAYED, PatienceStopper, checkpoint_config, stopped_by_scheduler,
+    EXPERIMENT_KEY,
+    METRIC,
+    MODE,
+    REPLAYED,
+    PatienceStopper,
+    checkpoint_config,
+    stopped_by_scheduler,
 )
+from raytrain.progress import StatusLineOutput, SweepProgress
+from raytrain.provenance import git_commit
+from raytrain.search import search_seed
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
@@ -165,7 +172,8 @@ def _note_shared_storage(storage: str) -> None:
         # a head-local path fails only once a trial on another node checkpoints (docs/ray-notes.md)
         print(
             f"note: {len(nodes)} nodes: trials on every node write their checkpoints to {storage}, so it must be one "
-            "shared folder mounted at that path on every node (NFS), or pass --storage s3://...", flush=True,
+            "shared folder mounted at that path on every node (NFS), or pass --storage s3://...",
+            flush=True,
         )
 
 
@@ -173,8 +181,11 @@ def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -
     search = config.search
     limits = [n for n in (search.max_concurrent, cli_max_concurrent) if n is not None]
     return {
-        "algorithm": search.algorithm, "num_samples": search.num_samples, "max_concurrent": min(limits, default=None),
-        "seed": search_seed(config), "space": search.space,
+        "algorithm": search.algorithm,
+        "num_samples": search.num_samples,
+        "max_concurrent": min(limits, default=None),
+        "seed": search_seed(config),
+        "space": search.space,
     }
 
 
@@ -200,7 +211,8 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
         print(
             f"note: the Tune experiment (checkpoints, trial logs) is in {settings.experiment_path}; the runs folder "
             f"(best.pt, metrics, experiment_log.jsonl) is {settings.runs_dir} on {socket.gethostname()}, where this "
-            "driver runs", flush=True,
+            "driver runs",
+            flush=True,
         )
     with _sigterm_like_ctrl_c(), _status_line_removed_at_exit():
         try:
@@ -212,7 +224,9 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
             problem = unwritable(settings)
             if problem is None:
                 raise
-            print(f"warning: {problem}; the sweep ended early ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr)
+            print(
+                f"warning: {problem}; the sweep ended early ({type(err).__name__}: {str(err)[:200]})", file=sys.stderr
+            )
     if restore:
         publish_unpublished(settings)
     return summarize(settings)
@@ -299,16 +313,22 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
     scheduler = None
     if settings.scheduler:
         scheduler = tune.schedulers.ASHAScheduler(
-            metric=METRIC, mode=MODE, max_t=max(e["training"]["epochs"] for e in settings.experiments),
-            grace_period=settings.scheduler["grace_period"], reduction_factor=settings.scheduler["reduction_factor"],
+            metric=METRIC,
+            mode=MODE,
+            max_t=max(e["training"]["epochs"] for e in settings.experiments),
+            grace_period=settings.scheduler["grace_period"],
+            reduction_factor=settings.scheduler["reduction_factor"],
         )
     return tune.Tuner(
         trainable,
         param_space=param_space,
         tune_config=tune.TuneConfig(
-            max_concurrent_trials=settings.max_concurrent, scheduler=scheduler,
-            search_alg=_search_alg(settings), num_samples=settings.search["num_samples"] if settings.search else 1,
-            trial_name_creator=trial_name, trial_dirname_creator=trial_dirname,
+            max_concurrent_trials=settings.max_concurrent,
+            scheduler=scheduler,
+            search_alg=_search_alg(settings),
+            num_samples=settings.search["num_samples"] if settings.search else 1,
+            trial_name_creator=trial_name,
+            trial_dirname_creator=trial_dirname,
         ),
         run_config=tune.RunConfig(
             name=settings.name,
@@ -363,7 +383,9 @@ def _load_datasets(settings: SweepSettings) -> dict:
     keys = {dataset_key(e): e for e in settings.experiments}
     return {
         key: load_dataset(
-            settings.data_root, channels=e["data"]["channels"], val_fraction=e["data"]["val_fraction"],
+            settings.data_root,
+            channels=e["data"]["channels"],
+            val_fraction=e["data"]["val_fraction"],
             workers=max(x["other"]["workers"] for x in settings.experiments),
         )
         for key, e in keys.items()
@@ -493,10 +515,14 @@ class RunsPublisher(tune.Callback):
             # only the published files are fetched from the storage (never state.pt)
             with checkpoints.trial_artifacts(trial.checkpoint) as folder:
                 if folder is None:  # published and pruned earlier; runs/<name>/ was damaged since
-                    self._append(trial, "failed", error=(
-                        f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and its "
-                        "Tune checkpoint no longer keeps the weights; run its config again (`raytrain sweep`/`run`)"
-                    ))
+                    self._append(
+                        trial,
+                        "failed",
+                        error=(
+                            f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and its "
+                            "Tune checkpoint no longer keeps the weights; run its config again (`raytrain sweep`/`run`)"
+                        ),
+                    )
                     return
                 config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
                 artifacts.publish_experiment(self.runs_dir, name, folder, config_yaml)
@@ -504,10 +530,14 @@ class RunsPublisher(tune.Callback):
                 test_path = folder / artifacts.TEST_METRICS
                 test = artifacts.read_json(test_path) if test_path.is_file() else None
         except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
-            self._append(trial, "failed", error=(
-                f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
-                f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
-            ))
+            self._append(
+                trial,
+                "failed",
+                error=(
+                    f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
+                    f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
+                ),
+            )
             return
         self._append(trial, status, best=best, test=test)
         results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
@@ -546,13 +576,20 @@ class RunsPublisher(tune.Callback):
         try:
             artifacts.append_log(self.runs_dir, record)
         except OSError as err:  # a full disk: say it here at least; the sweep's summary says it again
-            print(f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}", flush=True)
+            print(
+                f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}",
+                flush=True,
+            )
         if status == "completed":
-            print(f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True)
+            print(
+                f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",
+                flush=True,
+            )
         elif status == "pruned":
             print(
                 f"[{record['experiment']}] pruned by the scheduler after epoch {record['epochs_run']}: "
-                f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}", flush=True,
+                f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",
+                flush=True,
             )
         else:
             print(f"[{record['experiment']}] FAILED: {error}", flush=True)
@@ -565,7 +602,10 @@ def _prune(checkpoint, name: str) -> None:
     try:
         checkpoints.prune_published(checkpoint)
     except OSError as err:
-        print(f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space", flush=True)
+        print(
+            f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space",
+            flush=True,
+        )
 
 
 class LostCheckpointRepair(tune.Callback):
@@ -609,7 +649,8 @@ def _repoint_lost_checkpoint(trial) -> None:
     trial.storage.current_checkpoint_index = tune_storage.checkpoint_index(replacement)
     print(
         f"[{trial.config[EXPERIMENT_KEY]['name']}] its last recorded checkpoint {Path(lost).name} was replaced just "
-        f"before the sweep stopped; continuing from {Path(replacement).name}", flush=True,
+        f"before the sweep stopped; continuing from {Path(replacement).name}",
+        flush=True,
     )
 
 
@@ -648,7 +689,7 @@ def failure_reason(error_text: str) -> str:
     text = _ANSI.sub("", error_text)
     block = text.split("Failure # ")[-1].splitlines()
     frames = [i for i, line in enumerate(block) if _TRACEBACK_FRAME.match(line)]
-    after = block[frames[-1] + 1:] if frames else block[1:]
+    after = block[frames[-1] + 1 :] if frames else block[1:]
     # the frame's source and caret lines are indented; the exception starts at the first line that is not
     start = next((i for i, line in enumerate(after) if line.strip() and not line.startswith((" ", "\t"))), None)
     lines = [line.strip() for line in after[start:]] if start is not None else []
@@ -695,7 +736,10 @@ def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
         if trial.status == "ERROR":
             failed[name] = _error_summary(trial)
         elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
-            failed[name] = _logged_error(settings, name) or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
+            failed[name] = (
+                _logged_error(settings, name)
+                or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
+            )
         elif trial.status == "TERMINATED" and stopped_by_scheduler(experiment, trial.last_result or {}):
             pruned.append(name)
         elif trial.status == "TERMINATED":
@@ -704,7 +748,7 @@ def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
             unfinished.append(name)
     if settings.search:
         # the searcher has not proposed these yet; it numbers them in order, so their names are known
-        unfinished += _planned_names(settings)[len(trials):]
+        unfinished += _planned_names(settings)[len(trials) :]
     return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
 
 
@@ -743,7 +787,11 @@ def _planned_names(settings: SweepSettings) -> list[str]:
 
 
 def _last_logged(settings: SweepSettings, name: str) -> dict | None:
-    lines = [r for r in artifacts.read_log(Path(settings.runs_dir)) if r["sweep"] == settings.name and r["experiment"] == name]
+    lines = [
+        r
+        for r in artifacts.read_log(Path(settings.runs_dir))
+        if r["sweep"] == settings.name and r["experiment"] == name
+    ]
     return lines[-1] if lines else None
 
 
@@ -760,7 +808,9 @@ def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:
     try:
         settings = SweepSettings.load(path)
     except SweepError:
-        artifacts.warn_damaged(f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew")
+        artifacts.warn_damaged(
+            f"{path}: unreadable, so sweep {name} cannot be resumed; its unfinished trials start anew"
+        )
         return None
     if tune_storage.is_remote(settings.storage):
         tune_storage.check_reachable(settings.storage)  # one message, not pyarrow's traceback, if it cannot be read

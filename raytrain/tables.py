@@ -17,7 +17,9 @@ if TYPE_CHECKING:  # only named in a signature: compare and report print tables 
     from raytrain.plan import SweepPlan
 
 STATUS_TEXT = {
-    "new": "to run", "done": "done (skipped)", "changed": "done, config changed (skipped)",
+    "new": "to run",
+    "done": "done (skipped)",
+    "changed": "done, config changed (skipped)",
     "damaged": "damaged (to run again, which repairs it)",
 }
 
@@ -43,17 +45,24 @@ def plan_table(plan: SweepPlan) -> str:
     for column in ("experiment", "status", "differs from baseline", "per trial"):
         table.add_column(column, overflow="fold")
     for trial in plan.trials:
-        status = "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
+        status = (
+            "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
+        )
         changes = ", ".join(
-            f"{key}={_short(new)}" for key, (_, new) in trial.changes.items() if not key.startswith(("resources.", "search."))
+            f"{key}={_short(new)}"
+            for key, (_, new) in trial.changes.items()
+            if not key.startswith(("resources.", "search."))
         )
         name = trial.name
         if trial.adaptive:
             search = trial.config.search
             name = f"{trial.name}/t001..t{search.num_samples:03d}"
             status = f"{status}: up to {search.num_samples} trials, proposed by {search.algorithm}"
-            fixed = [f"{key}={_short(new)}" for key, (_, new) in trial.changes.items()
-                     if not key.startswith(("resources.", "search.")) and key not in search.space]
+            fixed = [
+                f"{key}={_short(new)}"
+                for key, (_, new) in trial.changes.items()
+                if not key.startswith(("resources.", "search.")) and key not in search.space
+            ]
             changes = ", ".join([f"searches {', '.join(search.space)}", *fixed])
         resources = trial.config.resources
         gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"
@@ -83,7 +92,9 @@ class _Discard:
         pass
 
 
-def compare_table(table: pd.DataFrame, *, split: str, sort: str, classes: list[str], baseline: str | None = None) -> str:
+def compare_table(
+    table: pd.DataFrame, *, split: str, sort: str, classes: list[str], baseline: str | None = None
+) -> str:
     """The leaderboard of leaderboard.experiments_table: rank, name, the knobs that differ, headline
     metrics, the difference to the baseline, per-class F1, best epoch, duration and status."""
     title = f"{len(table)} experiment(s), {split} split, sorted by {sort}"
@@ -96,7 +107,12 @@ def compare_table(table: pd.DataFrame, *, split: str, sort: str, classes: list[s
         _Column("macro F1", [_number(v) for v in table[f"{split}/macro_f1"]]),
     ]
     if "delta" in table and not paired:
-        columns.append(_Column(f"Δ vs {baseline}", ["-" if n == baseline else _signed(d) for n, d in zip(table["experiment"], table["delta"])]))
+        columns.append(
+            _Column(
+                f"Δ vs {baseline}",
+                ["-" if n == baseline else _signed(d) for n, d in zip(table["experiment"], table["delta"])],
+            )
+        )
     if paired:
         columns += _delta_columns(table, baseline=None)
     columns += _class_columns(table, [f"{split}/f1/{c}" for c in classes], classes)
@@ -183,9 +199,16 @@ def _knob_drop_order(table: pd.DataFrame) -> list[str]:
 
 
 def _delta_columns(table: pd.DataFrame, *, baseline: str | None, title: str = "paired Δ") -> list[_Column]:
-    cells = [_delta_cells(row, is_baseline=baseline is not None and row["experiment"] == baseline) for _, row in table.iterrows()]
+    cells = [
+        _delta_cells(row, is_baseline=baseline is not None and row["experiment"] == baseline)
+        for _, row in table.iterrows()
+    ]
     delta, interval, p = (list(column) for column in zip(*cells)) if cells else ([], [], [])
-    return [_Column(title, delta), _Column("Δ 95% interval", interval, drop_as="Δ 95% interval"), _Column("p (Holm)", p)]
+    return [
+        _Column(title, delta),
+        _Column("Δ 95% interval", interval, drop_as="Δ 95% interval"),
+        _Column("p (Holm)", p),
+    ]
 
 
 def _delta_cells(row: pd.Series, *, is_baseline: bool) -> tuple[str, str, str]:
@@ -204,7 +227,9 @@ def _delta_cells(row: pd.Series, *, is_baseline: bool) -> tuple[str, str, str]:
 
 def _class_columns(table: pd.DataFrame, names: list[str], classes: list[str]) -> list[_Column]:
     # 5 letters tell FER's classes apart
-    return [_Column(cls[:5], [_number(v) for v in table[name]], drop_as="per-class F1") for name, cls in zip(names, classes)]
+    return [
+        _Column(cls[:5], [_number(v) for v in table[name]], drop_as="per-class F1") for name, cls in zip(names, classes)
+    ]
 
 
 def _strings(values) -> list[str]:

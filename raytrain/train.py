@@ -19,10 +19,10 @@ import shutil
 import tempfile
 import time
 import warnings
+from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import ray
@@ -39,10 +39,17 @@ from raytrain.metrics import metrics_artifact
 from raytrain.models import build_model, set_backbone_trainable
 from raytrain.numerics import resolve_precision, use_channels_last
 from raytrain.optim import build_optimizer, build_scheduler
-
 from raytrain.policy import (  # noqa: F401 (re-exported: the trainable's contract with Tune)
-    CHECKPOINT_RANK, EXPERIMENT_KEY, METRIC, MODE, REPLAYED, CheckpointCadence, PatienceStopper, checkpoint_config,
-    checkpoint_rank, stopped_by_scheduler,
+    CHECKPOINT_RANK,
+    EXPERIMENT_KEY,
+    METRIC,
+    MODE,
+    REPLAYED,
+    CheckpointCadence,
+    PatienceStopper,
+    checkpoint_config,
+    checkpoint_rank,
+    stopped_by_scheduler,
 )
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
@@ -101,7 +108,10 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
         with staged(staging) as folder:
             holds = trial.write_checkpoint(folder, state, final=final)
             trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in folder.iterdir()))
-            tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
+            tune.report(
+                {**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)},
+                checkpoint=tune.Checkpoint.from_directory(str(folder)),
+            )
         cadence.saved(epoch)
 
 
@@ -137,7 +147,11 @@ class OutOfGPUMemory(RuntimeError):
 
 def out_of_memory_message(cfg: ExperimentConfig) -> str:
     share = cfg.resources.gpu
-    packed = f"{share:g} GPU per trial, so up to {int(1 / share)} trials share one GPU" if share and share < 1 else "a whole GPU"
+    packed = (
+        f"{share:g} GPU per trial, so up to {int(1 / share)} trials share one GPU"
+        if share and share < 1
+        else "a whole GPU"
+    )
     return (
         f"{cfg.name}: out of GPU memory at training.batch_size {cfg.training.batch_size}, data.img_size "
         f"{cfg.data.img_size}, {cfg.model.arch} with {packed}: lower training.batch_size (or "
@@ -211,15 +225,21 @@ class Trial:
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed)
         set_backbone_trainable(self.model, epoch > cfg.training.freeze_epochs)
         train = train_one_epoch(
-            self.forward_model, self.splits["train"], augmenter=self.augmenter, loss_fn=self.loss_fn,
-            optimizer=self.optimizer, scheduler=self.scheduler, batch_size=cfg.training.batch_size,
-            generator=generator, sample_weights=self.sample_weights, precision=self.precision,
+            self.forward_model,
+            self.splits["train"],
+            augmenter=self.augmenter,
+            loss_fn=self.loss_fn,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            batch_size=cfg.training.batch_size,
+            generator=generator,
+            sample_weights=self.sample_weights,
+            precision=self.precision,
         )
         lr = self.scheduler.get_last_lr()[0]
         if not np.isfinite(train["loss"]):
             raise FloatingPointError(
-                f"epoch {epoch}: train loss is {train['loss']} at lr {lr:.3g}; "
-                "lower training.lr or check the data"
+                f"epoch {epoch}: train loss is {train['loss']} at lr {lr:.3g}; lower training.lr or check the data"
             )
         val, confusion, probabilities = self._evaluate("val")
         state.epoch = epoch
@@ -270,12 +290,16 @@ class Trial:
         )
         artifacts.write_json(
             folder / checkpoints.INDEX_FILE,
-            checkpoints.index(epoch=state.epoch, best_epoch=state.best_epoch, holds_best_weights=holds_best, final=final),
+            checkpoints.index(
+                epoch=state.epoch, best_epoch=state.best_epoch, holds_best_weights=holds_best, final=final
+            ),
         )
         best = self.best_val["metrics"]
         artifacts.write_json(
             folder / artifacts.BEST_METRICS,
-            metrics_artifact(best, epoch=state.best_epoch, split="val", loss=best["loss"], class_names=self.class_names),
+            metrics_artifact(
+                best, epoch=state.best_epoch, split="val", loss=best["loss"], class_names=self.class_names
+            ),
         )
         artifacts.write_npy(folder / artifacts.BEST_CONFUSION, self.best_val["confusion"])
         artifacts.write_predictions(
@@ -288,10 +312,16 @@ class Trial:
 
     def _save_best_weights(self, path: Path, epoch: int) -> None:
         artifacts.save_best_weights(
-            path, self.best_weights, arch=self.cfg.model.arch, class_names=self.class_names,
-            in_channels=self.augmenter.channels, img_size=self.cfg.data.img_size,
-            mean=self.augmenter.mean, std=self.augmenter.std,
-            config=self.cfg.model_dump(mode="json"), epoch=epoch,
+            path,
+            self.best_weights,
+            arch=self.cfg.model.arch,
+            class_names=self.class_names,
+            in_channels=self.augmenter.channels,
+            img_size=self.cfg.data.img_size,
+            mean=self.augmenter.mean,
+            std=self.augmenter.std,
+            config=self.cfg.model_dump(mode="json"),
+            epoch=epoch,
         )
 
     def _evaluate_test(self, folder: Path, best_epoch: int) -> None:
@@ -311,8 +341,12 @@ class Trial:
 
     def _evaluate(self, split: str) -> tuple[dict, np.ndarray, torch.Tensor]:
         return evaluate(
-            self.forward_model, self.splits[split], augmenter=self.augmenter, class_names=self.class_names,
-            batch_size=self.cfg.training.eval_batch_size, precision=self.precision,
+            self.forward_model,
+            self.splits[split],
+            augmenter=self.augmenter,
+            class_names=self.class_names,
+            batch_size=self.cfg.training.eval_batch_size,
+            precision=self.precision,
         )
 
     def restore(self, checkpoint: tune.Checkpoint | None) -> TrainState | None:
@@ -326,7 +360,13 @@ class Trial:
         for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
             try:
                 return self._restore_from(location)
-            except (OSError, RuntimeError, KeyError, EOFError, ValueError) as err:  # torch.load of a torn file: RuntimeError
+            except (
+                OSError,
+                RuntimeError,
+                KeyError,
+                EOFError,
+                ValueError,
+            ) as err:  # torch.load of a torn file: RuntimeError
                 problems.append(f"{location.path}: {type(err).__name__}: {str(err)[:200]}")
         raise FileNotFoundError(
             "no checkpoint of this trial can be restored (" + "; ".join(problems) + "); run its config again"

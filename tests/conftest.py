@@ -48,7 +48,10 @@ def ray_session():
     # trials unpickle test-module trainables by module name: workers need the test folders on their path
     path = os.pathsep.join([str(PROJECT_ROOT), str(PROJECT_ROOT / "tests"), os.environ.get("PYTHONPATH", "")])
     ray.init(
-        num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False,
+        num_cpus=2,
+        include_dashboard=False,
+        log_to_driver=False,
+        configure_logging=False,
         runtime_env={"env_vars": {"PYTHONPATH": path}},
     )
     yield ray
@@ -76,8 +79,14 @@ def tiny_config(**sections) -> dict:
     from raytrain.config import load_config, resolved_dict
 
     overrides = {
-        "model.pretrained": False, "training.epochs": 2, "training.batch_size": 16, "training.lr": 2e-3,
-        "data.img_size": 24, "other.patience": 5, "other.workers": 1, "resources.cpu": 1,
+        "model.pretrained": False,
+        "training.epochs": 2,
+        "training.batch_size": 16,
+        "training.lr": 2e-3,
+        "data.img_size": 24,
+        "other.patience": 5,
+        "other.workers": 1,
+        "resources.cpu": 1,
         "training.precision": "fp32",  # the same numerics on every machine; test_numerics covers auto
     } | sections
     config = load_config(CONFIGS_DIR / "baseline.yaml", [f"{k}={v}" for k, v in overrides.items()])

@@ -18,8 +18,12 @@ BENCH = PROJECT_ROOT / "tests" / "bench"
 
 def run_bench(script: str, *args: str, tmp_path) -> str:
     done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args], capture_output=True, text=True, timeout=600,
-        cwd=tmp_path, env={**os.environ, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
+        [sys.executable, str(BENCH / script), *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=tmp_path,
+        env={**os.environ, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
     )
     assert done.returncode == 0, f"{script} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
     return done.stdout
@@ -41,7 +45,18 @@ def test_bench_gpu_cpu_smoke_prints_the_loop_and_packed_sweep_figures(tmp_path):
 
 @pytest.mark.slow
 def test_bench_train_small_prints_the_ratio_to_the_bare_loop(tmp_path):
-    out = run_bench("bench_train.py", "--images", "64", "--img-size", "24", "--batch-size", "16", "--repeats", "1", tmp_path=tmp_path)
+    out = run_bench(
+        "bench_train.py",
+        "--images",
+        "64",
+        "--img-size",
+        "24",
+        "--batch-size",
+        "16",
+        "--repeats",
+        "1",
+        tmp_path=tmp_path,
+    )
     assert re.search(r"ratio raytrain / bare\s+:\s+[\d.]+x", out), out
 
 
@@ -55,18 +70,31 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
 @pytest.mark.slow
 def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(tmp_path):
     out = run_bench("bench_sweep.py", "--smoke", tmp_path=tmp_path)
-    assert re.search(r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up sequential/sweep\s+:\s+[\d.]+x", out), out
+    assert re.search(
+        r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up sequential/sweep\s+:\s+[\d.]+x",
+        out,
+    ), out
     assert re.search(r"start-up: command to first training step: [\d.]+ s", out), out
 
 
 @pytest.mark.slow
 def test_bench_scale_smoke_prints_disk_startup_and_results_figures(tmp_path):
     out = run_bench("bench_scale.py", "--smoke", tmp_path=tmp_path)
-    assert re.search(r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out), out
-    assert re.search(r"bytes written per epoch per trial:\s+[\d.]+ MB\s+largest checkpoint [\d.]+ MB = [\d.]+x one copy", out), out
+    assert re.search(
+        r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out
+    ), out
+    assert re.search(
+        r"bytes written per epoch per trial:\s+[\d.]+ MB\s+largest checkpoint [\d.]+ MB = [\d.]+x one copy", out
+    ), out
     assert re.search(r"after\s+launch to first training step:\s+[\d.]+ s", out), out
     for stage in ("ray.init", "trial: import torch, raytrain.train"):
         assert re.search(rf"{re.escape(stage)}\s+[\d.]+ s", out), out
-    for label in ("results.load, no index", "results.load, index there", "compare, nothing changed", "compare, one added", "raytrain report",
-                  "raytrain report peak"):
+    for label in (
+        "results.load, no index",
+        "results.load, index there",
+        "compare, nothing changed",
+        "compare, one added",
+        "raytrain report",
+        "raytrain report peak",
+    ):
         assert re.search(rf"{re.escape(label)} \((s|MB)\)\s+-\s+[\d,.]+", out), out

@@ -17,7 +17,14 @@ from raytrain import artifacts, checkpoints
 from raytrain.config import ConfigError, config_hash, load_config, validate_config
 from raytrain.policy import CheckpointCadence
 from raytrain.train import (
-    STATE_FILE, EXPERIMENT_KEY, PatienceStopper, TrainState, Trial, checkpoint_config, staging_folder, train_experiment,
+    EXPERIMENT_KEY,
+    STATE_FILE,
+    PatienceStopper,
+    TrainState,
+    Trial,
+    checkpoint_config,
+    staging_folder,
+    train_experiment,
 )
 from tests.conftest import CONFIGS_DIR, tiny_config
 
@@ -85,7 +92,9 @@ def test_restore_finds_best_pt_in_the_earlier_checkpoint(two_checkpoints, tiny_d
         assert not (published / STATE_FILE).exists()
 
 
-def test_restore_falls_back_to_a_whole_checkpoint_when_tunes_record_names_a_deleted_one(two_checkpoints, tiny_dataset, tmp_path):
+def test_restore_falls_back_to_a_whole_checkpoint_when_tunes_record_names_a_deleted_one(
+    two_checkpoints, tiny_dataset, tmp_path
+):
     """After a kill -9 Tune's snapshot can name a checkpoint it had already deleted."""
     trial, _, folders, _, _ = two_checkpoints
     copy = tmp_path / "trial"
@@ -146,8 +155,12 @@ def test_a_trial_checkpoints_at_its_cadence_and_at_its_end(ray_session, tiny_dat
         tune.with_parameters(train_experiment, dataset=tiny_dataset),
         param_space={EXPERIMENT_KEY: experiment},
         run_config=tune.RunConfig(
-            storage_path=str(tmp_path), name="cadence", stop=PatienceStopper(),
-            checkpoint_config=checkpoint_config(), callbacks=[seen], verbose=0,
+            storage_path=str(tmp_path),
+            name="cadence",
+            stop=PatienceStopper(),
+            checkpoint_config=checkpoint_config(),
+            callbacks=[seen],
+            verbose=0,
         ),
     ).fit()
     assert result.error is None

@@ -53,9 +53,7 @@ def _free_ports() -> tuple[int, int]:
 
 
 def _script(*args: str, env: dict, timeout: float = 90) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        ["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout
-    )
+    return subprocess.run(["bash", str(SCRIPT), *args], env=env, capture_output=True, text=True, timeout=timeout)
 
 
 @pytest.fixture(scope="module")
@@ -120,7 +118,10 @@ def test_local_cluster_runs_a_task_on_each_of_two_nodes(local_cluster):
     client_env = {**env, "RAY_AUTH_MODE": "token"}
     proc = subprocess.run(
         [sys.executable, "-c", CHECK_NODES, f"127.0.0.1:{port}"],
-        env=client_env, capture_output=True, text=True, timeout=90,
+        env=client_env,
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -162,7 +163,10 @@ def test_local_cluster_runs_a_submitted_job_only_with_the_token(local_cluster):
 
     proc = subprocess.run(
         [sys.executable, "-c", SUBMIT_JOB, f"http://127.0.0.1:{dashboard}"],
-        env={**env, "RAY_AUTH_MODE": "token"}, capture_output=True, text=True, timeout=90,
+        env={**env, "RAY_AUTH_MODE": "token"},
+        capture_output=True,
+        text=True,
+        timeout=90,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.startswith("SUCCEEDED"), proc.stdout
@@ -219,8 +223,9 @@ def test_rayjob_yaml_runs_a_sweep_on_gpu_workers():
     head = cluster["headGroupSpec"]["template"]["spec"]["containers"][0]
     assert {p["containerPort"] for p in head["ports"]} >= {6379, 8265}
     groups = cluster["workerGroupSpecs"]
-    gpu_limits = [g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0)
-                  for g in groups]
+    gpu_limits = [
+        g["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu", 0) for g in groups
+    ]
     assert any(int(n) >= 1 for n in gpu_limits)
     assert all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in groups)
 
@@ -235,9 +240,26 @@ def test_submit_runs_a_sweep_as_a_job_with_trials_on_both_nodes(local_cluster, s
     runs = tmp_path / "runs"
     env = {**local_cluster["env"], "RAY_AUTH_MODE": "token"}
     proc = subprocess.run(
-        [sys.executable, "-m", "raytrain", "submit", "--address", f"http://127.0.0.1:{local_cluster['dashboard']}",
-         "--", "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs)],
-        cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300,
+        [
+            sys.executable,
+            "-m",
+            "raytrain",
+            "submit",
+            "--address",
+            f"http://127.0.0.1:{local_cluster['dashboard']}",
+            "--",
+            "sweep",
+            str(configs),
+            "--data-root",
+            str(synthetic_root),
+            "--runs-dir",
+            str(runs),
+        ],
+        cwd=PROJECT_ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "SUCCEEDED" in proc.stdout and "[left] done" in proc.stdout, "the job's logs are followed"

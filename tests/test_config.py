@@ -24,8 +24,18 @@ from raytrain.model_names import KNOWN_CLASSIFICATION_MODELS
 from tests.conftest import CONFIGS_DIR, PROJECT_ROOT
 
 SEED_CONFIGS = [
-    "baseline", "lr_low", "lr_high", "epochs_10", "epochs_50", "batch_64", "batch_256", "loss_focal",
-    "aug_none", "aug_heavy", "balance_no_weights", "balance_weighted_sampler",
+    "baseline",
+    "lr_low",
+    "lr_high",
+    "epochs_10",
+    "epochs_50",
+    "batch_64",
+    "batch_256",
+    "loss_focal",
+    "aug_none",
+    "aug_heavy",
+    "balance_no_weights",
+    "balance_weighted_sampler",
 ]
 
 # What each seed variant changes against baseline, and nothing else.
@@ -38,13 +48,21 @@ VARIANT_CHANGES = {
     "batch_256": {"training.batch_size": 256},
     "loss_focal": {"loss.type": "focal"},
     "aug_none": {
-        "augmentation.hflip": 0.0, "augmentation.rotation": 0.0, "augmentation.scale": 0.0,
-        "augmentation.translate": 0.0, "augmentation.brightness": 0.0, "augmentation.contrast": 0.0,
+        "augmentation.hflip": 0.0,
+        "augmentation.rotation": 0.0,
+        "augmentation.scale": 0.0,
+        "augmentation.translate": 0.0,
+        "augmentation.brightness": 0.0,
+        "augmentation.contrast": 0.0,
         "augmentation.mixup_alpha": 0.0,
     },
     "aug_heavy": {
-        "augmentation.rotation": 20.0, "augmentation.scale": 0.2, "augmentation.translate": 0.15,
-        "augmentation.brightness": 0.4, "augmentation.contrast": 0.4, "augmentation.random_erasing": 0.5,
+        "augmentation.rotation": 20.0,
+        "augmentation.scale": 0.2,
+        "augmentation.translate": 0.15,
+        "augmentation.brightness": 0.4,
+        "augmentation.contrast": 0.4,
+        "augmentation.random_erasing": 0.5,
         "augmentation.mixup_alpha": 0.4,
     },
     "balance_no_weights": {"loss.use_class_weights": False},
@@ -95,9 +113,9 @@ def test_each_shipped_config_opens_with_a_comment_and_the_command_that_runs_it()
 
 def test_baseline_keeps_the_seed_defaults():
     config = load_config(CONFIGS_DIR / "baseline.yaml")
-    assert resolved_dict(config) | {"name": "x", "description": ""} == resolved_dict(
-        ExperimentConfig(name="x")
-    ), "baseline.yaml and the schema defaults must not drift apart"
+    assert resolved_dict(config) | {"name": "x", "description": ""} == resolved_dict(ExperimentConfig(name="x")), (
+        "baseline.yaml and the schema defaults must not drift apart"
+    )
 
 
 def test_search_example_expands_to_a_search_section():
@@ -120,7 +138,10 @@ def test_extends_deep_merges_and_name_defaults_to_the_file_stem(tmp_path):
     child = write(tmp_path, "child.yaml", "extends: base.yaml\ntraining: {epochs: 7}\n")
     config = load_config(child)
     assert (config.name, config.training.lr, config.training.epochs, config.model.dropout) == (
-        "child", 0.01, 7, 0.1,
+        "child",
+        0.01,
+        7,
+        0.1,
     )
 
 
@@ -158,8 +179,19 @@ BAD_CONFIGS = {
     "syntax_error": ("training: {lr: 0.1\nmodel: [\n", (), ["bad.yaml", "line", "invalid YAML"]),
     "top_level_not_mapping": ("- 1\n- 2\n", (), ["bad.yaml", "top level must be a mapping"]),
     "unknown_section": ("trainig: {lr: 0.1}\n", (), ["bad.yaml: trainig: unknown key", "did you mean 'training'"]),
-    "unknown_key": ("training: {batchsize: 64}\n", (), ["bad.yaml: training.batchsize: unknown key", "did you mean 'batch_size'"]),
-    "unknown_key_no_hint": ("other: {zzz: 1}\n", (), ["other.zzz: unknown key 'zzz'", "known keys here: checkpoint_epochs, checkpoint_minutes, patience, seed, workers"]),
+    "unknown_key": (
+        "training: {batchsize: 64}\n",
+        (),
+        ["bad.yaml: training.batchsize: unknown key", "did you mean 'batch_size'"],
+    ),
+    "unknown_key_no_hint": (
+        "other: {zzz: 1}\n",
+        (),
+        [
+            "other.zzz: unknown key 'zzz'",
+            "known keys here: checkpoint_epochs, checkpoint_minutes, patience, seed, workers",
+        ],
+    ),
     "section_not_mapping": ("training: 5\n", (), ["bad.yaml: training: must be a mapping"]),
     "wrong_type_int": ("training: {batch_size: big}\n", (), ["training.batch_size: must be a whole number, got 'big'"]),
     "float_for_int": ("training: {epochs: 2.5}\n", (), ["training.epochs: must be a whole number, got 2.5"]),
@@ -170,39 +202,131 @@ BAD_CONFIGS = {
     "epochs_zero": ("training: {epochs: 0}\n", (), ["training.epochs: must be >= 1, got 0"]),
     "patience_zero": ("other: {patience: 0}\n", (), ["other.patience: must be >= 1, got 0"]),
     "batch_size_zero": ("training: {batch_size: 0}\n", (), ["training.batch_size: must be >= 1, got 0"]),
-    "eval_batch_negative": ("training: {eval_batch_size: -4}\n", (), ["training.eval_batch_size: must be >= 1, got -4"]),
+    "eval_batch_negative": (
+        "training: {eval_batch_size: -4}\n",
+        (),
+        ["training.eval_batch_size: must be >= 1, got -4"],
+    ),
     "pct_start_one": ("training: {onecycle_pct_start: 1.0}\n", (), ["training.onecycle_pct_start: must be < 1.0"]),
-    "freeze_all_epochs": ("training: {epochs: 3, freeze_epochs: 3}\n", (), ["training: freeze_epochs (3) must be < epochs (3)"]),
-    "unknown_arch": ("model: {arch: resnet81}\n", (), ["model.arch: unknown architecture 'resnet81'", "did you mean 'resnet18'"]),
-    "unknown_optimizer": ("training: {optimizer: adamm}\n", (), ["training.optimizer: must be one of 'adamw', 'adam' or 'sgd', got 'adamm'", "did you mean"]),
-    "unknown_loss": ("loss: {type: focall}\n", (), ["loss.type: must be one of 'ce' or 'focal', got 'focall'", "did you mean 'focal'"]),
+    "freeze_all_epochs": (
+        "training: {epochs: 3, freeze_epochs: 3}\n",
+        (),
+        ["training: freeze_epochs (3) must be < epochs (3)"],
+    ),
+    "unknown_arch": (
+        "model: {arch: resnet81}\n",
+        (),
+        ["model.arch: unknown architecture 'resnet81'", "did you mean 'resnet18'"],
+    ),
+    "unknown_optimizer": (
+        "training: {optimizer: adamm}\n",
+        (),
+        ["training.optimizer: must be one of 'adamw', 'adam' or 'sgd', got 'adamm'", "did you mean"],
+    ),
+    "unknown_loss": (
+        "loss: {type: focall}\n",
+        (),
+        ["loss.type: must be one of 'ce' or 'focal', got 'focall'", "did you mean 'focal'"],
+    ),
     "bad_channels": ("data: {channels: 2}\n", (), ["data.channels: must be one of 1 or 3, got 2"]),
     "img_size_tiny": ("data: {img_size: 8}\n", (), ["data.img_size: must be >= 16, got 8"]),
-    "gpu_fraction_above_one": ("resources: {gpu: 1.5}\n", (), ["resources.gpu: must be a fraction <= 1 or a whole number, got 1.5"]),
+    "gpu_fraction_above_one": (
+        "resources: {gpu: 1.5}\n",
+        (),
+        ["resources.gpu: must be a fraction <= 1 or a whole number, got 1.5"],
+    ),
     "negative_cpu": ("resources: {cpu: 0}\n", (), ["resources.cpu: must be > 0.0, got 0"]),
     "bad_name": ("name: my experiment\n", (), ["name: may hold only letters, digits"]),
-    "search_unknown_kind": ("search: {space: {training.lr: {logunifrom: [1.0e-4, 1.0e-2]}}}\n", (), ["search.space.training.lr: unknown search kind 'logunifrom'", "did you mean 'loguniform'"]),
-    "search_unknown_key": ("search: {space: {training.lrr: {grid: [0.1]}}}\n", (), ["search.space.training.lrr: unknown key", "did you mean 'training.lr'"]),
-    "search_loguniform_nonpositive": ("search: {space: {training.lr: {loguniform: [0, 0.1]}}}\n", (), ["search.space.training.lr: loguniform: bounds must be > 0"]),
-    "search_low_above_high": ("search: {space: {training.lr: {uniform: [0.1, 0.01]}}}\n", (), ["search.space.training.lr: uniform: low must be < high"]),
-    "search_grid_out_of_range": ("search: {space: {model.dropout: {grid: [0.1, 1.5]}}}\n", (), ["search.space.model.dropout: value 1.5: must be < 1.0"]),
-    "search_grid_wrong_enum": ("search: {space: {training.optimizer: {choice: [adamw, lion]}}}\n", (), ["search.space.training.optimizer: value 'lion': must be one of"]),
-    "search_randint_float": ("search: {space: {training.epochs: {randint: [1, 4.5]}}}\n", (), ["search.space.training.epochs: randint: bounds must be integers"]),
-    "search_empty_grid": ("search: {space: {other.seed: {grid: []}}}\n", (), ["search.space.other.seed: grid: needs a non-empty list"]),
+    "search_unknown_kind": (
+        "search: {space: {training.lr: {logunifrom: [1.0e-4, 1.0e-2]}}}\n",
+        (),
+        ["search.space.training.lr: unknown search kind 'logunifrom'", "did you mean 'loguniform'"],
+    ),
+    "search_unknown_key": (
+        "search: {space: {training.lrr: {grid: [0.1]}}}\n",
+        (),
+        ["search.space.training.lrr: unknown key", "did you mean 'training.lr'"],
+    ),
+    "search_loguniform_nonpositive": (
+        "search: {space: {training.lr: {loguniform: [0, 0.1]}}}\n",
+        (),
+        ["search.space.training.lr: loguniform: bounds must be > 0"],
+    ),
+    "search_low_above_high": (
+        "search: {space: {training.lr: {uniform: [0.1, 0.01]}}}\n",
+        (),
+        ["search.space.training.lr: uniform: low must be < high"],
+    ),
+    "search_grid_out_of_range": (
+        "search: {space: {model.dropout: {grid: [0.1, 1.5]}}}\n",
+        (),
+        ["search.space.model.dropout: value 1.5: must be < 1.0"],
+    ),
+    "search_grid_wrong_enum": (
+        "search: {space: {training.optimizer: {choice: [adamw, lion]}}}\n",
+        (),
+        ["search.space.training.optimizer: value 'lion': must be one of"],
+    ),
+    "search_randint_float": (
+        "search: {space: {training.epochs: {randint: [1, 4.5]}}}\n",
+        (),
+        ["search.space.training.epochs: randint: bounds must be integers"],
+    ),
+    "search_empty_grid": (
+        "search: {space: {other.seed: {grid: []}}}\n",
+        (),
+        ["search.space.other.seed: grid: needs a non-empty list"],
+    ),
     "seed_negative": ("other: {seed: -1}\n", (), ["other.seed: must be >= 0, got -1"]),
     "seed_list_repeats": ("other: {seed: [1, 1]}\n", (), ["other.seed: repeats the same seed, got [1, 1]"]),
     "seed_list_empty": ("other: {seed: []}\n", (), ["other.seed: must be a whole number or a non-empty list"]),
     "search_num_samples_zero": ("search: {num_samples: 0}\n", (), ["search.num_samples: must be >= 1, got 0"]),
-    "search_unknown_scheduler": ("search: {scheduler: {type: hyperband}}\n", (), ["search.scheduler.type: must be one of 'fifo' or 'asha', got 'hyperband'"]),
-    "search_scheduler_typo": ("search: {scheduler: {grace: 2}}\n", (), ["search.scheduler.grace: unknown key", "did you mean 'grace_period'"]),
-    "optuna_grid": ("search: {algorithm: optuna, space: {training.lr: {grid: [0.001, 0.01]}}}\n", (), ["search.space.training.lr: grid: algorithm optuna proposes values itself", "write choice: [...]"]),
-    "optuna_seed_grid": ("search: {algorithm: optuna, space: {training.lr: {loguniform: [1.0e-4, 1.0e-2]}, other.seed: {grid: [1, 2]}}}\n", (), ["search.space.other.seed: seed repeats do not mix with algorithm optuna", "re-run the best point"]),
-    "optuna_seed_list": ("other: {seed: [1, 2]}\nsearch: {algorithm: optuna, space: {training.lr: {uniform: [0.001, 0.01]}}}\n", (), ["other.seed: seed repeats do not mix with algorithm optuna"]),
-    "optuna_empty_space": ("search: {algorithm: optuna, num_samples: 4}\n", (), ["search: space: algorithm optuna needs at least one searched key"]),
-    "unknown_algorithm": ("search: {algorithm: optona}\n", (), ["search.algorithm: must be one of 'grid_random' or 'optuna', got 'optona'", "did you mean 'optuna'"]),
-    "max_concurrent_without_searcher": ("search: {max_concurrent: 2}\n", (), ["search: max_concurrent: only applies to an adaptive search", "--max-concurrent N"]),
+    "search_unknown_scheduler": (
+        "search: {scheduler: {type: hyperband}}\n",
+        (),
+        ["search.scheduler.type: must be one of 'fifo' or 'asha', got 'hyperband'"],
+    ),
+    "search_scheduler_typo": (
+        "search: {scheduler: {grace: 2}}\n",
+        (),
+        ["search.scheduler.grace: unknown key", "did you mean 'grace_period'"],
+    ),
+    "optuna_grid": (
+        "search: {algorithm: optuna, space: {training.lr: {grid: [0.001, 0.01]}}}\n",
+        (),
+        ["search.space.training.lr: grid: algorithm optuna proposes values itself", "write choice: [...]"],
+    ),
+    "optuna_seed_grid": (
+        "search: {algorithm: optuna, space: {training.lr: {loguniform: [1.0e-4, 1.0e-2]}, other.seed: {grid: [1, 2]}}}\n",
+        (),
+        ["search.space.other.seed: seed repeats do not mix with algorithm optuna", "re-run the best point"],
+    ),
+    "optuna_seed_list": (
+        "other: {seed: [1, 2]}\nsearch: {algorithm: optuna, space: {training.lr: {uniform: [0.001, 0.01]}}}\n",
+        (),
+        ["other.seed: seed repeats do not mix with algorithm optuna"],
+    ),
+    "optuna_empty_space": (
+        "search: {algorithm: optuna, num_samples: 4}\n",
+        (),
+        ["search: space: algorithm optuna needs at least one searched key"],
+    ),
+    "unknown_algorithm": (
+        "search: {algorithm: optona}\n",
+        (),
+        ["search.algorithm: must be one of 'grid_random' or 'optuna', got 'optona'", "did you mean 'optuna'"],
+    ),
+    "max_concurrent_without_searcher": (
+        "search: {max_concurrent: 2}\n",
+        (),
+        ["search: max_concurrent: only applies to an adaptive search", "--max-concurrent N"],
+    ),
     "set_without_equals": ("{}\n", ("training.lr",), ["--set training.lr: expected KEY=VALUE"]),
-    "set_unknown_key": ("{}\n", ("training.lrr=0.1",), ["--set training.lrr=0.1: training.lrr: unknown key", "did you mean 'lr'"]),
+    "set_unknown_key": (
+        "{}\n",
+        ("training.lrr=0.1",),
+        ["--set training.lrr=0.1: training.lrr: unknown key", "did you mean 'lr'"],
+    ),
     "set_bad_value": ("{}\n", ("training.lr=-1",), ["--set training.lr=-1: training.lr: must be > 0.0, got -1"]),
 }
 
@@ -245,12 +369,16 @@ def test_missing_config_file(tmp_path, run_cli):
 
 
 def test_every_problem_is_reported_at_once(tmp_path, run_cli):
-    path = write(tmp_path, "bad.yaml", """\
+    path = write(
+        tmp_path,
+        "bad.yaml",
+        """\
         trainig: {}
         training: {lr: -1, epochs: 0}
         model: {arch: nope_net}
         search: {space: {training.lr: {grid: [-1]}}}
-        """)
+        """,
+    )
     assert len(problems_of(path)) == 5
     result = run_cli("validate", path)
     assert result.err.startswith("error: 5 problems:")

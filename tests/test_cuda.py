@@ -37,7 +37,9 @@ def test_an_epoch_syncs_with_the_host_a_fixed_number_of_times_not_once_per_batch
     finally:
         torch.cuda.set_sync_debug_mode(0)
     syncs = [w for w in caught if "synchroniz" in str(w.message).lower()]
-    assert len(syncs) < trial.steps, f"{len(syncs)} host syncs in {trial.steps} steps:\n" + "\n".join(str(w.message) for w in syncs[:5])
+    assert len(syncs) < trial.steps, f"{len(syncs)} host syncs in {trial.steps} steps:\n" + "\n".join(
+        str(w.message) for w in syncs[:5]
+    )
 
 
 def _in_a_sliver_of_the_gpu(config, dataset):
@@ -48,7 +50,9 @@ def _in_a_sliver_of_the_gpu(config, dataset):
 def test_running_out_of_gpu_memory_fails_the_trial_with_what_to_change(ray_session, tiny_dataset, tmp_path):
     experiment = tiny_config(**{"data.img_size": 224, "training.batch_size": 64, "resources.gpu": 0.5})
     tuner = tune.Tuner(
-        tune.with_resources(tune.with_parameters(_in_a_sliver_of_the_gpu, dataset=tiny_dataset), {"cpu": 1, "gpu": 0.5}),
+        tune.with_resources(
+            tune.with_parameters(_in_a_sliver_of_the_gpu, dataset=tiny_dataset), {"cpu": 1, "gpu": 0.5}
+        ),
         param_space={EXPERIMENT_KEY: experiment},
         run_config=tune.RunConfig(storage_path=str(tmp_path / "tune"), name="oom", verbose=0),
     )

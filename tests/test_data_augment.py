@@ -8,11 +8,10 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-
-from raytrain.data import augment
-from raytrain.data import GRAY_MEAN, GRAY_STD, RGB_MEAN, RGB_STD, BatchAugmenter, normalization
-from raytrain.data.synthetic import render_faces
 from data_fixtures import aug_config, shipped_augmentation
+
+from raytrain.data import GRAY_MEAN, GRAY_STD, RGB_MEAN, RGB_STD, BatchAugmenter, augment, normalization
+from raytrain.data.synthetic import render_faces
 
 
 def gen(seed: int = 0) -> torch.Generator:

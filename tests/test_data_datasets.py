@@ -8,6 +8,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from data_fixtures import fer_csv_text, make_folders, write_image
 
 from raytrain.data import (
     CANONICAL_CLASSES,
@@ -16,12 +17,11 @@ from raytrain.data import (
     check_dataset,
     class_counts,
     class_weights,
+    datasets,
     default_cache_dir,
     load_dataset,
     sampler_weights,
 )
-from raytrain.data import datasets
-from data_fixtures import fer_csv_text, make_folders, write_image
 
 
 @pytest.fixture(autouse=True)

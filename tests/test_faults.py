@@ -5,11 +5,9 @@ traceback, nothing else lost or altered, and that running the experiment again r
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -19,7 +17,14 @@ from raytrain.artifacts import DamagedRunsWarning
 from raytrain.plan import plan_sweep
 
 EXPERIMENTS = ["alpha", "beta", "gamma"]
-TABLES = {results.RESULTS_PARQUET, results.RESULTS_CSV, results.HISTORY_PARQUET, results.PER_CLASS_PARQUET, "report.html", "report.csv"}
+TABLES = {
+    results.RESULTS_PARQUET,
+    results.RESULTS_CSV,
+    results.HISTORY_PARQUET,
+    results.PER_CLASS_PARQUET,
+    "report.html",
+    "report.csv",
+}
 
 
 # --- helpers ------------------------------------------------------------------------------------------
@@ -54,7 +59,11 @@ def snapshot(runs: Path, *, skip: tuple[str, ...] = ()) -> dict[str, str]:
     for path in sorted(runs.rglob("*")):
         relative = path.relative_to(runs).as_posix()
         # runs/_index is the readers' own cache (results_index): rewriting it is what reading does
-        if path.is_file() and relative not in TABLES and not relative.startswith((*skip, f"{results_index.INDEX_DIR}/")):
+        if (
+            path.is_file()
+            and relative not in TABLES
+            and not relative.startswith((*skip, f"{results_index.INDEX_DIR}/"))
+        ):
             files[relative] = hashlib.sha256(path.read_bytes()).hexdigest()
     return files
 
@@ -84,7 +93,9 @@ def assert_rows_unchanged(frame, healthy, names) -> None:
 # --- experiment_log.jsonl --------------------------------------------------------------------------
 
 
-def test_a_torn_last_log_line_is_skipped_with_one_warning_and_the_next_append_starts_a_line(tiny_runs, tmp_path, run_cli, healthy):
+def test_a_torn_last_log_line_is_skipped_with_one_warning_and_the_next_append_starts_a_line(
+    tiny_runs, tmp_path, run_cli, healthy
+):
     runs = copy_runs(tiny_runs, tmp_path)
     log = runs / artifacts.EXPERIMENT_LOG
     with open(log, "a") as f:
@@ -130,7 +141,9 @@ DAMAGES = {
 
 
 @pytest.mark.parametrize("damage", list(DAMAGES))
-def test_a_damaged_experiment_shows_as_damaged_and_the_others_are_untouched(damage, tiny_runs, tmp_path, run_cli, healthy):
+def test_a_damaged_experiment_shows_as_damaged_and_the_others_are_untouched(
+    damage, tiny_runs, tmp_path, run_cli, healthy
+):
     file, damage_it, problem = DAMAGES[damage]
     runs = copy_runs(tiny_runs, tmp_path)
     damage_it(runs / "alpha" / file)
@@ -264,8 +277,11 @@ def mount_tmpfs(tmp_path):
     def mount(name: str, size: str, *options: str) -> Path:
         folder = tmp_path / name
         folder.mkdir()
-        done = subprocess.run(["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
-                              capture_output=True, text=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
+            capture_output=True,
+            text=True,
+        )
         if done.returncode != 0:
             pytest.skip(f"cannot mount a tmpfs here (root needed): {done.stderr.strip()}")
         mounted.append(folder)
@@ -281,7 +297,9 @@ def remount(folder: Path, *options: str) -> None:
 
 
 @pytest.mark.parametrize("how, expected", [("read-only", "read-only file system"), ("full", "no space left on device")])
-def test_a_runs_folder_that_cannot_be_written_stops_the_sweep_before_it_starts(how, expected, mount_tmpfs, tmp_path, run_cli, synthetic_root):
+def test_a_runs_folder_that_cannot_be_written_stops_the_sweep_before_it_starts(
+    how, expected, mount_tmpfs, tmp_path, run_cli, synthetic_root
+):
     disk = mount_tmpfs("disk", "1m", "ro") if how == "read-only" else mount_tmpfs("disk", "1m")
     if how == "full":
         with open(disk / "filler", "wb") as f, pytest.raises(OSError):
@@ -297,7 +315,9 @@ def test_a_runs_folder_that_cannot_be_written_stops_the_sweep_before_it_starts(h
     assert "[one] epoch" not in result.out, "training started"
 
 
-def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes_it(mount_tmpfs, tmp_path, run_cli, synthetic_root):
+def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes_it(
+    mount_tmpfs, tmp_path, run_cli, synthetic_root
+):
     """runs/ on a 60 MB disk: the first finished trial's folder (a 45 MB best.pt) fits, the second's
     does not. The Tune storage is elsewhere, so what fills up is the publishing of the second."""
     from tests.conftest import write_config
@@ -307,7 +327,17 @@ def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes
     configs = tmp_path / "configs"
     write_config(configs, "first")
     write_config(configs, "second", training="epochs: 1, batch_size: 16, lr: 0.001")
-    sweep = ["sweep", configs, "--data-root", synthetic_root, "--runs-dir", runs, "--storage", tmp_path / "tune", "--yes"]
+    sweep = [
+        "sweep",
+        configs,
+        "--data-root",
+        synthetic_root,
+        "--runs-dir",
+        runs,
+        "--storage",
+        tmp_path / "tune",
+        "--yes",
+    ]
     result = run_cli(*sweep)
     assert result.code == 1, result.out[-3000:] + result.err[-3000:]
     assert_no_traceback(result)
@@ -346,7 +376,9 @@ def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_trace
         '  File "/x/train.py", line 9, in save\n'
         "OSError: [Errno 28] No space left on device: '/runs/_tune/x'\n"
     )
-    assert failure_reason(error_txt) == "OSError: [Errno 28] No space left on device: '/runs/_tune/x'", "the last failure"
+    assert failure_reason(error_txt) == "OSError: [Errno 28] No space left on device: '/runs/_tune/x'", (
+        "the last failure"
+    )
     first = failure_reason(error_txt.split("Failure # 2")[0])
     assert first.startswith("ModelError: model.pretrained: weights not found: /t/r.pth is missing.")
     assert first.endswith("or set `model.pretrained: false`."), "the message is cut"

@@ -22,17 +22,26 @@ pytest.importorskip("sklearn")
 def digits_run(ray_session, tmp_path_factory):
     root = write_digits(tmp_path_factory.mktemp("digits") / "data")
     dataset = load_dataset(root, workers=2, cache_dir=tmp_path_factory.mktemp("cache"))
-    experiment = tiny_config(**{
-        "training.epochs": 5, "training.batch_size": 64, "training.lr": 3e-3, "data.img_size": 32,
-        "augmentation.hflip": 0.0,  # a mirrored digit is another symbol
-        "augmentation.mixup_alpha": 0.0, "resources.cpu": 2,
-    })
+    experiment = tiny_config(
+        **{
+            "training.epochs": 5,
+            "training.batch_size": 64,
+            "training.lr": 3e-3,
+            "data.img_size": 32,
+            "augmentation.hflip": 0.0,  # a mirrored digit is another symbol
+            "augmentation.mixup_alpha": 0.0,
+            "resources.cpu": 2,
+        }
+    )
     tuner = tune.Tuner(
         tune.with_resources(tune.with_parameters(train_experiment, dataset=dataset), {"cpu": 2}),
         param_space={EXPERIMENT_KEY: experiment},
         run_config=tune.RunConfig(
-            storage_path=str(tmp_path_factory.mktemp("tune")), name="digits", stop=PatienceStopper(),
-            checkpoint_config=checkpoint_config(), verbose=0,
+            storage_path=str(tmp_path_factory.mktemp("tune")),
+            name="digits",
+            stop=PatienceStopper(),
+            checkpoint_config=checkpoint_config(),
+            verbose=0,
         ),
     )
     [result] = tuner.fit()

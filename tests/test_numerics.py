@@ -9,7 +9,14 @@ import pytest
 import torch
 
 from raytrain.config import validate_config
-from raytrain.numerics import MIN_BF16_SPEEDUP, autocast, cpu_bf16_speedup, cpu_precision, native_bf16_in, resolve_precision
+from raytrain.numerics import (
+    MIN_BF16_SPEEDUP,
+    autocast,
+    cpu_bf16_speedup,
+    cpu_precision,
+    native_bf16_in,
+    resolve_precision,
+)
 from raytrain.train import COMPILE_BACKEND_ENV, TrainState, Trial, out_of_memory_message
 from tests.conftest import tiny_config
 
@@ -19,16 +26,23 @@ X86_WITHOUT = "processor\t: 0\nflags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n"
 ARM_WITH_BF16 = "processor\t: 0\nFeatures\t: fp asimd sve bf16 i8mm\n"
 
 
-@pytest.mark.parametrize("cpuinfo, native", [(X86_WITH_BF16, True), (X86_WITHOUT, False), (ARM_WITH_BF16, True), ("", False)])
+@pytest.mark.parametrize(
+    "cpuinfo, native", [(X86_WITH_BF16, True), (X86_WITHOUT, False), (ARM_WITH_BF16, True), ("", False)]
+)
 def test_native_bf16_is_read_from_the_cpu_flags(cpuinfo, native):
     assert native_bf16_in(cpuinfo) is native
 
 
-@pytest.mark.parametrize("native, speedup, chosen", [
-    (False, None, "fp32"), (True, 1.7, "bf16"),  # the AMD EPYC this was first measured on
-    (True, 0.9, "fp32"),  # an Intel Xeon with avx512_bf16 but no AMX: slower in bf16
-    (True, MIN_BF16_SPEEDUP - 0.01, "fp32"), (True, MIN_BF16_SPEEDUP, "bf16"),
-])
+@pytest.mark.parametrize(
+    "native, speedup, chosen",
+    [
+        (False, None, "fp32"),
+        (True, 1.7, "bf16"),  # the AMD EPYC this was first measured on
+        (True, 0.9, "fp32"),  # an Intel Xeon with avx512_bf16 but no AMX: slower in bf16
+        (True, MIN_BF16_SPEEDUP - 0.01, "fp32"),
+        (True, MIN_BF16_SPEEDUP, "bf16"),
+    ],
+)
 def test_auto_on_a_cpu_is_bf16_only_with_native_support_and_a_measured_win(native, speedup, chosen):
     assert cpu_precision(native, speedup) == chosen
 
@@ -67,7 +81,11 @@ def test_a_trial_trains_in_the_precision_it_resolved_and_says_so(tiny_dataset):
     # bf16 convolutions on the CPU go through oneDNN, which wants NHWC; fp32 stays NCHW
     assert bf16.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     assert not fp32.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
-    changed = [k for k, v in bf16.model.state_dict().items() if v.is_floating_point() and not torch.equal(v, fp32.model.state_dict()[k])]
+    changed = [
+        k
+        for k, v in bf16.model.state_dict().items()
+        if v.is_floating_point() and not torch.equal(v, fp32.model.state_dict()[k])
+    ]
     assert changed, "bf16 and fp32 trained identical weights: autocast never engaged"
 
 

@@ -33,7 +33,9 @@ def test_counts_best_and_an_eta_from_the_epochs_left_and_the_epoch_times():
     mean_epoch = (10 + 20 + 10 + 10) / 4
     assert status.eta_s == pytest.approx(status.epochs_left * mean_epoch / 2), "shared by the two running trials"
     line = status.line(elapsed_s=125)
-    assert line.startswith("trials: 2 running, 1 done, 3 pending, 1 failed | best 0.900 (d) | epochs 10/26 | 2m05s elapsed, ETA ≤ ")
+    assert line.startswith(
+        "trials: 2 running, 1 done, 3 pending, 1 failed | best 0.900 (d) | epochs 10/26 | 2m05s elapsed, ETA ≤ "
+    )
 
 
 def test_before_any_epoch_there_is_no_eta_and_at_the_end_it_says_so():

@@ -30,7 +30,9 @@ def repeated_runs(ray_session, synthetic_root, tmp_path_factory):
     root = tmp_path_factory.mktemp("repeats")
     configs = root / "configs"
     write_config(configs, "base", other="seed: [1, 2, 3], workers: 1")
-    write_config(configs, "other_lr", training="epochs: 1, batch_size: 16, lr: 0.006", other="seed: [1, 2, 3], workers: 1")
+    write_config(
+        configs, "other_lr", training="epochs: 1, batch_size: 16, lr: 0.006", other="seed: [1, 2, 3], workers: 1"
+    )
     runs = root / "runs"
     assert main(["sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"]) == 0
     return runs
@@ -86,14 +88,18 @@ def test_compare_groups_repeats_and_tests_the_baseline_over_matched_seeds(repeat
 def test_compare_export_with_repeats_is_the_group_table_shown(repeated_runs, run_cli, tmp_path, monkeypatch):
     monkeypatch.setenv("COLUMNS", "120")
     shown, runs = tmp_path / "groups.parquet", tmp_path / "runs.csv"
-    result = run_cli("compare", "--runs-dir", repeated_runs, "--baseline", "base", "--export", shown, "--export-runs", runs)
+    result = run_cli(
+        "compare", "--runs-dir", repeated_runs, "--baseline", "base", "--export", shown, "--export-runs", runs
+    )
     assert result.code == 0, result.err
     assert all(len(line) <= 120 for line in result.out.splitlines() if line.startswith("│"))
     table = pd.read_parquet(shown).set_index("experiment")
     assert set(table.index) == {"base", "other_lr"} and (table["n"] == 3).all()
     summary = analysis.summarize_repeats(results.load(repeated_runs)).set_index("group")
     for statistic in ("mean", "std", "low", "high"):
-        assert table.loc["other_lr", f"val/macro_f1/{statistic}"] == pytest.approx(summary.loc["other_lr", f"macro_f1/{statistic}"])
+        assert table.loc["other_lr", f"val/macro_f1/{statistic}"] == pytest.approx(
+            summary.loc["other_lr", f"macro_f1/{statistic}"]
+        )
     comparisons = analysis.compare_with_baseline(results.load(repeated_runs), repeated_runs, "base").set_index("group")
     assert table.loc["other_lr", "delta"] == pytest.approx(comparisons.loc["other_lr", "diff"])
     assert table.loc["other_lr", "p_holm"] == pytest.approx(comparisons.loc["other_lr", "p_holm"])

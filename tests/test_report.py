@@ -26,7 +26,13 @@ from raytrain.errors import UserError
 from tests.conftest import PROJECT_ROOT, write_config
 
 EXPERIMENTS = ("alpha", "beta", "gamma")
-HEADINGS = ("Leaderboard", "Learning curves", "Per-class F1 (val)", "Confusion matrices", "Hyperparameters vs val macro F1")
+HEADINGS = (
+    "Leaderboard",
+    "Learning curves",
+    "Per-class F1 (val)",
+    "Confusion matrices",
+    "Hyperparameters vs val macro F1",
+)
 GROUPS, SEEDS = ("base", "fast"), (1, 2)
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 CHROMIUM_INSTALL = "apt-get install -y chromium"
@@ -82,7 +88,9 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def test_the_report_is_one_self_contained_page_with_every_experiment(page):
     html = page.read_text(encoding="utf-8")
-    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", html, re.IGNORECASE), "nothing may load from the network"
+    assert not re.search(r"""(src|href)\s*=\s*["']?\s*(https?:|//)""", html, re.IGNORECASE), (
+        "nothing may load from the network"
+    )
     assert "<script" not in html.lower() and "@import" not in html and "url(" not in html
     assert html.count('<img src="data:image/png;base64,') >= 4
     for name in EXPERIMENTS:
@@ -144,7 +152,7 @@ def test_past_top_rows_the_leaderboard_counts_the_rest_and_the_csv_beside_it_has
     result = run_cli("report", "--runs-dir", runs, "--out", tmp_path / "page.html", "--top", "2", "--detail", "1")
     assert result.code == 0, result.err
     html = (tmp_path / "page.html").read_text(encoding="utf-8")
-    leaderboard = html[html.index('<section id="leaderboard">'):html.index('<section id="curves">')]
+    leaderboard = html[html.index('<section id="leaderboard">') : html.index('<section id="curves">')]
     assert leaderboard.count("<tr") == 3, "a header and the best 2 rows"
     assert '<p class="more">and 1 more experiments (all in <code>page.csv</code>, beside this page)</p>' in leaderboard
     frame = results.load(runs)
@@ -160,16 +168,23 @@ def test_past_top_rows_the_leaderboard_counts_the_rest_and_the_csv_beside_it_has
 def test_a_search_of_hundreds_of_trials_gets_one_panel_per_searched_knob_with_the_best_starred():
     rng = np.random.default_rng(0)
     lr = np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), 300))
-    frame = pd.DataFrame({
-        "experiment": [f"lr_search/t{i:03d}" for i in range(1, 301)], "status": ["completed"] * 250 + ["pruned"] * 50,
-        "training.lr": lr, "loss.type": rng.choice(["ce", "focal"], 300), "model.arch": "resnet18",
-        "val/macro_f1": 0.6 * np.exp(-((np.log10(lr) + 3) ** 2) / 4) + rng.normal(0, 0.01, 300),
-    })
+    frame = pd.DataFrame(
+        {
+            "experiment": [f"lr_search/t{i:03d}" for i in range(1, 301)],
+            "status": ["completed"] * 250 + ["pruned"] * 50,
+            "training.lr": lr,
+            "loss.type": rng.choice(["ce", "focal"], 300),
+            "model.arch": "resnet18",
+            "val/macro_f1": 0.6 * np.exp(-((np.log10(lr) + 3) ** 2) / 4) + rng.normal(0, 0.01, 300),
+        }
+    )
     html = report.search_knobs_html(frame)
     best = frame.loc[frame["val/macro_f1"].idxmax(), "experiment"]
     assert f"The gold star is the best, {best}" in html and "300 trials" in html
     fig = report.search_knobs_figure(frame, ["loss.type", "training.lr"], "lr_search")
-    assert [ax.get_xlabel() for ax in fig.axes] == ["loss.type", "training.lr"], "one panel per searched knob, not model.arch"
+    assert [ax.get_xlabel() for ax in fig.axes] == ["loss.type", "training.lr"], (
+        "one panel per searched knob, not model.arch"
+    )
     assert fig.axes[1].get_xscale() == "log"
     for ax in fig.axes:
         stars = [c for c in ax.collections if c.get_label() == "best"]
@@ -180,26 +195,28 @@ def test_a_search_of_hundreds_of_trials_gets_one_panel_per_searched_knob_with_th
 
 def heat_rows(table: str) -> list[tuple[str, list[tuple[str, str | None]]]]:
     """A heat table's body as (row header, [(cell text, background colour or None for a missing value)])."""
-    body = table[table.index("<tbody>"):table.index("</tbody>")]
+    body = table[table.index("<tbody>") : table.index("</tbody>")]
     cell = re.compile(r'<td(?: style="background:(#[0-9a-f]{6});color:#[0-9a-f]{3}"| class="missing")>([^<]*)</td>')
-    return [(head, [(text, colour or None) for colour, text in cell.findall(cells)])
-            for head, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", body)]
+    return [
+        (head, [(text, colour or None) for colour, text in cell.findall(cells)])
+        for head, cells in re.findall(r"<tr><th>([^<]*)</th>(.*?)</tr>", body)
+    ]
 
 
 def luminance(colour: str) -> float:
-    red, green, blue = (int(colour[i:i + 2], 16) for i in (1, 3, 5))
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return 0.299 * red + 0.587 * green + 0.114 * blue
 
 
 def test_confusion_matrices_are_tables_normalised_by_row_with_each_class_support(runs, page):
     html = page.read_text(encoding="utf-8")
-    section = html[html.index('<section id="confusion">'):html.index('<section id="hyperparameters">')]
+    section = html[html.index('<section id="confusion">') : html.index('<section id="hyperparameters">')]
     frame = results.load(runs)
     for name in frame["experiment"]:
         matrix = np.load(runs / name / "best_confusion_matrix.npy").astype(float)
         classes = json.loads((runs / name / "best_metrics.json").read_text())["class_names"]
         start = section.index(f"<figcaption>{name}: epoch ")
-        rows = heat_rows(section[start:section.index("</figure>", start)])
+        rows = heat_rows(section[start : section.index("</figure>", start)])
         support = matrix.sum(axis=1)
         assert [head for head, _ in rows] == [f"{c} (n={int(n)})" for c, n in zip(classes, support)]
         shown = np.array([[float(text) for text, _ in cells] for _, cells in rows])
@@ -210,9 +227,13 @@ def test_confusion_matrices_are_tables_normalised_by_row_with_each_class_support
 
 
 def test_per_class_f1_is_a_table_in_leaderboard_order_with_missing_classes_grey():
-    frame = pd.DataFrame({
-        "experiment": ["good", "half"], "val/f1/happy": [0.9, 0.4], "val/f1/sad": [0.7, np.nan],
-    })
+    frame = pd.DataFrame(
+        {
+            "experiment": ["good", "half"],
+            "val/f1/happy": [0.9, 0.4],
+            "val/f1/sad": [0.7, np.nan],
+        }
+    )
     html = report.per_class_html(frame, total=5)
     assert heat_rows(html) == [
         ("good", [("0.90", ANY_COLOUR), ("0.70", ANY_COLOUR)]),
@@ -243,12 +264,17 @@ def cut_off(fig) -> list[str]:
 
 def big_search(n: int = 300) -> pd.DataFrame:
     rng = np.random.default_rng(1)
-    return pd.DataFrame({
-        "experiment": [f"big/t{i:03d}" for i in range(1, n + 1)], "status": "completed",
-        "training.lr": np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), n)),
-        "training.batch_size": rng.choice([16, 64, 256], n), "model.dropout": rng.uniform(0.0, 0.5, n),
-        "loss.type": rng.choice(["ce", "focal"], n), "val/macro_f1": rng.uniform(0.6101, 0.6399, n),
-    })
+    return pd.DataFrame(
+        {
+            "experiment": [f"big/t{i:03d}" for i in range(1, n + 1)],
+            "status": "completed",
+            "training.lr": np.exp(rng.uniform(np.log(1e-5), np.log(1e-1), n)),
+            "training.batch_size": rng.choice([16, 64, 256], n),
+            "model.dropout": rng.uniform(0.0, 0.5, n),
+            "loss.type": rng.choice(["ce", "focal"], n),
+            "val/macro_f1": rng.uniform(0.6101, 0.6399, n),
+        }
+    )
 
 
 def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
@@ -262,7 +288,9 @@ def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
     monkeypatch.setattr(report, "_img", lambda fig, alt: drawn.append(fig) or "")
     report.hyperparameters_html(trials, ["training.lr", "training.batch_size", "model.dropout", "loss.type"])
     report.search_progress_html(trials)
-    assert [fig.get_layout_engine() is None for fig in drawn] == [True, True, True, False, True], "categories keep constrained layout"
+    assert [fig.get_layout_engine() is None for fig in drawn] == [True, True, True, False, True], (
+        "categories keep constrained layout"
+    )
     for fig in drawn:
         assert cut_off(fig) == []
 
@@ -270,7 +298,9 @@ def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
 def test_plots_with_names_or_categories_keep_a_layout_that_fits_them():
     trials = big_search()
     trials["model.arch"] = np.where(np.arange(len(trials)) % 2, "mobilenet_v3_small_with_a_long_name", "resnet18")
-    mixed = report.search_knobs_figure(trials, ["training.lr", "model.arch", "loss.type", "model.dropout", "training.batch_size"], "big")
+    mixed = report.search_knobs_figure(
+        trials, ["training.lr", "model.arch", "loss.type", "model.dropout", "training.batch_size"], "big"
+    )
     assert mixed.get_layout_engine() is not None
     assert cut_off(mixed) == []
     few = big_search(8).assign(experiment=[f"a_rather_long_experiment_name_{i}" for i in range(8)])
@@ -280,12 +310,32 @@ def test_plots_with_names_or_categories_keep_a_layout_that_fits_them():
 
 
 def test_the_leaderboard_escapes_names_descriptions_and_values():
-    frame = pd.DataFrame([
-        {"experiment": "a<b>", "status": "completed", "description": "<script>alert(1)</script>", "loss.type": "ce&<i>",
-         "val/accuracy": 0.5, "val/macro_f1": 0.4, "best_epoch": 2, "epochs_run": 3, "duration_s": 75.0},
-        {"experiment": "plain", "status": "unfinished", "description": "", "loss.type": "focal",
-         "val/accuracy": 0.6, "val/macro_f1": None, "best_epoch": 1, "epochs_run": 1, "duration_s": None},
-    ])
+    frame = pd.DataFrame(
+        [
+            {
+                "experiment": "a<b>",
+                "status": "completed",
+                "description": "<script>alert(1)</script>",
+                "loss.type": "ce&<i>",
+                "val/accuracy": 0.5,
+                "val/macro_f1": 0.4,
+                "best_epoch": 2,
+                "epochs_run": 3,
+                "duration_s": 75.0,
+            },
+            {
+                "experiment": "plain",
+                "status": "unfinished",
+                "description": "",
+                "loss.type": "focal",
+                "val/accuracy": 0.6,
+                "val/macro_f1": None,
+                "best_epoch": 1,
+                "epochs_run": 1,
+                "duration_s": None,
+            },
+        ]
+    )
     table = report.leaderboard_html(frame, ["loss.type"])
     assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
     assert "a&lt;b&gt;" in table and "ce&amp;&lt;i&gt;" in table and "<i>" not in table
@@ -301,8 +351,12 @@ def test_wide_positive_ranges_get_a_log_axis():
 
 def test_the_module_imports_no_torch_or_ray():
     tree = ast.parse((PROJECT_ROOT / "raytrain" / "report.py").read_text())
-    imported = {alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names}
-    imported |= {node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module}
+    imported = {
+        alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
+    }
+    imported |= {
+        node.module.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
     assert not imported & {"torch", "ray"}
 
 
@@ -315,11 +369,24 @@ def test_chromium_draws_the_plots(which, request, tmp_path):
     image = pytest.importorskip("PIL.Image")
     shot = tmp_path / "shot.png"
     subprocess.run(
-        [chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-         "--disable-background-networking", "--disable-component-update", "--disable-sync",
-         f"--user-data-dir={tmp_path / 'profile'}", f"--screenshot={shot}", "--window-size=1200,3000",
-         page.resolve().as_uri()],
-        capture_output=True, timeout=120, check=False,
+        [
+            chromium,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--screenshot={shot}",
+            "--window-size=1200,3000",
+            page.resolve().as_uri(),
+        ],
+        capture_output=True,
+        timeout=120,
+        check=False,
     )
     assert shot.is_file(), "Chromium wrote no screenshot"
     assert png_size(shot.read_bytes())[0] == 1200
@@ -387,8 +454,12 @@ def test_with_repeats_the_learning_curves_draw_one_mean_line_and_band_per_group(
         seeds = history[history["experiment"].str.startswith(f"{group}/seed-")]
         by_epoch = seeds.groupby("epoch")["val/macro_f1"]
         line = lines[f"{group} (n=2)"]
-        np.testing.assert_allclose(line.get_ydata(), by_epoch.mean().to_numpy(), err_msg=f"{group}: the mean over seeds")
-    bands = sorted((c.get_paths()[0].vertices[:, 1].min(), c.get_paths()[0].vertices[:, 1].max()) for c in f1_axes.collections)
+        np.testing.assert_allclose(
+            line.get_ydata(), by_epoch.mean().to_numpy(), err_msg=f"{group}: the mean over seeds"
+        )
+    bands = sorted(
+        (c.get_paths()[0].vertices[:, 1].min(), c.get_paths()[0].vertices[:, 1].max()) for c in f1_axes.collections
+    )
     expected = sorted(
         (seeds["val/macro_f1"].min(), seeds["val/macro_f1"].max())
         for _, seeds in history.groupby(history["experiment"].str.split("/seed-").str[0])
@@ -399,8 +470,16 @@ def test_with_repeats_the_learning_curves_draw_one_mean_line_and_band_per_group(
 def test_interval_bars_are_cut_at_0_and_1_and_a_single_seed_has_none():
     # three seeds far apart: the 95% t interval (t = 4.30 for 2 degrees of freedom) runs below 0
     frame = pd.DataFrame(
-        [{"experiment": f"wide/seed-{s}", "group": "wide", "status": "completed", "val/macro_f1": f1, "val/accuracy": 0.5}
-         for s, f1 in enumerate([0.0, 0.02, 0.4], start=1)]
+        [
+            {
+                "experiment": f"wide/seed-{s}",
+                "group": "wide",
+                "status": "completed",
+                "val/macro_f1": f1,
+                "val/accuracy": 0.5,
+            }
+            for s, f1 in enumerate([0.0, 0.02, 0.4], start=1)
+        ]
         + [{"experiment": "solo", "group": "solo", "status": "completed", "val/macro_f1": 0.3, "val/accuracy": 0.4}]
     )
     summary = report.group_summary(frame)

@@ -20,9 +20,24 @@ def frame(tiny_runs) -> pd.DataFrame:
 def test_load_has_one_row_per_experiment_with_the_documented_columns(frame):
     assert sorted(frame["experiment"]) == EXPERIMENTS
     documented = {
-        "experiment", "status", "sweep", "best_epoch", "epochs_run", "duration_s", "schema_version",
-        "training.lr", "training.epochs", "loss.type", "model.arch", "augmentation.mixup_alpha", "other.seed",
-        "val/accuracy", "val/macro_f1", "val/loss", "test/accuracy", "test/macro_f1",
+        "experiment",
+        "status",
+        "sweep",
+        "best_epoch",
+        "epochs_run",
+        "duration_s",
+        "schema_version",
+        "training.lr",
+        "training.epochs",
+        "loss.type",
+        "model.arch",
+        "augmentation.mixup_alpha",
+        "other.seed",
+        "val/accuracy",
+        "val/macro_f1",
+        "val/loss",
+        "test/accuracy",
+        "test/macro_f1",
     }
     assert documented <= set(frame.columns)
     for split in ("val", "test"):
@@ -76,20 +91,37 @@ def test_compare_table_shows_what_differs_and_the_baseline_deltas(frame, tiny_ru
         delta = values[name] - values["alpha"]
         line = next(line for line in result.out.splitlines() if f" {name} " in line)
         assert f"{delta:+.3f}" in line
-    assert result.out.index(" " + frame["experiment"].iloc[0] + " ") < result.out.index(" " + frame["experiment"].iloc[-1] + " ")
+    assert result.out.index(" " + frame["experiment"].iloc[0] + " ") < result.out.index(
+        " " + frame["experiment"].iloc[-1] + " "
+    )
 
 
-def test_compare_export_writes_the_table_shown_and_export_runs_every_column(frame, tiny_runs, run_cli, tmp_path, capsys):
+def test_compare_export_writes_the_table_shown_and_export_runs_every_column(
+    frame, tiny_runs, run_cli, tmp_path, capsys
+):
     shown, runs = tmp_path / "compare.csv", tmp_path / "runs.parquet"
-    result = run_cli("compare", "--runs-dir", tiny_runs, "--baseline", "alpha", "--export", shown, "--export-runs", runs)
+    result = run_cli(
+        "compare", "--runs-dir", tiny_runs, "--baseline", "alpha", "--export", shown, "--export-runs", runs
+    )
     assert result.code == 0, result.err
     table = pd.read_csv(shown)
     lines = result.out.splitlines()
     # the rows in the order the terminal showed them, with the same numbers
     order = sorted(table["experiment"], key=lambda name: next(i for i, line in enumerate(lines) if f" {name} " in line))
     assert list(table["experiment"]) == order and list(table["rank"]) == [1, 2, 3]
-    assert {"training.lr", "loss.type", "val/accuracy", "val/macro_f1", "delta", "delta/low", "delta/high", "p_holm",
-            "best_epoch", "duration_s", "status"} <= set(table.columns)
+    assert {
+        "training.lr",
+        "loss.type",
+        "val/accuracy",
+        "val/macro_f1",
+        "delta",
+        "delta/low",
+        "delta/high",
+        "p_holm",
+        "best_epoch",
+        "duration_s",
+        "status",
+    } <= set(table.columns)
     assert "model.arch" not in table, "the knobs the table leaves out (equal in every row) are not exported either"
     for _, row in table.iterrows():
         line = next(line for line in lines if f" {row['experiment']} " in line)
@@ -101,7 +133,9 @@ def test_compare_export_writes_the_table_shown_and_export_runs_every_column(fram
     for metric in ("precision", "recall", "f1"):
         for emotion in CANONICAL_CLASSES:
             assert f"val/{metric}/{emotion}" in every.columns and f"test/{metric}/{emotion}" in every.columns
-    assert {"training.lr", "training.batch_size", "loss.type", "augmentation.hflip", "data.img_size"} <= set(every.columns)
+    assert {"training.lr", "training.batch_size", "loss.type", "augmentation.hflip", "data.img_size"} <= set(
+        every.columns
+    )
     assert len(every) == 3
     with pytest.raises(SystemExit) as bad:
         run_cli("compare", "--runs-dir", tiny_runs, "--export", tmp_path / "table.xlsx")
@@ -109,7 +143,9 @@ def test_compare_export_writes_the_table_shown_and_export_runs_every_column(fram
 
 
 @pytest.mark.parametrize("width", [80, 100, 120])
-def test_compare_fits_the_terminal_names_always_show_and_a_note_says_what_was_left_out(tiny_runs, run_cli, monkeypatch, width):
+def test_compare_fits_the_terminal_names_always_show_and_a_note_says_what_was_left_out(
+    tiny_runs, run_cli, monkeypatch, width
+):
     monkeypatch.setenv("COLUMNS", str(width))
     result = run_cli("compare", "--runs-dir", tiny_runs, "--baseline", "alpha")
     assert result.code == 0, result.err

@@ -26,7 +26,12 @@ def copy_runs(tiny_runs: Path, tmp_path: Path) -> Path:
     def link_weights(source, target):
         os.link(source, target) if source.endswith(".pt") else shutil.copy2(source, target)
 
-    shutil.copytree(tiny_runs, runs, ignore=shutil.ignore_patterns("checkpoint_*", results_index.INDEX_DIR), copy_function=link_weights)
+    shutil.copytree(
+        tiny_runs,
+        runs,
+        ignore=shutil.ignore_patterns("checkpoint_*", results_index.INDEX_DIR),
+        copy_function=link_weights,
+    )
     return runs
 
 

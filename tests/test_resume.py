@@ -38,8 +38,12 @@ def start(args: list[str], cwd: Path) -> subprocess.Popen:
     env = dict(os.environ, PYTHONUNBUFFERED="1", RAYTRAIN_CACHE_DIR=str(cwd / "cache"))
     # a session of its own, so SIGKILL can take the driver and the Ray it started, as a crash would
     return subprocess.Popen(
-        [sys.executable, "-m", "raytrain", *args], cwd=cwd, env=env, start_new_session=True,
-        stdout=open(cwd / "driver.log", "ab"), stderr=subprocess.STDOUT,
+        [sys.executable, "-m", "raytrain", *args],
+        cwd=cwd,
+        env=env,
+        start_new_session=True,
+        stdout=open(cwd / "driver.log", "ab"),
+        stderr=subprocess.STDOUT,
     )
 
 
@@ -74,7 +78,17 @@ def _results_or_empty(runs: Path, experiment: str) -> list[dict]:
 def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, synthetic_root, tmp_path):
     configs = write_configs(tmp_path / "configs")
     runs = tmp_path / "runs"
-    sweep_args = ["sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes", "--max-concurrent", "2"]
+    sweep_args = [
+        "sweep",
+        str(configs),
+        "--data-root",
+        str(synthetic_root),
+        "--runs-dir",
+        str(runs),
+        "--yes",
+        "--max-concurrent",
+        "2",
+    ]
     driver = start(sweep_args, tmp_path)
     try:
         wait_for(lambda: any(r["experiment"] == "fast" for r in artifacts.read_log(runs)), 180, "fast to finish")
@@ -102,15 +116,25 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     # interrupted sweep by its name and (with --yes) resumes it rather than starting over
     again = ["resume", "--runs-dir", str(runs)] if how == "SIGKILL" else sweep_args
     resumed = subprocess.run(
-        [sys.executable, "-m", "raytrain", *again], cwd=tmp_path,
-        capture_output=True, text=True, timeout=300, env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(tmp_path / "cache")),
+        [sys.executable, "-m", "raytrain", *again],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(tmp_path / "cache")),
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     if how == "SIGTERM":
-        assert re.search(r"was interrupted with [12] trial\(s\) unfinished; resume it instead of starting over\? yes", resumed.stdout)
+        assert re.search(
+            r"was interrupted with [12] trial\(s\) unfinished; resume it instead of starting over\? yes", resumed.stdout
+        )
     assert "3 completed, 0 failed, 0 unfinished" in resumed.stdout
     said = (tmp_path / "driver.log").read_text() + resumed.stdout + resumed.stderr
-    for noise in ("Token authentication is enabled", "Configuration for experiment", "To visualize your results with TensorBoard"):
+    for noise in (
+        "Token authentication is enabled",
+        "Configuration for experiment",
+        "To visualize your results with TensorBoard",
+    ):
         assert noise not in said, f"Ray's {noise!r} reached the user"
     # without a terminal the status comes as plain lines; raytrain's own next steps close the run
     assert re.search(r"^trials: \d running, \d done, \d pending, 0 failed \| best ", said, re.MULTILINE)
@@ -148,7 +172,11 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, t
     command = [sys.executable, "-m", "raytrain"]
     first = subprocess.run(
         [*command, "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"],
-        capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
     )
     assert first.returncode == 1 and "FAILED needs_weights" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
     fine_results = trial_results(runs, "fine")
@@ -158,7 +186,14 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, t
     weights.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), weights)
 
-    resumed = subprocess.run([*command, "resume", "--runs-dir", str(runs)], capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
+    resumed = subprocess.run(
+        [*command, "resume", "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
+        cwd=tmp_path,
+    )
     assert resumed.returncode == 0, resumed.stdout[-2000:] + resumed.stderr[-2000:]
     statuses = [(r["experiment"], r["status"]) for r in artifacts.read_log(runs)]
     assert statuses.count(("fine", "completed")) == 1

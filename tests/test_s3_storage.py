@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from raytrain import artifacts
+from raytrain import artifacts, checkpoints
 from tests.conftest import PROJECT_ROOT, free_loopback_port, write_config
 from tests.test_cluster_script import VENV_BIN, _free_ports, _port_free, _script
 
@@ -30,14 +30,17 @@ MODEL = "arch: shufflenet_v2_x0_5"
 @pytest.fixture(scope="module")
 def s3_endpoint():
     """moto's S3 server on loopback, with an empty bucket; the AWS variables that point at it."""
-    pytest.importorskip("moto.server", reason="moto[server] is not installed (pip install -e '.[test]'); the S3 tests need it")
+    pytest.importorskip(
+        "moto.server", reason="moto[server] is not installed (pip install -e '.[test]'); the S3 tests need it"
+    )
     import boto3
 
     port = free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
     server = subprocess.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -51,11 +54,18 @@ def s3_endpoint():
                 time.sleep(0.2)
         # the standard AWS variables, as a user of MinIO or any S3-compatible store sets them
         env = {
-            "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
-            "AWS_ENDPOINT_URL": endpoint, "AWS_EC2_METADATA_DISABLED": "true",
+            "AWS_ACCESS_KEY_ID": "testing",
+            "AWS_SECRET_ACCESS_KEY": "testing",
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ENDPOINT_URL": endpoint,
+            "AWS_EC2_METADATA_DISABLED": "true",
         }
         client = boto3.client(
-            "s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing", region_name="us-east-1",
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
         )
         client.create_bucket(Bucket=BUCKET)
         yield {"env": env, "client": client, "endpoint": endpoint}
@@ -71,9 +81,11 @@ def s3_cluster(s3_endpoint):
     port, dashboard = _free_ports()
     temp_dir = Path(subprocess.check_output(["mktemp", "-d", "/tmp/rts-XXXXXX"], text=True).strip())
     env = {
-        **os.environ, **s3_endpoint["env"],
+        **os.environ,
+        **s3_endpoint["env"],
         "PATH": f"{VENV_BIN}{os.pathsep}{os.environ.get('PATH', '')}",
-        "RAYTRAIN_CLUSTER_DIR": str(temp_dir), "RAYTRAIN_CLUSTER_TIMEOUT_S": "60",
+        "RAYTRAIN_CLUSTER_DIR": str(temp_dir),
+        "RAYTRAIN_CLUSTER_TIMEOUT_S": "60",
     }
     env.pop("RAY_ADDRESS", None)
     try:
@@ -107,7 +119,9 @@ def checkpoint_objects(client, experiment: str) -> dict[str, str]:
     """The trial's checkpoint files in the bucket and their ETags: a trial run again writes new ones."""
     pages = client.get_paginator("list_objects_v2").paginate(Bucket=BUCKET, Prefix=PREFIX)
     return {
-        item["Key"]: item["ETag"] for page in pages for item in page.get("Contents", [])
+        item["Key"]: item["ETag"]
+        for page in pages
+        for item in page.get("Contents", [])
         if f"/{experiment}_" in item["Key"] and "/checkpoint_" in item["Key"]
     }
 
@@ -121,7 +135,9 @@ def lose_the_recorded_checkpoint(client, experiment_uri: str, experiment: str) -
     k, which the driver already deleted, and checkpoint k+1 is whole. Returns k+1's folder name."""
     from ray import tune
 
-    [trial] = [t for t in tune.ExperimentAnalysis(experiment_uri).trials if t.config["experiment"]["name"] == experiment]
+    [trial] = [
+        t for t in tune.ExperimentAnalysis(experiment_uri).trials if t.config["experiment"]["name"] == experiment
+    ]
     recorded = trial.checkpoint.path.split("/", 1)[1]  # bucket/key -> key
     index = int(recorded.rsplit("_", 1)[1])
     following = f"{recorded.rsplit('_', 1)[0]}_{index + 1:06d}"
@@ -132,7 +148,9 @@ def lose_the_recorded_checkpoint(client, experiment_uri: str, experiment: str) -
     for key in bucket_keys(client, following + "/"):  # a next checkpoint the trial was uploading when killed
         client.delete_object(Bucket=BUCKET, Key=key)
     for key in lost:
-        client.copy_object(Bucket=BUCKET, Key=following + key[len(recorded):], CopySource={"Bucket": BUCKET, "Key": key})
+        client.copy_object(
+            Bucket=BUCKET, Key=following + key[len(recorded) :], CopySource={"Bucket": BUCKET, "Key": key}
+        )
         client.delete_object(Bucket=BUCKET, Key=key)
     return following.rsplit("/", 1)[1]
 
@@ -141,27 +159,53 @@ def wait_for(condition, timeout_s: float, what: str, log: Path) -> None:
     deadline = time.monotonic() + timeout_s
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout_s} s waiting for {what}; driver log:\n{log.read_text()[-3000:]}")
+            raise AssertionError(
+                f"timed out after {timeout_s} s waiting for {what}; driver log:\n{log.read_text()[-3000:]}"
+            )
         time.sleep(0.5)
 
 
 @pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_cluster, s3_endpoint, synthetic_root, tmp_path, monkeypatch):
+def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
+    s3_cluster, s3_endpoint, synthetic_root, tmp_path, monkeypatch
+):
     client, env = s3_endpoint["client"], s3_cluster["env"]
     for name, value in s3_endpoint["env"].items():  # this process reads the bucket through Tune too
         monkeypatch.setenv(name, value)
     configs = tmp_path / "configs"
     for name, epochs in EPOCHS.items():
-        write_config(configs, name, training=f"epochs: {epochs}, batch_size: 16", other="patience: 20, workers: 1",
-                     resources="cpu: 1", model=MODEL)
+        write_config(
+            configs,
+            name,
+            training=f"epochs: {epochs}, batch_size: 16",
+            other="patience: 20, workers: 1",
+            resources="cpu: 1",
+            model=MODEL,
+        )
     runs = tmp_path / "runs"
     log = tmp_path / "driver.log"
     command = [sys.executable, "-m", "raytrain"]
     driver = subprocess.Popen(
-        [*command, "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs),
-         "--storage", STORAGE, "--address", s3_cluster["address"], "--yes"],
-        cwd=tmp_path, env=env, start_new_session=True, stdout=open(log, "ab"), stderr=subprocess.STDOUT,
+        [
+            *command,
+            "sweep",
+            str(configs),
+            "--data-root",
+            str(synthetic_root),
+            "--runs-dir",
+            str(runs),
+            "--storage",
+            STORAGE,
+            "--address",
+            s3_cluster["address"],
+            "--yes",
+        ],
+        cwd=tmp_path,
+        env=env,
+        start_new_session=True,
+        stdout=open(log, "ab"),
+        stderr=subprocess.STDOUT,
     )
     try:
         wait_for(lambda: any(r["experiment"] == "fast" for r in artifacts.read_log(runs)), 150, "fast to finish", log)
@@ -190,11 +234,19 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
     continued_from = lose_the_recorded_checkpoint(client, f"{STORAGE}/{sweep_name}", "slow")
 
     resumed = subprocess.run(
-        [*command, "resume", "--runs-dir", str(runs)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=200,
+        [*command, "resume", "--runs-dir", str(runs)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=200,
     )
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "2 completed, 0 failed, 0 unfinished" in resumed.stdout
-    assert "[slow] its last recorded checkpoint" in resumed.stdout and f"continuing from {continued_from}" in resumed.stdout
+    assert (
+        "[slow] its last recorded checkpoint" in resumed.stdout
+        and f"continuing from {continued_from}" in resumed.stdout
+    )
 
     records = artifacts.read_log(runs)
     assert sorted(r["experiment"] for r in records) == sorted(EPOCHS), "one log line per experiment"
@@ -206,7 +258,9 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
     # A kill between fast's log line and the prune of its checkpoints leaves the prune to the resume,
     # which deletes objects and marks checkpoint.json published: neither is a checkpoint written again.
     fast_after = checkpoint_objects(client, "fast")
-    written_again = {k for k, etag in fast_after.items() if fast_before.get(k) != etag and not k.endswith(checkpoints.INDEX_FILE)}
+    written_again = {
+        k for k, etag in fast_after.items() if fast_before.get(k) != etag and not k.endswith(checkpoints.INDEX_FILE)
+    }
     assert not written_again, f"fast wrote checkpoint files again: {sorted(written_again)}"
     assert not [k for k in fast_after if k.endswith(".pt")], "fast's weights were left in the bucket after publishing"
 
@@ -214,7 +268,9 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
     restarts = [r for r in slow if r["iterations_since_restore"] == 1 and r["epoch"] > 1]
     assert restarts, "slow was not restored from its checkpoint in the bucket"
     assert [r["epoch"] for r in slow].count(1) == 1, "slow started over from epoch 1"
-    assert [h["epoch"] for h in json.loads((runs / "slow" / artifacts.HISTORY).read_text())] == list(range(1, EPOCHS["slow"] + 1))
+    assert [h["epoch"] for h in json.loads((runs / "slow" / artifacts.HISTORY).read_text())] == list(
+        range(1, EPOCHS["slow"] + 1)
+    )
     for name in EPOCHS:
         assert artifacts.is_complete(runs, name), f"{name} is not whole in the runs folder on the driver's machine"
     keys = bucket_keys(client)
@@ -224,15 +280,26 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(s3_clu
 # --- a bad --storage stops the command before any training ------------------------------------------
 
 
-@pytest.mark.parametrize("uri, expected", [
-    ("s3:///no-bucket", "not a storage URI pyarrow can open (Missing bucket name in S3 URI)"),
-    ("s3://", "names no bucket; use s3://BUCKET/PREFIX"),
-    ("s3://bucket/runs?endpoint=localhost", "Unexpected query parameter in S3 URI: 'endpoint'"),
-    ("s4://bucket/runs", "Unrecognized filesystem type"),
-])
+@pytest.mark.parametrize(
+    "uri, expected",
+    [
+        ("s3:///no-bucket", "not a storage URI pyarrow can open (Missing bucket name in S3 URI)"),
+        ("s3://", "names no bucket; use s3://BUCKET/PREFIX"),
+        ("s3://bucket/runs?endpoint=localhost", "Unexpected query parameter in S3 URI: 'endpoint'"),
+        ("s4://bucket/runs", "Unrecognized filesystem type"),
+    ],
+)
 def test_a_malformed_storage_uri_is_one_message_and_exit_2(uri, expected, run_cli, tmp_path):
-    result = run_cli("run", PROJECT_ROOT / "configs/demo/baseline_small.yaml", "--data-root", tmp_path,
-                     "--runs-dir", tmp_path / "runs", "--storage", uri)
+    result = run_cli(
+        "run",
+        PROJECT_ROOT / "configs/demo/baseline_small.yaml",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--storage",
+        uri,
+    )
     assert result.code == 2
     assert result.err.startswith(f"error: --storage {uri}: ") and expected in result.err, result.err
     assert "Traceback" not in result.err
@@ -244,21 +311,43 @@ def test_a_bucket_that_cannot_be_written_stops_the_sweep_before_ray_starts(s3_en
     for name, value in s3_endpoint["env"].items():
         monkeypatch.setenv(name, value)
     ray_was_up = ray.is_initialized()
-    result = run_cli("run", PROJECT_ROOT / "configs/demo/baseline_small.yaml", "--data-root", tmp_path,
-                     "--runs-dir", tmp_path / "runs", "--storage", "s3://no-such-bucket/runs")
+    result = run_cli(
+        "run",
+        PROJECT_ROOT / "configs/demo/baseline_small.yaml",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--storage",
+        "s3://no-such-bucket/runs",
+    )
     assert result.code == 2
     assert result.err.startswith("error: --storage s3://no-such-bucket/runs: cannot write there (")
     assert "AWS_ENDPOINT_URL=http://HOST:PORT" in result.err and "Traceback" not in result.err
     assert ray.is_initialized() == ray_was_up, "Ray started before the bucket was checked"
 
 
-@pytest.mark.parametrize("storage, expected", [
-    ("s3:///no-bucket", "--storage s3:///no-bucket: not a storage URI pyarrow can open"),
-    ("runs/_tune", "--storage runs/_tune would put the Tune experiment in the job's temporary working directory"),
-])
+@pytest.mark.parametrize(
+    "storage, expected",
+    [
+        ("s3:///no-bucket", "--storage s3:///no-bucket: not a storage URI pyarrow can open"),
+        ("runs/_tune", "--storage runs/_tune would put the Tune experiment in the job's temporary working directory"),
+    ],
+)
 def test_submit_refuses_a_storage_the_job_cannot_use_before_uploading(storage, expected, run_cli):
-    result = run_cli("submit", "--address", "http://127.0.0.1:1", "--", "sweep", "--data-root", "/data",
-                     "--runs-dir", "/srv/runs", "--storage", storage)
+    result = run_cli(
+        "submit",
+        "--address",
+        "http://127.0.0.1:1",
+        "--",
+        "sweep",
+        "--data-root",
+        "/data",
+        "--runs-dir",
+        "/srv/runs",
+        "--storage",
+        storage,
+    )
     assert result.code == 2
     assert expected in result.err and "Traceback" not in result.err
 

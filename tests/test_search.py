@@ -26,7 +26,7 @@ SEARCH = "tpe"
 BUDGET = 6  # startup_trials(6) = 2: t003..t006 are proposed by TPE from the results before them
 SEED = 3
 SEARCH_YAML = f"""
-extends: {PROJECT_ROOT / 'configs/demo/baseline_small.yaml'}
+extends: {PROJECT_ROOT / "configs/demo/baseline_small.yaml"}
 name: {SEARCH}
 training: {{epochs: 3, batch_size: 16}}
 data: {{img_size: 24}}
@@ -65,11 +65,23 @@ def search_runs(synthetic_root, tmp_path_factory) -> dict:
             os.killpg(driver.pid, signal.SIGKILL)
     finished_at_kill = [r["experiment"] for r in artifacts.read_log(runs)]
     resumed = subprocess.run(
-        [sys.executable, "-m", "raytrain", "resume", "--runs-dir", str(runs)], cwd=root,
-        capture_output=True, text=True, timeout=900, env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(root / "cache")),
+        [sys.executable, "-m", "raytrain", "resume", "--runs-dir", str(runs)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(root / "cache")),
     )
-    assert resumed.returncode == 0, (root / "driver.log").read_text()[-2000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    return {"root": root, "runs": runs, "configs": configs, "finished_at_kill": finished_at_kill, "resumed": resumed.stdout}
+    assert resumed.returncode == 0, (
+        (root / "driver.log").read_text()[-2000:] + resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    )
+    return {
+        "root": root,
+        "runs": runs,
+        "configs": configs,
+        "finished_at_kill": finished_at_kill,
+        "resumed": resumed.stdout,
+    }
 
 
 def test_killed_search_resumes_to_exactly_its_budget(search_runs):
@@ -79,7 +91,7 @@ def test_killed_search_resumes_to_exactly_its_budget(search_runs):
     assert sorted(r["experiment"] for r in log) == NAMES, "one log line per trial, none proposed twice, none missing"
     assert all(artifacts.is_complete(runs, name) for name in NAMES)
     assert sorted(p.name for p in (runs / SEARCH).iterdir()) == [n.split("/")[1] for n in NAMES]
-    assert f"0 failed, 0 unfinished" in search_runs["resumed"]
+    assert "0 failed, 0 unfinished" in search_runs["resumed"]
 
 
 def test_trials_are_named_in_the_order_proposed_with_their_values_in_config_yaml(search_runs):
@@ -194,7 +206,11 @@ def test_the_same_seed_proposes_the_same_first_points():
 
     assert first_points(1) == first_points(1)
     assert first_points(1) != first_points(2)
-    assert [p["experiment"]["name"] for p in first_points(1)] == ["lr_search_optuna/t001", "lr_search_optuna/t002", "lr_search_optuna/t003"]
+    assert [p["experiment"]["name"] for p in first_points(1)] == [
+        "lr_search_optuna/t001",
+        "lr_search_optuna/t002",
+        "lr_search_optuna/t003",
+    ]
 
 
 def test_sweep_max_concurrent_limits_the_searcher_not_a_second_limiter(ray_session, tmp_path):
@@ -213,7 +229,9 @@ def test_search_seed_also_seeds_grid_random_draws(tmp_path):
     from raytrain.plan import plan_sweep
 
     def lrs(*overrides: str) -> list[float]:
-        plan = plan_sweep([PROJECT_ROOT / "configs/search/lr_search.yaml"], runs_dir=tmp_path, overrides=list(overrides))
+        plan = plan_sweep(
+            [PROJECT_ROOT / "configs/search/lr_search.yaml"], runs_dir=tmp_path, overrides=list(overrides)
+        )
         return sorted({t.config.training.lr for t in plan.trials})
 
     assert lrs("search.seed=1") == lrs("search.seed=1") != lrs("search.seed=2")
@@ -235,7 +253,7 @@ def test_the_search_benchmark_runs_in_smoke_mode(ray_session, tmp_path, monkeypa
     spec.loader.exec_module(bench)
     bench.main(["--smoke", "--work", str(tmp_path / "bench")])
     out = capsys.readouterr().out
-    table = out[out.index("trials per method"):]
+    table = out[out.index("trials per method") :]
     for method in ("grid", "optuna_asha", "random_asha"):
         assert re.search(rf"^{method} +(-|1) +0\.\d{{3}} ", table, re.MULTILINE), table
     assert (tmp_path / "bench/runs/optuna_asha_s1/optuna_asha_s1/t002/config.yaml").is_file()

@@ -87,7 +87,10 @@ def test_without_a_terminal_yes_is_required(tmp_path, synthetic_root):
     write_config(configs, "one")
     proc = subprocess.run(
         [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
-        stdin=subprocess.DEVNULL, capture_output=True, text=True, cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
     )
     assert proc.returncode == 2 and "no terminal to ask on: pass --yes" in proc.stderr
     assert not (tmp_path / "runs").exists()
@@ -100,7 +103,11 @@ def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(tmp_path, synthe
     leader, follower = pty.openpty()  # a real terminal: isatty() is true, Ctrl+C is a real SIGINT
     proc = subprocess.Popen(
         [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
-        stdin=follower, stdout=follower, stderr=follower, cwd=tmp_path, start_new_session=True,
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        cwd=tmp_path,
+        start_new_session=True,
         preexec_fn=lambda: __import__("fcntl").ioctl(0, __import__("termios").TIOCSCTTY, 0),
     )
     os.close(follower)
@@ -206,7 +213,10 @@ def test_a_finished_experiment_is_skipped_and_force_reruns_it(finished_sweep, sy
     # a changed config is not silently re-run, but the plan says so
     write_config(configs, "alpha", training="epochs: 1, batch_size: 16, lr: 0.005")
     result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes", "--dry-run"))
-    assert "done, config changed (skipped)" in result.out and "alpha finished earlier with a different config" in result.out
+    assert (
+        "done, config changed (skipped)" in result.out
+        and "alpha finished earlier with a different config" in result.out
+    )
     result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes", "--force", "--filter", "alpha"))
     assert result.code == 0, result.err
     after = artifacts.read_log(runs)
@@ -227,7 +237,9 @@ def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, t
     assert result.code == 0 and "nothing to run" in result.out
 
 
-def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(ray_session, synthetic_root, tmp_path, run_cli):
+def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
+    ray_session, synthetic_root, tmp_path, run_cli
+):
     configs = tmp_path / "configs"
     write_config(configs, "healthy")
     # ImageNet weights are not in this machine's torch cache: the trial itself fails, every retry
@@ -251,7 +263,9 @@ def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(ray
         "settings = sweep.SweepSettings.load(sweep.latest_sweep(Path(sys.argv[1])))\n"
         "print(sweep.interrupted_sweep(Path(sys.argv[1]), settings.name)); print(sweep.summarize(settings).failed['broken'])"
     )
-    proc = subprocess.run([sys.executable, "-c", script, str(runs)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", script, str(runs)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
+    )
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert proc.stdout.splitlines() == ["None", reason]
 
@@ -293,7 +307,10 @@ def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path):
         write_config(configs, name)
     proc = subprocess.run(
         [sys.executable, "-c", LOGICAL_GPU_SCRIPT, str(configs), str(synthetic_root), str(tmp_path)],
-        capture_output=True, text=True, timeout=300, cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=PROJECT_ROOT,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])

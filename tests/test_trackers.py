@@ -36,9 +36,24 @@ def mlflow_server(tmp_path_factory):
     root = tmp_path_factory.mktemp("mlflow")
     port = free_loopback_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "mlflow", "server", "--host", "127.0.0.1", "--port", str(port), "--workers", "1",
-         "--backend-store-uri", f"sqlite:///{root / 'mlflow.db'}", "--artifacts-destination", str(root / "artifacts")],
-        stdout=open(root / "server.log", "wb"), stderr=subprocess.STDOUT,
+        [
+            sys.executable,
+            "-m",
+            "mlflow",
+            "server",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            f"sqlite:///{root / 'mlflow.db'}",
+            "--artifacts-destination",
+            str(root / "artifacts"),
+        ],
+        stdout=open(root / "server.log", "wb"),
+        stderr=subprocess.STDOUT,
         start_new_session=True,  # its own process group: the server and its workers stop together
     )
     uri = f"http://127.0.0.1:{port}"
@@ -79,10 +94,21 @@ def tracked(ray_session, synthetic_root, mlflow_server, tmp_path_factory):
     os.environ.update(WANDB_MODE="offline", WANDB_SILENT="true")
     os.environ.pop("WANDB_DIR", None)
     try:
-        code = main([
-            "sweep", str(root / "configs"), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes",
-            "--mlflow", mlflow_server[0], "--wandb", WANDB_PROJECT,
-        ])
+        code = main(
+            [
+                "sweep",
+                str(root / "configs"),
+                "--data-root",
+                str(synthetic_root),
+                "--runs-dir",
+                str(runs),
+                "--yes",
+                "--mlflow",
+                mlflow_server[0],
+                "--wandb",
+                WANDB_PROJECT,
+            ]
+        )
     finally:
         for key, value in saved.items():
             os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
@@ -137,7 +163,17 @@ def test_mlflow_holds_each_trial_as_results_load_shows_it(tracked, mlflow_server
 def test_a_server_that_is_down_at_the_start_stops_the_sweep_before_training(run_cli, tmp_path):
     write_config(tmp_path / "configs", "alpha")
     uri = f"http://127.0.0.1:{free_loopback_port()}"  # nothing listens there
-    got = run_cli("sweep", tmp_path / "configs", "--data-root", tmp_path, "--runs-dir", tmp_path / "runs", "--yes", "--mlflow", uri)
+    got = run_cli(
+        "sweep",
+        tmp_path / "configs",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--yes",
+        "--mlflow",
+        uri,
+    )
     assert got.code == 2
     assert f"--mlflow {uri}: the MLflow tracking server does not answer" in got.err and "Nothing was trained" in got.err
     assert "Traceback" not in got.err and not (tmp_path / "runs" / "_tune").exists()
@@ -146,7 +182,16 @@ def test_a_server_that_is_down_at_the_start_stops_the_sweep_before_training(run_
 def test_without_the_mlflow_package_the_message_says_what_to_install(run_cli, tmp_path, monkeypatch):
     monkeypatch.setitem(sys.modules, "mlflow", None)  # what `import mlflow` meets where it is not installed
     write_config(tmp_path / "configs", "alpha")
-    got = run_cli("run", tmp_path / "configs" / "alpha.yaml", "--data-root", tmp_path, "--runs-dir", tmp_path / "runs", "--mlflow", "http://127.0.0.1:1")
+    got = run_cli(
+        "run",
+        tmp_path / "configs" / "alpha.yaml",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--mlflow",
+        "http://127.0.0.1:1",
+    )
     assert got.code == 2 and "pip install 'raytrain[mlflow]'" in got.err
 
 
@@ -155,7 +200,16 @@ def test_wandb_online_without_a_key_says_how_to_log_in_or_go_offline(run_cli, tm
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc, so no key stored by `wandb login`
     write_config(tmp_path / "configs", "alpha")
-    got = run_cli("run", tmp_path / "configs" / "alpha.yaml", "--data-root", tmp_path, "--runs-dir", tmp_path / "runs", "--wandb", "proj")
+    got = run_cli(
+        "run",
+        tmp_path / "configs" / "alpha.yaml",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--wandb",
+        "proj",
+    )
     assert got.code == 2 and "`wandb login`" in got.err and "WANDB_MODE=offline" in got.err, got.err
 
 
@@ -169,7 +223,9 @@ def test_tensorboard_has_one_run_per_experiment_with_readable_tags_and_best_epoc
     frame = results.load(runs).set_index("experiment")
     history = results.load_history(runs)
     for name in EXPERIMENTS:
-        events = EventAccumulator(str(runs / "_tune" / sweep / name))  # `tensorboard --logdir runs/_tune`: <sweep>/<name>
+        events = EventAccumulator(
+            str(runs / "_tune" / sweep / name)
+        )  # `tensorboard --logdir runs/_tune`: <sweep>/<name>
         events.Reload()
         epochs = history[history["experiment"] == name]
         for tag in ("val/macro_f1", "val/accuracy", "val/loss", "train/loss", "lr", "val/f1/angry", "val/f1/neutral"):
@@ -177,10 +233,15 @@ def test_tensorboard_has_one_run_per_experiment_with_readable_tags_and_best_epoc
             assert [step for step, _ in scalars] == list(epochs["epoch"]), tag
             assert [value for _, value in scalars] == pytest.approx(list(epochs[tag]), rel=1e-6, abs=1e-7), tag
         [best] = events.Scalars("best/val/macro_f1")
-        assert best.step == frame.loc[name, "best_epoch"] and best.value == pytest.approx(frame.loc[name, "val/macro_f1"], abs=1e-7)
+        assert best.step == frame.loc[name, "best_epoch"] and best.value == pytest.approx(
+            frame.loc[name, "val/macro_f1"], abs=1e-7
+        )
         assert "_hparams_/session_start_info" in events.PluginTagToContent("hparams")
         session = events.PluginTagToContent("hparams")["_hparams_/session_start_info"]
-        assert b"training.lr" in session and b"best/val/macro_f1" in events.PluginTagToContent("hparams")["_hparams_/experiment"]
+        assert (
+            b"training.lr" in session
+            and b"best/val/macro_f1" in events.PluginTagToContent("hparams")["_hparams_/experiment"]
+        )
     # Tune's own event files (ray/tune/* under <name>_<trial id>) are not written beside them
     assert not list((runs / "_tune" / sweep).glob("*_*/events.out.tfevents.*"))
 
@@ -200,11 +261,11 @@ def wandb_records(path: Path):
         if block - position % block < 7:  # the rest of a block too short for a header is padding
             position += block - position % block
             continue
-        _, length, kind = struct.unpack("<IHB", data[position:position + 7])
+        _, length, kind = struct.unpack("<IHB", data[position : position + 7])
         if kind == 0:
             position += block - position % block
             continue
-        chunks.append(data[position + 7:position + 7 + length])
+        chunks.append(data[position + 7 : position + 7 + length])
         position += 7 + length
         if kind in (1, 4):
             record = wandb_internal_pb2.Record()
@@ -244,7 +305,9 @@ def test_wandb_offline_runs_hold_every_epoch_and_the_best_epoch_as_summary(track
         assert run["project"] == WANDB_PROJECT and run["group"] == sweep and run["exit_code"] == 0
         assert run["config"]["training"]["lr"] == frame.loc[name, "training.lr"]
         epochs = history[history["experiment"] == name]
-        assert [(h["_step"], h["val/macro_f1"]) for h in run["history"]] == list(zip(epochs["epoch"], epochs["val/macro_f1"]))
+        assert [(h["_step"], h["val/macro_f1"]) for h in run["history"]] == list(
+            zip(epochs["epoch"], epochs["val/macro_f1"])
+        )
         summary = run["summary"]
         assert summary["status"] == "completed" and summary["best_epoch"] == frame.loc[name, "best_epoch"]
         for column in ("val/macro_f1", "val/accuracy", "val/f1/happy", "test/macro_f1", "test/accuracy"):
@@ -322,7 +385,19 @@ def test_a_server_that_dies_mid_sweep_never_fails_a_trial(ray_session, synthetic
 
     killer = threading.Thread(target=kill_once_the_trial_runs, daemon=True)
     killer.start()
-    code = main(["sweep", str(tmp_path / "configs"), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes", "--mlflow", uri])
+    code = main(
+        [
+            "sweep",
+            str(tmp_path / "configs"),
+            "--data-root",
+            str(synthetic_root),
+            "--runs-dir",
+            str(runs),
+            "--yes",
+            "--mlflow",
+            uri,
+        ]
+    )
     killer.join(timeout=5)
     err = capsys.readouterr().err
     assert server.poll() is not None, "the server was meant to be down by now"

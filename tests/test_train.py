@@ -14,7 +14,7 @@ from ray import tune
 from raytrain import artifacts, checkpoints
 from raytrain.config import validate_config
 from raytrain.data import BatchAugmenter, Split, sampler_weights
-from raytrain.loop import TensorSplit, train_one_epoch
+from raytrain.loop import train_one_epoch
 from raytrain.train import (
     EXPERIMENT_KEY,
     METRIC,
@@ -27,8 +27,16 @@ from raytrain.train import (
 from tests.conftest import tiny_config
 
 EPOCH_METRICS = {
-    "epoch", "train/loss", "train/accuracy", "val/loss", "val/accuracy", "val/macro_f1", "lr",
-    "epoch_time_s", "train/images_per_s", "epochs_since_best",
+    "epoch",
+    "train/loss",
+    "train/accuracy",
+    "val/loss",
+    "val/accuracy",
+    "val/macro_f1",
+    "lr",
+    "epoch_time_s",
+    "train/images_per_s",
+    "epochs_since_best",
 }
 
 
@@ -153,7 +161,13 @@ def test_the_stopper_ends_a_trial_at_best_epoch_plus_patience(ray_session, tiny_
 
 def test_stopper_reads_each_trials_own_patience():
     stopper = PatienceStopper()
-    result = lambda since, patience: {"epochs_since_best": since, "config": {EXPERIMENT_KEY: {"other": {"patience": patience}}}}  # noqa: E731
+
+    def result(since, patience):
+        return {
+            "epochs_since_best": since,
+            "config": {EXPERIMENT_KEY: {"other": {"patience": patience}}},
+        }
+
     assert not stopper("t", result(2, 3)) and stopper("t", result(3, 3)) and stopper("t", result(1, 1))
 
 
@@ -182,11 +196,13 @@ def test_a_nan_loss_fails_the_trial_naming_the_epoch_and_lr(ray_session, tiny_da
 def imbalanced_dataset(tiny_dataset):
     """tiny_dataset with 'disgusted' cut to 2 train images and 'happy' tripled: FER's imbalance, small."""
     train = tiny_dataset.splits["train"]
-    keep = np.concatenate([
-        np.flatnonzero(train.labels != 1),
-        np.flatnonzero(train.labels == 1)[:2],
-        np.tile(np.flatnonzero(train.labels == 3), 2),
-    ])
+    keep = np.concatenate(
+        [
+            np.flatnonzero(train.labels != 1),
+            np.flatnonzero(train.labels == 1)[:2],
+            np.tile(np.flatnonzero(train.labels == 3), 2),
+        ]
+    )
     splits = dict(tiny_dataset.splits, train=Split(train.images[keep], train.labels[keep]))
     return dataclasses.replace(tiny_dataset, splits=splits)
 
@@ -214,10 +230,18 @@ def test_freeze_epochs_trains_only_the_head(tiny_dataset):
 @pytest.mark.parametrize(
     "knob, value",
     [
-        ("training.optimizer", "sgd"), ("training.optimizer", "adam"), ("loss.type", "focal"),
-        ("loss.use_class_weights", False), ("augmentation.mixup_alpha", 0.0), ("training.lr", 1e-4),
-        ("data.weighted_sampler", True), ("training.weight_decay", 0.5), ("loss.label_smoothing", 0.0),
-        ("augmentation.hflip", 0.0), ("model.dropout", 0.0), ("other.seed", 7),
+        ("training.optimizer", "sgd"),
+        ("training.optimizer", "adam"),
+        ("loss.type", "focal"),
+        ("loss.use_class_weights", False),
+        ("augmentation.mixup_alpha", 0.0),
+        ("training.lr", 1e-4),
+        ("data.weighted_sampler", True),
+        ("training.weight_decay", 0.5),
+        ("loss.label_smoothing", 0.0),
+        ("augmentation.hflip", 0.0),
+        ("model.dropout", 0.0),
+        ("other.seed", 7),
         ("training.precision", "bf16"),
     ],
 )
@@ -265,9 +289,15 @@ def test_weighted_sampler_draws_class_balanced_batches(imbalanced_dataset):
         generator = torch.Generator().manual_seed(0)
         for _ in range(epochs):  # enough draws that chance cannot pass for balance
             train_one_epoch(
-                trial.model, trial.splits["train"], augmenter=augmenter, loss_fn=trial.loss_fn,
-                optimizer=trial.optimizer, scheduler=trial.scheduler, batch_size=17,
-                generator=generator, sample_weights=weights,
+                trial.model,
+                trial.splits["train"],
+                augmenter=augmenter,
+                loss_fn=trial.loss_fn,
+                optimizer=trial.optimizer,
+                scheduler=trial.scheduler,
+                batch_size=17,
+                generator=generator,
+                sample_weights=weights,
             )
         return np.bincount(torch.cat(augmenter.labels).numpy(), minlength=7)
 
@@ -283,8 +313,13 @@ def test_mixup_trains_on_soft_targets(tiny_dataset):
     trial = Trial(cfg, tiny_dataset)
     augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
     train_one_epoch(
-        trial.model, trial.splits["train"], augmenter=augmenter, loss_fn=trial.loss_fn,
-        optimizer=trial.optimizer, scheduler=trial.scheduler, batch_size=16,
+        trial.model,
+        trial.splits["train"],
+        augmenter=augmenter,
+        loss_fn=trial.loss_fn,
+        optimizer=trial.optimizer,
+        scheduler=trial.scheduler,
+        batch_size=16,
         generator=torch.Generator().manual_seed(0),
     )
     targets = torch.cat(augmenter.targets)

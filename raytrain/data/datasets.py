@@ -18,8 +18,8 @@ import tempfile
 import warnings
 import zipfile
 from collections import Counter
-from contextlib import contextmanager
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar

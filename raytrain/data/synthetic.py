@@ -200,7 +200,7 @@ def _segment(u, v, u0, v0, u1, v1):
 
 
 def _assign_splits(labels: np.ndarray) -> np.ndarray:
-    """"train"/"val"/"test" per image: HELD_OUT_FRACTION of each class (>= 1 once it has 3) to val
+    """ "train"/"val"/"test" per image: HELD_OUT_FRACTION of each class (>= 1 once it has 3) to val
     and to test. Images are already random, so the last ones of each class are held out."""
     splits = np.full(len(labels), "train", dtype=object)
     for cls in np.unique(labels):

@@ -162,7 +162,9 @@ class Tracker(tune.Callback):
             self.down = True
             print(
                 f"warning: {self.name}: {first_line(err)}; stopped logging to it for the rest of this sweep "
-                f"(training goes on; {self.runs_dir} has every result)", file=sys.stderr, flush=True,
+                f"(training goes on; {self.runs_dir} has every result)",
+                file=sys.stderr,
+                flush=True,
             )
 
 

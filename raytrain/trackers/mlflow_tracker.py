@@ -14,10 +14,22 @@ import time
 from raytrain import artifacts
 from raytrain.policy import EXPERIMENT_KEY
 from raytrain.trackers import (
-    Finished, Tracker, TrackerError, dotted, epoch_metrics, first_line, missing_package, summary_metrics,
+    Finished,
+    Tracker,
+    TrackerError,
+    dotted,
+    epoch_metrics,
+    first_line,
+    missing_package,
+    summary_metrics,
 )
 
-SWEEP_TAG, EXPERIMENT_TAG, STATUS_TAG, ERROR_TAG = "raytrain.sweep", "raytrain.experiment", "raytrain.status", "raytrain.error"
+SWEEP_TAG, EXPERIMENT_TAG, STATUS_TAG, ERROR_TAG = (
+    "raytrain.sweep",
+    "raytrain.experiment",
+    "raytrain.status",
+    "raytrain.error",
+)
 STEP_METRIC = "val/macro_f1"  # reported every epoch: its last step is the last epoch a run holds
 MAX_PARAMS_PER_CALL = 100  # MLflow's limit for one log_batch
 MAX_PARAM_CHARS = 6000  # MLflow's limit for one param's value
@@ -68,7 +80,10 @@ class MLflowTracker(Tracker):
         self.client = _client(self.uri)
         experiment = self.client.get_experiment_by_name(self.sweep)
         self.experiment_id = experiment.experiment_id if experiment else self.client.create_experiment(self.sweep)
-        print(f"MLflow: each trial is a run in experiment {self.sweep} (id {self.experiment_id}) at {self.uri}", flush=True)
+        print(
+            f"MLflow: each trial is a run in experiment {self.sweep} (id {self.experiment_id}) at {self.uri}",
+            flush=True,
+        )
 
     def start(self, trial) -> None:
         """A resumed or retried trial continues its run; a new one gets a run with its config as params."""
@@ -78,7 +93,9 @@ class MLflowTracker(Tracker):
         name = experiment["name"]
         quoted = name.replace("'", "\\'")
         existing = self.client.search_runs(
-            [self.experiment_id], filter_string=f"tags.`{EXPERIMENT_TAG}` = '{quoted}'", max_results=1,
+            [self.experiment_id],
+            filter_string=f"tags.`{EXPERIMENT_TAG}` = '{quoted}'",
+            max_results=1,
         )
         if existing:
             run_id = existing[0].info.run_id
@@ -89,11 +106,13 @@ class MLflowTracker(Tracker):
             from mlflow.entities import Param
 
             run_id = self.client.create_run(
-                self.experiment_id, run_name=name, tags={SWEEP_TAG: self.sweep, EXPERIMENT_TAG: name},
+                self.experiment_id,
+                run_name=name,
+                tags={SWEEP_TAG: self.sweep, EXPERIMENT_TAG: name},
             ).info.run_id
             params = [Param(key, str(value)[:MAX_PARAM_CHARS]) for key, value in dotted(experiment).items()]
             for i in range(0, len(params), MAX_PARAMS_PER_CALL):
-                self.client.log_batch(run_id, params=params[i:i + MAX_PARAMS_PER_CALL])
+                self.client.log_batch(run_id, params=params[i : i + MAX_PARAMS_PER_CALL])
             self.last_step[trial.trial_id] = 0
         self.runs[trial.trial_id] = run_id
 
@@ -113,9 +132,16 @@ class MLflowTracker(Tracker):
             for record in end.files.history:
                 if record["epoch"] > self.last_step[trial.trial_id]:
                     self._log_metrics(run_id, epoch_metrics(record), step=int(record["epoch"]))
-            self.last_step[trial.trial_id] = max([self.last_step[trial.trial_id], *(r["epoch"] for r in end.files.history)])
+            self.last_step[trial.trial_id] = max(
+                [self.last_step[trial.trial_id], *(r["epoch"] for r in end.files.history)]
+            )
             self._log_metrics(run_id, summary_metrics(end.files), step=int(end.files.best["epoch"]))
-            for artifact in (artifacts.BEST_WEIGHTS, artifacts.CONFIG, artifacts.BEST_CONFUSION, artifacts.TEST_CONFUSION):
+            for artifact in (
+                artifacts.BEST_WEIGHTS,
+                artifacts.CONFIG,
+                artifacts.BEST_CONFUSION,
+                artifacts.TEST_CONFUSION,
+            ):
                 if (end.folder / artifact).is_file():
                     self.client.log_artifact(run_id, str(end.folder / artifact))
         self.client.set_tag(run_id, STATUS_TAG, end.status)

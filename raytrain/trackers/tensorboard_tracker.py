@@ -16,7 +16,14 @@ from raytrain import artifacts
 from raytrain.policy import EXPERIMENT_KEY
 from raytrain.trackers import Finished, Tracker, dotted, epoch_metrics, summary_metrics
 
-HPARAM_METRICS = ("best/val/macro_f1", "best/val/accuracy", "best/val/loss", "test/macro_f1", "test/accuracy", "test/loss")
+HPARAM_METRICS = (
+    "best/val/macro_f1",
+    "best/val/accuracy",
+    "best/val/loss",
+    "test/macro_f1",
+    "test/accuracy",
+    "test/loss",
+)
 
 
 # A TBXLoggerCallback only so that Tune leaves out its own, which would write the same numbers again

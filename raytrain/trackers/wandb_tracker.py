@@ -69,9 +69,15 @@ class WandbTracker(Tracker):
         folder = Path(os.environ.get("WANDB_DIR") or Path(self.runs_dir) / WANDB_DIR)
         folder.mkdir(parents=True, exist_ok=True)
         self.runs[trial.trial_id] = wandb.init(
-            project=self.project, group=self.sweep, name=experiment["name"],
-            id=run_id(self.sweep, experiment["name"]), resume="allow", config=experiment, dir=str(folder),
-            job_type="trial", reinit="create_new",
+            project=self.project,
+            group=self.sweep,
+            name=experiment["name"],
+            id=run_id(self.sweep, experiment["name"]),
+            resume="allow",
+            config=experiment,
+            dir=str(folder),
+            job_type="trial",
+            reinit="create_new",
             # the driver's terminal is raytrain's (one line per epoch); system stats would be the driver's, not the trial's
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_machine_info=True),
         )

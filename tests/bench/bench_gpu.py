@@ -31,13 +31,14 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
+from scratch import scratch_folder  # noqa: E402 (beside this file)
+
 from raytrain.config import load_config  # noqa: E402
 from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
 from raytrain.loop import steps_per_epoch, train_one_epoch  # noqa: E402
 from raytrain.models import build_model  # noqa: E402
 from raytrain.numerics import autocast, use_channels_last  # noqa: E402
 from raytrain.train import Trial  # noqa: E402
-from scratch import scratch_folder  # noqa: E402 (beside this file)
 
 # (sizes, images, batch, loop epochs, packed trial counts, sweep images per class, sweep epochs)
 GPU = dict(sizes=(48, 112, 224), images=16384, batch=256, epochs=3, packs=(1, 2, 4, 8), per_class=3000, sweep_epochs=5)
@@ -51,19 +52,30 @@ def sync(device: torch.device) -> None:
 
 def loop_rates(dataset, size: int, batch: int, epochs: int, device: torch.device) -> tuple[float, float, str]:
     """(raytrain img/s, bare img/s, precision): best epoch of each, after one warm-up epoch."""
-    cfg = load_config(ROOT / "configs/demo/baseline_small.yaml", [
-        f"data.img_size={size}", f"training.batch_size={batch}", f"training.epochs={epochs + 1}",
-        f"resources.cpu={os.cpu_count() or 1}",  # a trial sets torch's threads from it
-    ])
+    cfg = load_config(
+        ROOT / "configs/demo/baseline_small.yaml",
+        [
+            f"data.img_size={size}",
+            f"training.batch_size={batch}",
+            f"training.epochs={epochs + 1}",
+            f"resources.cpu={os.cpu_count() or 1}",  # a trial sets torch's threads from it
+        ],
+    )
     trial = Trial(cfg, dataset)
     assert trial.device.type == device.type, f"the trial picked {trial.device}, the benchmark wants {device}"
     train = trial.splits["train"]
 
     def raytrain_epoch(seed: int) -> float:
         stats = train_one_epoch(
-            trial.forward_model, train, augmenter=trial.augmenter, loss_fn=trial.loss_fn,
-            optimizer=trial.optimizer, scheduler=trial.scheduler, batch_size=batch,
-            generator=torch.Generator(device=device).manual_seed(seed), precision=trial.precision,
+            trial.forward_model,
+            train,
+            augmenter=trial.augmenter,
+            loss_fn=trial.loss_fn,
+            optimizer=trial.optimizer,
+            scheduler=trial.scheduler,
+            batch_size=batch,
+            generator=torch.Generator(device=device).manual_seed(seed),
+            precision=trial.precision,
         )
         return stats["images"] / stats["seconds"]
 
@@ -117,12 +129,33 @@ def packed_sweep(n: int, *, data: Path, work: Path, settings: dict, device: torc
     runs = work / f"runs-{n}"
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "raytrain", "sweep", str(configs), "--data-root", str(data), "--runs-dir", str(runs), "--yes", *resources],
-        check=True, env=env, stdout=subprocess.DEVNULL,
+        [
+            sys.executable,
+            "-m",
+            "raytrain",
+            "sweep",
+            str(configs),
+            "--data-root",
+            str(data),
+            "--runs-dir",
+            str(runs),
+            "--yes",
+            *resources,
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
     )
     wall = time.perf_counter() - start
-    epochs = [json.loads(line) for path in runs.glob("_tune/*/*/result.json") for line in path.read_text().splitlines() if line.strip()]
-    assert len(epochs) == n * settings["sweep_epochs"], f"expected {n} trials x {settings['sweep_epochs']} epochs, got {len(epochs)} results"
+    epochs = [
+        json.loads(line)
+        for path in runs.glob("_tune/*/*/result.json")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    assert len(epochs) == n * settings["sweep_epochs"], (
+        f"expected {n} trials x {settings['sweep_epochs']} epochs, got {len(epochs)} results"
+    )
     # per trial, the median train rate of its epochs after the first (cuDNN autotuning, warm-up)
     by_trial: dict[str, list[float]] = {}
     for result in epochs:
@@ -159,23 +192,33 @@ def measure(work: Path, settings: dict, device: torch.device) -> None:
     dataset = load_dataset(loop_data, cache_dir=work / "cache", workers=min(8, os.cpu_count() or 1))
     for size in settings["sizes"]:
         ours, bare, precision = loop_rates(dataset, size, settings["batch"], settings["epochs"], device)
-        print(f"loop {size:>3} px: raytrain {ours:>10,.0f} img/s   bare PyTorch {bare:>10,.0f} img/s   "
-              f"ratio {ours / bare:.2f}x   ({precision}, batch {settings['batch']})", flush=True)
+        print(
+            f"loop {size:>3} px: raytrain {ours:>10,.0f} img/s   bare PyTorch {bare:>10,.0f} img/s   "
+            f"ratio {ours / bare:.2f}x   ({precision}, batch {settings['batch']})",
+            flush=True,
+        )
 
     sweep_data = generate_synthetic(work / "sweep-data", per_class=settings["per_class"], seed=1)
     # decoded once here, into the cache the sweeps read (RAYTRAIN_CACHE_DIR), so no sweep pays for it
-    sweep_train = len(load_dataset(sweep_data, cache_dir=work / "cache", workers=min(8, os.cpu_count() or 1)).splits["train"])
+    sweep_train = len(
+        load_dataset(sweep_data, cache_dir=work / "cache", workers=min(8, os.cpu_count() or 1)).splits["train"]
+    )
     single = None
     for n in settings["packs"]:
         figures = packed_sweep(n, data=sweep_data, work=work, settings=settings, device=device, env=env)
         single = single or figures["summed"]
         share = f"{1 / n:g} GPU each" if device.type == "cuda" else "CPU"
         trained = figures["epochs"] * steps_per_epoch(sweep_train, settings["batch"]) * settings["batch"]
-        print(f"packed {n} trial(s) ({share}): {figures['summed']:>10,.0f} img/s summed over trials   "
-              f"gain over 1 trial {figures['summed'] / single:.2f}x   end to end ~{trained / figures['span_s']:,.0f} img/s   "
-              f"sweep wall {figures['wall_s']:.0f} s", flush=True)
+        print(
+            f"packed {n} trial(s) ({share}): {figures['summed']:>10,.0f} img/s summed over trials   "
+            f"gain over 1 trial {figures['summed'] / single:.2f}x   end to end ~{trained / figures['span_s']:,.0f} img/s   "
+            f"sweep wall {figures['wall_s']:.0f} s",
+            flush=True,
+        )
     if device.type == "cuda":
-        print("targets: 224 px >= 15,000 and 112 px >= 40,000 img/s (one trial); 48 px >= 50,000 summed when packed; 4 packed >= 2x one")
+        print(
+            "targets: 224 px >= 15,000 and 112 px >= 40,000 img/s (one trial); 48 px >= 50,000 summed when packed; 4 packed >= 2x one"
+        )
 
 
 if __name__ == "__main__":

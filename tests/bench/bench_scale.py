@@ -90,14 +90,19 @@ def write_config(folder: Path, name: str, *, arch: str, size: int, epochs: int) 
     return path
 
 
-def raytrain_run(setup: Setup, config: Path, runs: Path, python: str = sys.executable, extra_env: dict | None = None) -> Run:
+def raytrain_run(
+    setup: Setup, config: Path, runs: Path, python: str = sys.executable, extra_env: dict | None = None
+) -> Run:
     trace = runs.parent / f"{runs.name}.trace.jsonl"
     env = dict(setup.env, **{TRACE_LOG_ENV: str(trace)}, **(extra_env or {}))
     launched = time.time()
     done = subprocess.run(
         [python, "-m", "raytrain", "run", str(config), "--data-root", str(setup.data), "--runs-dir", str(runs)],
         # cwd outside any checkout: `-m raytrain` must import the package of `python`'s own venv
-        env=env, capture_output=True, text=True, cwd=setup.work,
+        env=env,
+        capture_output=True,
+        text=True,
+        cwd=setup.work,
     )
     wall = time.time() - launched
     if done.returncode != 0:
@@ -171,11 +176,15 @@ def part_disk(setup: Setup, runs_cache: dict) -> None:
         small = total - weights
         written = checkpoint_bytes(run)
         per_epoch = sum(written) / epochs if run.trace else (sum(written) / len(written) if written else 0)
-        print(f"{side:6}  runs/ + runs/_tune/: {total / MB:8.1f} MB   best.pt {best / MB:.1f} MB   small files {small / MB:.2f} MB   "
-              f"weights / best.pt {weights / best:.2f}x (target <= 1.3x)")
-        print(f"{side:6}  bytes written per epoch per trial: {per_epoch / MB:8.1f} MB   largest checkpoint "
-              f"{max(written, default=0) / MB:.1f} MB = {max(written, default=0) / one_copy:.2f}x one copy of model + optimiser "
-              f"({one_copy / MB:.1f} MB)")
+        print(
+            f"{side:6}  runs/ + runs/_tune/: {total / MB:8.1f} MB   best.pt {best / MB:.1f} MB   small files {small / MB:.2f} MB   "
+            f"weights / best.pt {weights / best:.2f}x (target <= 1.3x)"
+        )
+        print(
+            f"{side:6}  bytes written per epoch per trial: {per_epoch / MB:8.1f} MB   largest checkpoint "
+            f"{max(written, default=0) / MB:.1f} MB = {max(written, default=0) / one_copy:.2f}x one copy of model + optimiser "
+            f"({one_copy / MB:.1f} MB)"
+        )
 
 
 # --- startup ---------------------------------------------------------------------------------------
@@ -214,14 +223,20 @@ def first_step_delay(run: Run) -> float | None:
 
 def part_startup(setup: Setup, runs_cache: dict) -> None:
     repeats = 1 if setup.smoke else setup.repeats
-    print(f"\n== startup: `raytrain run` of a one-epoch tiny config, to its first training step (fastest of {repeats}) ==")
-    config = write_config(setup.work / "configs", "startup", arch="shufflenet_v2_x0_5", size=24, epochs=1 if not setup.smoke else 2)
+    print(
+        f"\n== startup: `raytrain run` of a one-epoch tiny config, to its first training step (fastest of {repeats}) =="
+    )
+    config = write_config(
+        setup.work / "configs", "startup", arch="shufflenet_v2_x0_5", size=24, epochs=1 if not setup.smoke else 2
+    )
     sides = [("after", sys.executable, None)] + ([("before", venv_python(setup.before), None)] if setup.before else [])
     if not setup.smoke:
         sides.append(("after, without the tracker extras", sys.executable, without_tracker_packages(setup.work)))
     runs: dict[str, list[Run]] = {side: [] for side, _, _ in sides}
     for repeat in range(repeats):
-        for i, (side, python, extra_env) in enumerate(sides):  # interleaved: a busy spell on a shared machine hits every side
+        for i, (side, python, extra_env) in enumerate(
+            sides
+        ):  # interleaved: a busy spell on a shared machine hits every side
             # the smoke's one run serves both parts
             run = runs_cache.get(("disk", side)) if setup.smoke else None
             folder = setup.work / f"runs-startup-{i}-{repeat}"
@@ -229,8 +244,10 @@ def part_startup(setup: Setup, runs_cache: dict) -> None:
     for side, _, _ in sides:
         delays = sorted(first_step_delay(r) for r in runs[side])
         run = min(runs[side], key=first_step_delay)
-        print(f"{side}\n        launch to first training step: {delays[0]:6.1f} s   (all runs: {', '.join(f'{d:.1f}' for d in delays)} s; "
-              f"whole command {run.wall_s:.1f} s; target <= 10 s)")
+        print(
+            f"{side}\n        launch to first training step: {delays[0]:6.1f} s   (all runs: {', '.join(f'{d:.1f}' for d in delays)} s; "
+            f"whole command {run.wall_s:.1f} s; target <= 10 s)"
+        )
         marks = {}
         for m in run.trace:
             marks.setdefault(m["event"], m["t"])
@@ -281,9 +298,26 @@ def measure(work: Path, args: argparse.Namespace) -> None:
     env.pop(TRACE_LOG_ENV, None)
     data = work / "data"
     size = 24 if args.smoke else 48
-    subprocess.run([sys.executable, "-m", "raytrain", "data", "synth", str(data), "--size", str(size), "--per-class", str(args.per_class)],
-                   check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL)  # fills the cache
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raytrain",
+            "data",
+            "synth",
+            str(data),
+            "--size",
+            str(size),
+            "--per-class",
+            str(args.per_class),
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL
+    )  # fills the cache
     setup = Setup(work, data, env, args.smoke, args.before, args.repeats)
     runs_cache: dict = {}
     for name, part in PARTS.items():

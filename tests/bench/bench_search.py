@@ -105,18 +105,26 @@ def base_yaml(name: str, epochs: int) -> str:
     )
 
 
-def method_yaml(method: str, seed: int, *, epochs: int, budget: int, grid_lr: list, grid_wd: list, reduction: float = 3) -> str:
+def method_yaml(
+    method: str, seed: int, *, epochs: int, budget: int, grid_lr: list, grid_wd: list, reduction: float = 3
+) -> str:
     name = f"{method}_s{seed}"
     text = base_yaml(name, epochs)
     asha = f"  scheduler: {{type: asha, grace_period: 1, reduction_factor: {reduction:g}}}\n"
     ranges = f"    training.lr: {{loguniform: [{LR[0]}, {LR[1]}]}}\n    training.weight_decay: {{loguniform: [{WD[0]}, {WD[1]}]}}\n"
     if method == "grid":
-        return text + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
+        return (
+            text
+            + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
+        )
     if method == "random_asha":
         return text + f"search:\n  num_samples: {budget}\n  seed: {seed}\n{asha}  space:\n{ranges}"
     # two proposals in flight, one per CPU here: each proposal sees every result but the one
     # trial still running beside it
-    return text + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n{asha}  space:\n{ranges}"
+    return (
+        text
+        + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n{asha}  space:\n{ranges}"
+    )
 
 
 def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
@@ -170,8 +178,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seeds", type=int, default=3, help="search seeds per searching method")
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--per-class", type=int, default=80, help="images per class (70/15/15 train/val/test)")
-    parser.add_argument("--smoke", action="store_true", help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)")
-    parser.add_argument("--work", type=Path, help="folder for data and runs, kept (default: a temporary one, removed at the end)")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="tiny: 1 seed, a 2-point grid, 2 epochs (checks that it runs, not the target)",
+    )
+    parser.add_argument(
+        "--work", type=Path, help="folder for data and runs, kept (default: a temporary one, removed at the end)"
+    )
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
     args = parser.parse_args(argv)
     with scratch_folder("bench-search-", given=args.work) as work:
@@ -183,7 +197,13 @@ def measure(work: Path, args: argparse.Namespace) -> None:
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
     os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
     data = work / "data" if (work / "data").is_dir() else make_bars(work / "data", per_class=per_class)
-    shape = dict(epochs=epochs, budget=len(grid_lr) * len(grid_wd), grid_lr=grid_lr, grid_wd=grid_wd, reduction=args.reduction_factor)
+    shape = dict(
+        epochs=epochs,
+        budget=len(grid_lr) * len(grid_wd),
+        grid_lr=grid_lr,
+        grid_wd=grid_wd,
+        reduction=args.reduction_factor,
+    )
 
     rows = {("grid", 0): run_method("grid", 0, work, data, **shape)}
     for seed in range(1, seeds + 1):
@@ -192,27 +212,43 @@ def measure(work: Path, args: argparse.Namespace) -> None:
     print_table(rows, shape, per_class)
     if not args.smoke:
         met = target_met(rows)
-        print(f"target (optuna+ASHA within 0.01 of the grid's best after <= 40% of the grid's trial-epochs, every seed): "
-              f"{'met' if met else 'NOT met'}")
+        print(
+            f"target (optuna+ASHA within 0.01 of the grid's best after <= 40% of the grid's trial-epochs, every seed): "
+            f"{'met' if met else 'NOT met'}"
+        )
 
 
 def print_table(rows: dict, shape: dict, per_class: int) -> None:
     grid = rows[("grid", 0)]
-    print(f"\n{shape['budget']} trials per method, {shape['epochs']} epochs max, shufflenet_v2_x0_5 at 24 px, "
-          f"{7 * per_class} images (7 bar orientations), {os.cpu_count()} CPUs")
-    print("'to reach': trial-epochs spent (trials in the order they finished) when the best so far first came within "
-          "0.01 of the grid's best")
-    print(f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}"
-          f"{'to reach':>10}{'% of grid':>11}{'pruned':>8}{'failed':>8}")
+    print(
+        f"\n{shape['budget']} trials per method, {shape['epochs']} epochs max, shufflenet_v2_x0_5 at 24 px, "
+        f"{7 * per_class} images (7 bar orientations), {os.cpu_count()} CPUs"
+    )
+    print(
+        "'to reach': trial-epochs spent (trials in the order they finished) when the best so far first came within "
+        "0.01 of the grid's best"
+    )
+    print(
+        f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}"
+        f"{'to reach':>10}{'% of grid':>11}{'pruned':>8}{'failed':>8}"
+    )
     for (method, seed), row in rows.items():
         reach = epochs_to_reach(row["curve"], grid["best"] - 0.01)
-        reach_text = f"{reach:>10}{100 * reach / grid['trial_epochs']:>10.0f}%" if reach is not None else f"{'never':>10}{'-':>11}"
-        print(f"{method:<14}{seed if method != 'grid' else '-':>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
-              f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{reach_text}{row['pruned']:>8}{row['failed']:>8}")
+        reach_text = (
+            f"{reach:>10}{100 * reach / grid['trial_epochs']:>10.0f}%"
+            if reach is not None
+            else f"{'never':>10}{'-':>11}"
+        )
+        print(
+            f"{method:<14}{seed if method != 'grid' else '-':>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
+            f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{reach_text}{row['pruned']:>8}{row['failed']:>8}"
+        )
     for method in ("optuna_asha", "random_asha"):
         mine = [r for (m, _), r in rows.items() if m == method]
-        print(f"{method:<14}{'mean':>5}{np.mean([r['best'] for r in mine]):>13.3f}{np.mean([r['best'] for r in mine]) - grid['best']:>+13.3f}"
-              f"{np.mean([r['trial_epochs'] for r in mine]):>14.1f}{100 * np.mean([r['trial_epochs'] for r in mine]) / grid['trial_epochs']:>10.0f}%")
+        print(
+            f"{method:<14}{'mean':>5}{np.mean([r['best'] for r in mine]):>13.3f}{np.mean([r['best'] for r in mine]) - grid['best']:>+13.3f}"
+            f"{np.mean([r['trial_epochs'] for r in mine]):>14.1f}{100 * np.mean([r['trial_epochs'] for r in mine]) / grid['trial_epochs']:>10.0f}%"
+        )
 
 
 def target_met(rows: dict) -> bool:

@@ -26,7 +26,13 @@ CONFIGS = ("baseline_small", "focal_small", "sampler_small", "baseline_small_lr"
 
 def raytrain(*args: str, env: dict) -> float:
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "raytrain", *args], check=True, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [sys.executable, "-m", "raytrain", *args],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return time.perf_counter() - start
 
 
@@ -56,8 +62,26 @@ def main() -> None:
 def measure(work: Path, args: argparse.Namespace) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"))
     data = work / "data"
-    subprocess.run([sys.executable, "-m", "raytrain", "data", "synth", str(data), "--size", str(args.size), "--per-class", str(args.per_class)], check=True, env=env, stdout=subprocess.DEVNULL)
-    subprocess.run([sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL)  # fills the cache
+    subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "raytrain",
+            "data",
+            "synth",
+            str(data),
+            "--size",
+            str(args.size),
+            "--per-class",
+            str(args.per_class),
+        ],
+        check=True,
+        env=env,
+        stdout=subprocess.DEVNULL,
+    )
+    subprocess.run(
+        [sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL
+    )  # fills the cache
     configs = work / "configs"
     configs.mkdir()
     names = CONFIGS[:1] if args.smoke else CONFIGS
@@ -65,19 +89,39 @@ def measure(work: Path, args: argparse.Namespace) -> None:
         base = "baseline_small" if name == "baseline_small_lr" else name
         extra = "\ntraining: {lr: 0.001}" if name == "baseline_small_lr" else ""
         (configs / f"{name}.yaml").write_text(
-            f"extends: {ROOT / 'configs/demo' / (base + '.yaml')}\nname: {name}\n"
-            f"other: {{patience: 100}}{extra}\n"
+            f"extends: {ROOT / 'configs/demo' / (base + '.yaml')}\nname: {name}\nother: {{patience: 100}}{extra}\n"
         )
     overrides = ["--set", f"training.epochs={args.epochs}"]
 
     launched = time.time()
-    parallel = raytrain("sweep", str(configs), "--data-root", str(data), "--runs-dir", str(work / "parallel"), "--yes", *overrides, env=env)
+    parallel = raytrain(
+        "sweep",
+        str(configs),
+        "--data-root",
+        str(data),
+        "--runs-dir",
+        str(work / "parallel"),
+        "--yes",
+        *overrides,
+        env=env,
+    )
     startup = first_step_delay(work / "parallel", launched)
     sequential = 0.0
     for name in names:
-        sequential += raytrain("run", str(configs / f"{name}.yaml"), "--data-root", str(data), "--runs-dir", str(work / "sequential"), *overrides, env=env)
+        sequential += raytrain(
+            "run",
+            str(configs / f"{name}.yaml"),
+            "--data-root",
+            str(data),
+            "--runs-dir",
+            str(work / "sequential"),
+            *overrides,
+            env=env,
+        )
 
-    print(f"{len(names)} configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, {os.cpu_count()} CPUs, 0.6 CPU per trial (the demo configs)")
+    print(
+        f"{len(names)} configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, {os.cpu_count()} CPUs, 0.6 CPU per trial (the demo configs)"
+    )
     print(f"  one parallel sweep         : {parallel:7.1f} s")
     print(f"  {len(names)} x `raytrain run` in turn : {sequential:7.1f} s")
     print(f"  speed-up sequential/sweep  : {sequential / parallel:7.2f}x")

@@ -50,7 +50,9 @@ def main() -> None:
 
     import numpy as np
 
-    cfg = load_config(ROOT / "configs/demo/baseline_small.yaml", [f"data.img_size={args.img_size}", f"model.arch={args.arch}"])
+    cfg = load_config(
+        ROOT / "configs/demo/baseline_small.yaml", [f"data.img_size={args.img_size}", f"model.arch={args.arch}"]
+    )
     labels = np.arange(args.images) % 7
     images = render_faces(labels, 48, np.random.default_rng(0))[:, None]  # uint8 (N, 1, 48, 48)
     split = TensorSplit(torch.from_numpy(images), torch.from_numpy(labels).long())
@@ -70,8 +72,15 @@ def main() -> None:
         scheduler = build_scheduler(optimizer, cfg.training, steps)
         loss_fn = build_loss(cfg.loss, torch.as_tensor(class_weights(labels, 7), dtype=torch.float32))
         stats = train_one_epoch(
-            model, split, augmenter=augmenter, loss_fn=loss_fn, optimizer=optimizer, scheduler=scheduler,
-            batch_size=args.batch_size, generator=torch.Generator().manual_seed(0), precision=precision,
+            model,
+            split,
+            augmenter=augmenter,
+            loss_fn=loss_fn,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            batch_size=args.batch_size,
+            generator=torch.Generator().manual_seed(0),
+            precision=precision,
         )
         return stats["images"] / stats["seconds"]
 
@@ -95,7 +104,9 @@ def main() -> None:
         raytrain_rates.append(raytrain_epoch())
         bare_rates.append(bare_epoch())
     ours, bare = max(raytrain_rates), max(bare_rates)
-    print(f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU, {precision}")
+    print(
+        f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU, {precision}"
+    )
     print(f"  raytrain train_one_epoch : {ours:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in raytrain_rates)})")
     print(f"  bare PyTorch loop        : {bare:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in bare_rates)})")
     print(f"  ratio raytrain / bare    : {ours / bare:8.2f}x  (target >= 0.9x)")

@@ -44,9 +44,17 @@ from raytrain.train import Trial  # noqa: E402
 
 def seed_style_rate(train_dir: Path, cfg, workers: int) -> callable:
     """One epoch of the seed's loop; returns a function that runs it and gives images/s."""
-    data = datasets.ImageFolder(str(train_dir), transform=seed_transform(cfg.data.img_size, cfg.augmentation), loader=load_gray)
-    loader = DataLoader(data, batch_size=cfg.training.batch_size, shuffle=True, num_workers=workers,
-                        persistent_workers=workers > 0, drop_last=True)
+    data = datasets.ImageFolder(
+        str(train_dir), transform=seed_transform(cfg.data.img_size, cfg.augmentation), loader=load_gray
+    )
+    loader = DataLoader(
+        data,
+        batch_size=cfg.training.batch_size,
+        shuffle=True,
+        num_workers=workers,
+        persistent_workers=workers > 0,
+        drop_last=True,
+    )
     torch.manual_seed(0)
     model = build_model(cfg.model.arch, len(data.classes), 1, cfg.model.dropout)
     optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.training.lr, weight_decay=cfg.training.weight_decay)
@@ -71,9 +79,16 @@ def raytrain_rate(dataset, cfg) -> callable:
 
     def epoch() -> float:
         stats = train_one_epoch(
-            trial.forward_model, trial.splits["train"], augmenter=trial.augmenter, loss_fn=trial.loss_fn,
-            optimizer=trial.optimizer, scheduler=trial.scheduler, batch_size=cfg.training.batch_size,
-            generator=torch.Generator().manual_seed(0), sample_weights=trial.sample_weights, precision=trial.precision,
+            trial.forward_model,
+            trial.splits["train"],
+            augmenter=trial.augmenter,
+            loss_fn=trial.loss_fn,
+            optimizer=trial.optimizer,
+            scheduler=trial.scheduler,
+            batch_size=cfg.training.batch_size,
+            generator=torch.Generator().manual_seed(0),
+            sample_weights=trial.sample_weights,
+            precision=trial.precision,
         )
         return stats["images"] / stats["seconds"]
 
@@ -104,9 +119,14 @@ def main() -> None:
         )
         print(f"{'size':>6} {'raytrain img/s':>15} {'seed-style img/s':>17} {'ratio':>7}  raytrain precision")
         for size in args.sizes:
-            cfg = load_config(ROOT / "configs/demo/baseline_small.yaml", [
-                f"data.img_size={size}", f"training.batch_size={args.batch_size}", f"resources.cpu={threads}",
-            ])
+            cfg = load_config(
+                ROOT / "configs/demo/baseline_small.yaml",
+                [
+                    f"data.img_size={size}",
+                    f"training.batch_size={args.batch_size}",
+                    f"resources.cpu={threads}",
+                ],
+            )
             ours_epoch = raytrain_rate(dataset, cfg)
             theirs_epoch = seed_style_rate(Path(root) / "train", cfg, args.workers)
             ours_epoch(), theirs_epoch()  # warm-up: kernels chosen, workers started, pages cached
@@ -115,8 +135,10 @@ def main() -> None:
                 ours.append(ours_epoch())
                 theirs.append(theirs_epoch())
             ratio = max(ours) / max(theirs)
-            print(f"{size:>4}px {max(ours):>15,.1f} {max(theirs):>17,.1f} {ratio:>6.2f}x  {ours_epoch.precision}"
-                  f"   (runs: {', '.join(f'{r:.0f}' for r in ours)} vs {', '.join(f'{r:.0f}' for r in theirs)})")
+            print(
+                f"{size:>4}px {max(ours):>15,.1f} {max(theirs):>17,.1f} {ratio:>6.2f}x  {ours_epoch.precision}"
+                f"   (runs: {', '.join(f'{r:.0f}' for r in ours)} vs {', '.join(f'{r:.0f}' for r in theirs)})"
+            )
         print("target: >= 1.5x at 48 px and at 112 px")
 
 

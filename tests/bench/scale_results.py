@@ -78,14 +78,22 @@ def make_source_run(work: Path) -> Path:
     data = work / "source" / "data"
     python = [sys.executable, "-m", "raytrain"]
     if not data.is_dir():
-        subprocess.run([*python, "data", "synth", str(data), "--size", "24", "--per-class", "10"], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [*python, "data", "synth", str(data), "--size", "24", "--per-class", "10"],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     config = work / "source" / "source.yaml"
     config.write_text(
         f"extends: {ROOT / 'configs/demo/baseline_small.yaml'}\nname: source\n"
         "training: {epochs: 2, batch_size: 16}\ndata: {img_size: 24}\nother: {workers: 1}\nresources: {cpu: 1}\n"
     )
-    done = subprocess.run([*python, "run", str(config), "--data-root", str(data), "--runs-dir", str(runs)],
-                          capture_output=True, text=True, env={**os.environ, "RAYTRAIN_CACHE_DIR": str(work / "cache")})
+    done = subprocess.run(
+        [*python, "run", str(config), "--data-root", str(data), "--runs-dir", str(runs)],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "RAYTRAIN_CACHE_DIR": str(work / "cache")},
+    )
     if done.returncode != 0:
         raise SystemExit(f"the source run failed:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
     return folder
@@ -132,13 +140,26 @@ def generate(source: Path, runs: Path, n: int, seed: int = 0) -> dict:
             _link_or_copy(source / file, folder / file)
         sweep = f"sweep-bench{i // SWEEP_SIZE:03d}"
         duration = sum(h["epoch_time_s"] for h in curve)
-        log.append({
-            "time": "2026-11-29T00:00:00+00:00", "sweep": sweep, "experiment": name, "status": "completed",
-            "config_hash": f"{i:012x}", "git_commit": None, "best_epoch": best_epoch, "epochs_run": epochs,
-            "val_macro_f1": val["macro_f1"], "val_accuracy": val["accuracy"], "test_macro_f1": test["macro_f1"],
-            "test_accuracy": test["accuracy"], "duration_s": round(duration, 1), "node_id": None,
-            "trial_id": f"bench_{i:05d}", "error": None,
-        })
+        log.append(
+            {
+                "time": "2026-11-29T00:00:00+00:00",
+                "sweep": sweep,
+                "experiment": name,
+                "status": "completed",
+                "config_hash": f"{i:012x}",
+                "git_commit": None,
+                "best_epoch": best_epoch,
+                "epochs_run": epochs,
+                "val_macro_f1": val["macro_f1"],
+                "val_accuracy": val["accuracy"],
+                "test_macro_f1": test["macro_f1"],
+                "test_accuracy": test["accuracy"],
+                "duration_s": round(duration, 1),
+                "node_id": None,
+                "trial_id": f"bench_{i:05d}",
+                "error": None,
+            }
+        )
         trial = runs / "_tune" / sweep / f"{name.replace('/', '_')}_bench_{i:05d}"
         trial.mkdir(parents=True)
         (trial / "params.json").write_text(json.dumps({"experiment": experiment}))
@@ -149,8 +170,12 @@ def generate(source: Path, runs: Path, n: int, seed: int = 0) -> dict:
             _damage(folder, i)
     with open(runs / "experiment_log.jsonl", "w") as f:
         f.writelines(json.dumps(record) + "\n" for record in log)
-    return {"experiments": n, "damaged": len(damaged), "searches": sum("/t" in n for n in names),
-            "repeats": sum("/seed-" in n for n in names)}
+    return {
+        "experiments": n,
+        "damaged": len(damaged),
+        "searches": sum("/t" in n for n in names),
+        "repeats": sum("/seed-" in n for n in names),
+    }
 
 
 def _link_or_copy(source: Path, target: Path) -> None:
@@ -218,9 +243,13 @@ def _history(last: dict, epochs: int, score: float, rng) -> list[dict]:
             if key.startswith("val/") and key.split("/")[1] in ("f1", "precision", "recall"):
                 record[key] = float(np.clip(f1 + rng.normal(0, 0.08), 0.0, 1.0))
         record |= {
-            "epoch": epoch, "val/macro_f1": f1, "val/accuracy": float(np.clip(f1 + 0.05, 0, 1)),
-            "val/loss": float(2.0 - 1.4 * f1 + rng.normal(0, 0.02)), "train/loss": float(2.0 * np.exp(-0.08 * epoch)),
-            "train/accuracy": float(np.clip(f1 + 0.1, 0, 1)), "epoch_time_s": float(rng.uniform(20, 60)),
+            "epoch": epoch,
+            "val/macro_f1": f1,
+            "val/accuracy": float(np.clip(f1 + 0.05, 0, 1)),
+            "val/loss": float(2.0 - 1.4 * f1 + rng.normal(0, 0.02)),
+            "train/loss": float(2.0 * np.exp(-0.08 * epoch)),
+            "train/accuracy": float(np.clip(f1 + 0.1, 0, 1)),
+            "epoch_time_s": float(rng.uniform(20, 60)),
         }
         curve.append(record)
     return curve
@@ -228,11 +257,20 @@ def _history(last: dict, epochs: int, score: float, rng) -> list[dict]:
 
 def _metrics(template: dict, split: str, epoch: int, macro_f1: float, rng) -> dict:
     metrics = json.loads(json.dumps(template))
-    metrics |= {"split": split, "epoch": epoch, "macro_f1": float(macro_f1), "accuracy": float(np.clip(macro_f1 + 0.05, 0, 1))}
+    metrics |= {
+        "split": split,
+        "epoch": epoch,
+        "macro_f1": float(macro_f1),
+        "accuracy": float(np.clip(macro_f1 + 0.05, 0, 1)),
+    }
     for values in metrics["per_class"].values():
         f1 = float(np.clip(macro_f1 + rng.normal(0, 0.1), 0.0, 1.0))
-        values |= {"f1": f1, "precision": float(np.clip(f1 + rng.normal(0, 0.05), 0, 1)), "recall": float(np.clip(f1 + rng.normal(0, 0.05), 0, 1)),
-                   "support": 500}
+        values |= {
+            "f1": f1,
+            "precision": float(np.clip(f1 + rng.normal(0, 0.05), 0, 1)),
+            "recall": float(np.clip(f1 + rng.normal(0, 0.05), 0, 1)),
+            "support": 500,
+        }
     return metrics
 
 
@@ -282,8 +320,14 @@ def timed(command: list[str], *, cwd: Path) -> dict:
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return {"s": wall, "cpu": usage.ru_utime + usage.ru_stime, "mb": usage.ru_maxrss / 1024, "code": process.returncode,
-                "out": out.read().decode(errors="replace"), "err": err.read().decode(errors="replace")}
+        return {
+            "s": wall,
+            "cpu": usage.ru_utime + usage.ru_stime,
+            "mb": usage.ru_maxrss / 1024,
+            "code": process.returncode,
+            "out": out.read().decode(errors="replace"),
+            "err": err.read().decode(errors="replace"),
+        }
 
 
 LOAD_SNIPPET = (
@@ -320,7 +364,12 @@ def measure(python: str, runs: Path, *, label: str, report: bool = True) -> dict
         out = runs.parent / f"report-{label}.html"
         done = timed([python, "-m", "raytrain", "report", "--runs-dir", str(runs), "--out", str(out)], cwd=where)
         _check(done, f"{label} report")
-        figures |= {"report_s": done["s"], "report_cpu": done["cpu"], "report_mb": done["mb"], "report_kb": out.stat().st_size / 1024}
+        figures |= {
+            "report_s": done["s"],
+            "report_cpu": done["cpu"],
+            "report_mb": done["mb"],
+            "report_kb": out.stat().st_size / 1024,
+        }
     return figures
 
 
@@ -342,21 +391,33 @@ def _check(done: dict, what: str) -> None:
 # --- the part bench_scale runs ---------------------------------------------------------------------
 
 
-def run_results_part(work: Path, n_experiments: int = 1000, smoke: bool = False, *, big: int | None = 10_000,
-                     source: Path | None = None, before: Path | None = DEFAULT_BEFORE) -> dict:
+def run_results_part(
+    work: Path,
+    n_experiments: int = 1000,
+    smoke: bool = False,
+    *,
+    big: int | None = 10_000,
+    source: Path | None = None,
+    before: Path | None = DEFAULT_BEFORE,
+) -> dict:
     """Generate, measure and print; returns {size: {"after": figures, "before": figures or None}}."""
     source = Path(source) if source else make_source_run(work)
     sizes = [n_experiments] + ([big] if big and not smoke else [])
     # absolute, not resolved: two venvs' pythons are links to the same interpreter
-    use_before = before is not None and Path(before).is_file() and Path(before).absolute() != Path(sys.executable).absolute()
+    use_before = (
+        before is not None and Path(before).is_file() and Path(before).absolute() != Path(sys.executable).absolute()
+    )
     measured = {}
     for size in sizes:
         runs = work / f"runs-{size}"
         shutil.rmtree(runs, ignore_errors=True)
         start = time.perf_counter()
         made = generate(source, runs, size)
-        print(f"\n{size:,} experiments generated in {time.perf_counter() - start:.0f} s: {made['damaged']} damaged, "
-              f"{made['searches']} search trials, {made['repeats']} seed repeats", flush=True)
+        print(
+            f"\n{size:,} experiments generated in {time.perf_counter() - start:.0f} s: {made['damaged']} damaged, "
+            f"{made['searches']} search trials, {made['repeats']} seed repeats",
+            flush=True,
+        )
         # before: the other checkout at the first size only (its report at 10,000 would take minutes and GBs)
         prior = measure(str(before), runs, label="before") if use_before and size == sizes[0] else None
         after = measure(sys.executable, runs, label="after")
@@ -369,13 +430,18 @@ def run_results_part(work: Path, n_experiments: int = 1000, smoke: bool = False,
 
 def print_figures(size: int, after: dict, before: dict | None) -> None:
     rows = [
-        ("results.load, no index (s)", "load_cold_s"), ("results.load, index there (s)", "load_warm_s"),
+        ("results.load, no index (s)", "load_cold_s"),
+        ("results.load, index there (s)", "load_warm_s"),
         ("results.load peak (MB)", "load_warm_mb"),
-        ("compare, writing tables (s)", "compare_first_s"), ("compare, nothing changed (s)", "compare_s"),
-        ("  its CPU time (s)", "compare_cpu"), ("compare, one added (s)", "compare_added_s"),
+        ("compare, writing tables (s)", "compare_first_s"),
+        ("compare, nothing changed (s)", "compare_s"),
+        ("  its CPU time (s)", "compare_cpu"),
+        ("compare, one added (s)", "compare_added_s"),
         ("compare peak (MB)", "compare_first_mb"),
-        ("raytrain report (s)", "report_s"), ("  its CPU time (s)", "report_cpu"),
-        ("raytrain report peak (MB)", "report_mb"), ("report size (KB)", "report_kb"),
+        ("raytrain report (s)", "report_s"),
+        ("  its CPU time (s)", "report_cpu"),
+        ("raytrain report peak (MB)", "report_mb"),
+        ("report size (KB)", "report_kb"),
         ("import raytrain.results (s)", "import_s"),
     ]
     target = {"load_warm_s": "load_warm_s", "compare_s": "compare_s", "report_s": "report_s", "report_mb": "report_mb"}
@@ -399,16 +465,30 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="experiments in the main measurement (default 1000)")
     parser.add_argument("--big", type=int, default=10_000, help="then this many (default 10000; 0 skips)")
-    parser.add_argument("--smoke", action="store_true", help="30 experiments, no big run, no before (checks that it runs)")
-    parser.add_argument("--work", type=Path, help="folder for the source run and the generated runs, kept (default: a temporary one, removed at the end)")
-    parser.add_argument("--source", type=Path, help="a finished experiment folder (RUNS/NAME) to copy instead of making one")
+    parser.add_argument(
+        "--smoke", action="store_true", help="30 experiments, no big run, no before (checks that it runs)"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        help="folder for the source run and the generated runs, kept (default: a temporary one, removed at the end)",
+    )
+    parser.add_argument(
+        "--source", type=Path, help="a finished experiment folder (RUNS/NAME) to copy instead of making one"
+    )
     parser.add_argument("--before", type=Path, default=DEFAULT_BEFORE, help="Python of the checkout to compare with")
     parser.add_argument("--no-before", action="store_true", help="measure this checkout only")
     args = parser.parse_args(argv)
     n = 30 if args.smoke else args.n
     with scratch_folder("bench-scale-results-", given=args.work) as work:
-        run_results_part(work, n, args.smoke, big=args.big, source=args.source,
-                         before=None if (args.no_before or args.smoke) else args.before)
+        run_results_part(
+            work,
+            n,
+            args.smoke,
+            big=args.big,
+            source=args.source,
+            before=None if (args.no_before or args.smoke) else args.before,
+        )
 
 
 if __name__ == "__main__":
