@@ -24,6 +24,7 @@ import numpy as np
 import yaml
 
 from raytrain.errors import UserError
+from raytrain.naming import first_line
 
 BEST_WEIGHTS = "best.pt"
 BEST_METRICS = "best_metrics.json"
@@ -294,16 +295,12 @@ def _parse(experiment: str, path: Path, read, kind: type | None = None):
     try:
         value = read(path)
     except (OSError, ValueError, yaml.YAMLError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
-        raise DamagedExperiment(experiment, path, f"unreadable ({type(err).__name__}: {_first_line(err)})") from None
+        raise DamagedExperiment(experiment, path, f"unreadable ({first_line(err, 200, typed=True)})") from None
     if kind is not None and not isinstance(value, kind):
         raise DamagedExperiment(
             experiment, path, f"holds {type(value).__name__}, not the {kind.__name__} raytrain writes"
         )
     return value
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).splitlines() or [""])[0][:200]
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -302,8 +302,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from raytrain.plan import plan_sweep
-    from raytrain.tables import plan_table
+    from raytrain.results.tables import plan_table
+    from raytrain.sweeps.plan import plan_sweep
 
     # --precision is a named --set, applied last so it wins over a --set of the same key
     overrides = [*args.overrides, *([f"training.precision={args.precision}"] if args.precision else [])]
@@ -328,7 +328,7 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.data_root is None:
         raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
-    from raytrain import sweep
+    from raytrain.sweeps import driver as sweep
     from raytrain.trackers import check_trackers
 
     interrupted = sweep.interrupted_sweep(args.runs_dir, plan.name)
@@ -372,7 +372,7 @@ def _tracking(args: argparse.Namespace) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    from raytrain import sweep
+    from raytrain.sweeps import driver as sweep
     from raytrain.trackers import check_trackers
 
     path = sweep.sweep_file(args.runs_dir, args.sweep) if args.sweep else sweep.latest_sweep(args.runs_dir)
@@ -388,7 +388,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
-    from raytrain.jobs import submit
+    from raytrain.sweeps.jobs import submit
 
     command = args.command[1:] if args.command[:1] == ["--"] else args.command
     return submit(args.address, command, follow=not args.no_wait)
@@ -442,8 +442,9 @@ def _confirm(question: str, yes: bool, *, default: bool) -> bool:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
-    from raytrain import analysis, leaderboard, results
-    from raytrain.tables import compare_table, per_class_table, repeats_table
+    from raytrain import results
+    from raytrain.results import analysis, leaderboard
+    from raytrain.results.tables import compare_table, per_class_table, repeats_table
 
     if args.per_class and args.export:
         raise UserError(
@@ -595,7 +596,7 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from raytrain.predict import predict
+    from raytrain.training.predict import predict
 
     for path, ranked in zip(args.images, predict(args.weights, args.images)):
         shown = ", ".join(f"{name} {probability:.1%}" for name, probability in ranked[: max(1, args.top)])

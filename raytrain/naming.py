@@ -1,11 +1,21 @@
-"""How an experiment's name says what it belongs to: `<name>/seed-<seed>` is one repeat of `<name>`,
-`<search>/t007` the 7th trial an adaptive search proposed. Plain strings, no imports: the readers
-(results, compare, report) need these without loading the config schema (pydantic) that writes them.
+"""raytrain's shared vocabulary, import-free: experiment names, statuses, metric keys, dotted knobs.
+
+Every package reads these names (the readers without loading pydantic, the driver without torch), so
+they live here once: a second copy elsewhere is a bug waiting for the first one to change.
+Standard library only.
 """
 
 from __future__ import annotations
 
+import re
+
+# ---- experiment names
+# `<name>/seed-<seed>` is one repeat of `<name>`; `<search>/t007` the 7th trial an adaptive search
+# proposed. A user's own name is one safe path component; only raytrain adds the member suffix.
+NAME_CHARS = r"[A-Za-z0-9_.\-]+"
 SEED_SUFFIX = "/seed-"
+MEMBER_FOLDER = re.compile(r"seed-[0-9]+|t[0-9]{3,}")  # runs/<name>/seed-2/, runs/<search>/t007/
+EXPERIMENT_NAME_PATTERN = rf"^{NAME_CHARS}(/(?:{MEMBER_FOLDER.pattern}))?$"
 
 
 def repeat_name(name: str, seed: int) -> str:
@@ -28,3 +38,49 @@ def search_of(experiment: str) -> str | None:
     """The adaptive search a trial belongs to: `lr_search/t007` -> `lr_search`; None for others."""
     search, sep, trial = experiment.rpartition("/t")
     return search if sep and trial.isdigit() and "/" not in search else None
+
+
+# ---- statuses: what experiment_log.jsonl, results.load and compare call an experiment's state
+COMPLETED, PRUNED, FAILED = "completed", "pruned", "failed"
+FINISHED_STATUSES = (COMPLETED, PRUNED)  # published to runs/ with best.pt; a pruned one has no test
+UNFINISHED = "unfinished"  # a trial of a sweep still running or interrupted (read from runs/_tune)
+DAMAGED = "damaged"  # a folder missing a file or holding an unreadable one
+
+
+# ---- what Tune and the readers call a trial's numbers
+METRIC, MODE = "val/macro_f1", "max"  # what "best" means everywhere: checkpoints, results, reports
+SPLITS = ("val", "test")
+# A trial's Tune config is {"experiment": <resolved config dict>}: one grid over whole experiments
+# puts every config of a sweep into one Tuner, whatever keys each one changes.
+EXPERIMENT_KEY = "experiment"
+# Reported with every result; Tune keeps the checkpoint ranked highest and the latest one. The rank
+# is the best epoch whose weights a checkpoint holds (its best.pt), less a half where it only
+# refers to an earlier checkpoint's best.pt: so the one holding the current best weights is kept.
+CHECKPOINT_RANK = "checkpoint_rank"
+# True in the one result a restored trial reports when it had already finished and been published
+# (a driver killed before Tune recorded its end): its last epoch again, not a new one
+REPLAYED = "replayed"
+
+
+# ---- knobs: one name per knob, the YAML path `training.lr` = `--set training.lr=` = search key = column
+SEED_KNOB = "other.seed"
+SEARCH_SPACE = "search.space"  # one knob per entry: kept whole when a config is flattened
+
+
+def dotted(config: dict, prefix: str = "") -> dict:
+    """A (resolved) config as dotted keys: {"training": {"lr": 1e-3}} -> {"training.lr": 1e-3}.
+    Empty mappings and the search space stay values of their own."""
+    out = {}
+    for key, value in config.items():
+        if isinstance(value, dict) and value and f"{prefix}{key}" != SEARCH_SPACE:
+            out |= dotted(value, f"{prefix}{key}.")
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def first_line(err: BaseException, limit: int = 300, *, typed: bool = False) -> str:
+    """An exception's message as one line for ours: `[Errno 28] No space left on device`, or with
+    `typed`, `OSError: [Errno 28] No space left on device`. The rest is in the traceback."""
+    line = (str(err).splitlines() or [""])[0][:limit]
+    return f"{type(err).__name__}: {line}" if typed else line

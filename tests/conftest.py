@@ -1,9 +1,18 @@
-"""Shared fixtures: the project's paths and a way to run the CLI in-process and read what it said."""
+"""Shared fixtures: the project's paths, a way to run the CLI in-process and read what it said, and
+the two fixtures that make a test slow.
+
+The tiers: a test whose fixtures include `ray_session` (a real local Ray) or `subprocesses` (it
+starts processes: the CLI as a user runs it, servers, a cluster) is marked `slow` here, by what it
+uses, not by hand. `make test-fast` runs the rest (`-m "not slow"`); `make test` runs everything.
+A fast test that starts Ray or a Python process anyway fails and says which fixture to ask for.
+"""
 
 from __future__ import annotations
 
 import os
 import socket
+import subprocess
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -39,6 +48,44 @@ def free_loopback_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+# fixture -> why a test that uses it (directly or through another fixture) is in the slow tier
+SLOW_FIXTURES = {"ray_session": "starts a local Ray", "subprocesses": "starts processes"}
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(name in SLOW_FIXTURES for name in getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _fast_tests_start_neither_ray_nor_python(request, monkeypatch):
+    """A test outside the slow tier that starts Ray or a Python process would make the fast tier
+    slow unnoticed: it fails instead, naming the fixture that puts it where it belongs."""
+    if request.node.get_closest_marker("slow"):
+        return
+    popen_init = subprocess.Popen.__init__
+
+    def guarded_popen(self, args, *rest, **kwargs):
+        program = args[0] if isinstance(args, (list, tuple)) and args else args
+        if str(program) == sys.executable:
+            pytest.fail("this test starts a Python process: ask for the `subprocesses` fixture (slow tier)")
+        popen_init(self, args, *rest, **kwargs)
+
+    monkeypatch.setattr(subprocess.Popen, "__init__", guarded_popen)
+    if "ray" in sys.modules:
+        monkeypatch.setattr(
+            sys.modules["ray"], "init", lambda *a, **k: pytest.fail("this test starts Ray: ask for `ray_session`")
+        )
+
+
+@pytest.fixture(scope="session")
+def subprocesses():
+    """The subprocess module, for tests and fixtures that start processes: asking for it puts them
+    in the slow tier."""
+    return subprocess
 
 
 @pytest.fixture(scope="session")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
 import sys
 
 import pytest
@@ -16,35 +15,38 @@ from tests.conftest import PROJECT_ROOT
 BENCH = PROJECT_ROOT / "tests" / "bench"
 
 
-def run_bench(script: str, *args: str, tmp_path) -> str:
-    done = subprocess.run(
-        [sys.executable, str(BENCH / script), *args],
-        capture_output=True,
-        text=True,
-        timeout=600,
-        cwd=tmp_path,
-        env={**os.environ, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
-    )
-    assert done.returncode == 0, f"{script} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
-    return done.stdout
+@pytest.fixture
+def run_bench(subprocesses, tmp_path):
+    """Runs a benchmark script in tmp_path and returns what it printed; fails on a non-zero exit."""
+
+    def run(script: str, *args: str) -> str:
+        done = subprocesses.run(
+            [sys.executable, str(BENCH / script), *args],
+            capture_output=True,
+            text=True,
+            timeout=600,
+            cwd=tmp_path,
+            env={**os.environ, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
+        )
+        assert done.returncode == 0, f"{script} {' '.join(args)} failed:\n{done.stdout}\n{done.stderr[-3000:]}"
+        return done.stdout
+
+    return run
 
 
-@pytest.mark.slow
-def test_bench_vs_seed_smoke_prints_both_sides_and_the_ratio(tmp_path):
-    out = run_bench("bench_vs_seed.py", "--smoke", tmp_path=tmp_path)
+def test_bench_vs_seed_smoke_prints_both_sides_and_the_ratio(run_bench, tmp_path):
+    out = run_bench("bench_vs_seed.py", "--smoke")
     assert re.search(r"24px\s+[\d,.]+\s+[\d,.]+\s+[\d.]+x\s+(bf16|fp32)", out), out
 
 
-@pytest.mark.slow
-def test_bench_gpu_cpu_smoke_prints_the_loop_and_packed_sweep_figures(tmp_path):
-    out = run_bench("bench_gpu.py", "--cpu-smoke", tmp_path=tmp_path)
+def test_bench_gpu_cpu_smoke_prints_the_loop_and_packed_sweep_figures(run_bench, tmp_path):
+    out = run_bench("bench_gpu.py", "--cpu-smoke")
     assert re.search(r"loop\s+24 px: raytrain\s+[\d,]+ img/s\s+bare PyTorch\s+[\d,]+ img/s\s+ratio [\d.]+x", out), out
     for n in (1, 2):
         assert re.search(rf"packed {n} trial\(s\).*img/s summed over trials\s+gain over 1 trial [\d.]+x", out), out
 
 
-@pytest.mark.slow
-def test_bench_train_small_prints_the_ratio_to_the_bare_loop(tmp_path):
+def test_bench_train_small_prints_the_ratio_to_the_bare_loop(run_bench, tmp_path):
     out = run_bench(
         "bench_train.py",
         "--images",
@@ -55,21 +57,18 @@ def test_bench_train_small_prints_the_ratio_to_the_bare_loop(tmp_path):
         "16",
         "--repeats",
         "1",
-        tmp_path=tmp_path,
     )
     assert re.search(r"ratio raytrain / bare\s+:\s+[\d.]+x", out), out
 
 
-@pytest.mark.slow
-def test_bench_data_small_prints_both_pipelines_at_both_sizes(tmp_path):
-    out = run_bench("bench_data.py", "--per-class", "5", "--epochs", "1", tmp_path=tmp_path)
+def test_bench_data_small_prints_both_pipelines_at_both_sizes(run_bench, tmp_path):
+    out = run_bench("bench_data.py", "--per-class", "5", "--epochs", "1")
     for size in (48, 112):
         assert re.search(rf"{size}px\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out), out
 
 
-@pytest.mark.slow
-def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(tmp_path):
-    out = run_bench("bench_sweep.py", "--smoke", tmp_path=tmp_path)
+def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(run_bench, tmp_path):
+    out = run_bench("bench_sweep.py", "--smoke")
     assert re.search(
         r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up sequential/sweep\s+:\s+[\d.]+x",
         out,
@@ -77,9 +76,8 @@ def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(tmp_path):
     assert re.search(r"start-up: command to first training step: [\d.]+ s", out), out
 
 
-@pytest.mark.slow
-def test_bench_scale_smoke_prints_disk_startup_and_results_figures(tmp_path):
-    out = run_bench("bench_scale.py", "--smoke", tmp_path=tmp_path)
+def test_bench_scale_smoke_prints_disk_startup_and_results_figures(run_bench, tmp_path):
+    out = run_bench("bench_scale.py", "--smoke")
     assert re.search(
         r"after\s+runs/ \+ runs/_tune/:\s+[\d.]+ MB\s+best.pt [\d.]+ MB.*weights / best.pt [\d.]+x", out
     ), out
@@ -87,7 +85,7 @@ def test_bench_scale_smoke_prints_disk_startup_and_results_figures(tmp_path):
         r"bytes written per epoch per trial:\s+[\d.]+ MB\s+largest checkpoint [\d.]+ MB = [\d.]+x one copy", out
     ), out
     assert re.search(r"after\s+launch to first training step:\s+[\d.]+ s", out), out
-    for stage in ("ray.init", "trial: import torch, raytrain.train"):
+    for stage in ("ray.init", "trial: import torch, raytrain.training.trainable"):
         assert re.search(rf"{re.escape(stage)}\s+[\d.]+ s", out), out
     for label in (
         "results.load, no index",

@@ -13,19 +13,13 @@ import pytest
 import torch
 from ray import tune
 
-from raytrain import artifacts, checkpoints
+from raytrain import artifacts
 from raytrain.config import ConfigError, config_hash, load_config, validate_config
-from raytrain.policy import CheckpointCadence
-from raytrain.train import (
-    EXPERIMENT_KEY,
-    STATE_FILE,
-    PatienceStopper,
-    TrainState,
-    Trial,
-    checkpoint_config,
-    staging_folder,
-    train_experiment,
-)
+from raytrain.naming import EXPERIMENT_KEY
+from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
+from raytrain.training import checkpoints
+from raytrain.training.checkpoints import CheckpointCadence
+from raytrain.training.trainable import STATE_FILE, TrainingRun, TrainState, staging_folder, train_experiment
 from tests.conftest import CONFIGS_DIR, tiny_config
 
 SMALL_ARCH = "shufflenet_v2_x0_5"  # 1.4 M parameters: a real model whose state is quick to write
@@ -43,10 +37,10 @@ def folder_size(folder: Path) -> int:
 
 @pytest.fixture(scope="module")
 def two_checkpoints(tiny_dataset, tmp_path_factory):
-    """A real Trial's checkpoints after epoch 1 (the best so far) and epoch 2 (not better), laid out
+    """A real TrainingRun's checkpoints after epoch 1 (the best so far) and epoch 2 (not better), laid out
     as Tune lays out a trial's folders."""
     cfg = validate_config(tiny_config(**{"model.arch": SMALL_ARCH}))
-    trial, state = Trial(cfg, tiny_dataset), TrainState()
+    trial, state = TrainingRun(cfg, tiny_dataset), TrainState()
     trial_dir = tmp_path_factory.mktemp("trial")
     folders, holds = [], []
     for epoch in (1, 2):
@@ -77,7 +71,7 @@ def test_each_checkpoint_holds_at_most_one_copy_of_the_model_and_optimiser(two_c
 
 def test_restore_finds_best_pt_in_the_earlier_checkpoint(two_checkpoints, tiny_dataset):
     trial, state, folders, _, _ = two_checkpoints
-    restored = Trial(trial.cfg, tiny_dataset)
+    restored = TrainingRun(trial.cfg, tiny_dataset)
     again = restored.restore(tune.Checkpoint.from_directory(str(folders[1])))
     assert (again.epoch, again.best_epoch, again.best_saved_epoch) == (2, 1, 1)
     for name, tensor in trial.model.state_dict().items():
@@ -100,7 +94,7 @@ def test_restore_falls_back_to_a_whole_checkpoint_when_tunes_record_names_a_dele
     copy = tmp_path / "trial"
     shutil.copytree(folders[0].parent, copy)
     shutil.rmtree(copy / folders[1].name)
-    restored = Trial(trial.cfg, tiny_dataset)
+    restored = TrainingRun(trial.cfg, tiny_dataset)
     state = restored.restore(tune.Checkpoint.from_directory(str(copy / folders[1].name)))
     assert state.epoch == 1, "continued from the checkpoint that is still there"
 

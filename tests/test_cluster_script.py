@@ -57,7 +57,7 @@ def _script(*args: str, env: dict, timeout: float = 90) -> subprocess.CompletedP
 
 
 @pytest.fixture(scope="module")
-def local_cluster():
+def local_cluster(subprocesses):
     port, dashboard = _free_ports()
     # A short private --temp-dir: Ray's unix sockets inside it must stay under ~107 characters.
     temp_dir = tempfile.mkdtemp(prefix="rtc-", dir="/tmp")
@@ -74,7 +74,7 @@ def local_cluster():
         yield {"port": port, "dashboard": dashboard, "env": env, "start_output": started.stdout}
     finally:
         stopped = _script("stop", "--port", str(port), env=env, timeout=30)
-        leftover = subprocess.run(["pgrep", "-f", temp_dir], capture_output=True, text=True).stdout
+        leftover = subprocesses.run(["pgrep", "-f", temp_dir], capture_output=True, text=True).stdout
         shutil.rmtree(temp_dir, ignore_errors=True)
         assert stopped.returncode == 0, f"stop failed:\n{stopped.stdout}\n{stopped.stderr}"
         assert not leftover.strip(), f"cluster processes survived stop: {leftover.split()}"
@@ -107,16 +107,15 @@ CHECK_NODES = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(180)
-def test_local_cluster_runs_a_task_on_each_of_two_nodes(local_cluster):
+def test_local_cluster_runs_a_task_on_each_of_two_nodes(subprocesses, local_cluster):
     port, dashboard, env = local_cluster["port"], local_cluster["dashboard"], local_cluster["env"]
     assert f"127.0.0.1:{port}" in local_cluster["start_output"]
     assert f"http://127.0.0.1:{dashboard}" in local_cluster["start_output"]
 
     # A client given an explicit address must opt into token auth itself (Ray 2.60).
     client_env = {**env, "RAY_AUTH_MODE": "token"}
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-c", CHECK_NODES, f"127.0.0.1:{port}"],
         env=client_env,
         capture_output=True,
@@ -153,15 +152,14 @@ SUBMIT_JOB = textwrap.dedent(
 )
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(120)
-def test_local_cluster_runs_a_submitted_job_only_with_the_token(local_cluster):
+def test_local_cluster_runs_a_submitted_job_only_with_the_token(subprocesses, local_cluster):
     dashboard, env = local_cluster["dashboard"], local_cluster["env"]
     with pytest.raises(urllib.error.HTTPError) as denied:
         urllib.request.urlopen(f"http://127.0.0.1:{dashboard}/api/jobs/", timeout=10)
     assert denied.value.code == 401
 
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-c", SUBMIT_JOB, f"http://127.0.0.1:{dashboard}"],
         env={**env, "RAY_AUTH_MODE": "token"},
         capture_output=True,
@@ -173,7 +171,6 @@ def test_local_cluster_runs_a_submitted_job_only_with_the_token(local_cluster):
     assert "nodes 2" in proc.stdout  # the job's driver joined this cluster, not a new one
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(60)
 def test_local_cluster_status_and_double_start(local_cluster):
     port, dashboard, env = local_cluster["port"], local_cluster["dashboard"], local_cluster["env"]
@@ -230,7 +227,7 @@ def test_rayjob_yaml_runs_a_sweep_on_gpu_workers():
     assert all(g["minReplicas"] <= g["replicas"] <= g["maxReplicas"] for g in groups)
 
 
-def test_submit_runs_a_sweep_as_a_job_with_trials_on_both_nodes(local_cluster, synthetic_root, tmp_path):
+def test_submit_runs_a_sweep_as_a_job_with_trials_on_both_nodes(subprocesses, local_cluster, synthetic_root, tmp_path):
     from raytrain import artifacts
     from tests.conftest import write_config
 
@@ -239,7 +236,7 @@ def test_submit_runs_a_sweep_as_a_job_with_trials_on_both_nodes(local_cluster, s
         write_config(configs, name, training="epochs: 3, batch_size: 16")
     runs = tmp_path / "runs"
     env = {**local_cluster["env"], "RAY_AUTH_MODE": "token"}
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [
             sys.executable,
             "-m",

@@ -20,7 +20,7 @@ from raytrain.config import (
     resolved_dict,
     to_yaml,
 )
-from raytrain.model_names import KNOWN_CLASSIFICATION_MODELS
+from raytrain.config.model_names import KNOWN_CLASSIFICATION_MODELS
 from tests.conftest import CONFIGS_DIR, PROJECT_ROOT
 
 SEED_CONFIGS = [
@@ -399,9 +399,9 @@ def test_validate_several_files_reports_the_bad_ones_and_exits_2(tmp_path, run_c
     assert result.code == 2 and "bad.yaml: training.lr" in result.err and "good.yaml" not in result.err
 
 
-def test_cli_subprocess_exit_code_and_no_traceback(tmp_path):
+def test_cli_subprocess_exit_code_and_no_traceback(subprocesses, tmp_path):
     bad = write(tmp_path, "bad.yaml", "training: {lr: -0.001}\n")
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-m", "raytrain", "validate", str(bad)], capture_output=True, text=True, cwd=PROJECT_ROOT
     )
     assert proc.returncode == 2
@@ -436,7 +436,7 @@ def test_hash_covers_what_changes_results_and_nothing_else():
         assert config_hash(changed) != config_hash(base), f"{section}.{key}"
 
 
-def test_hash_is_stable_across_processes():
+def test_hash_is_stable_across_processes(subprocesses):
     code = "from raytrain.config import ExperimentConfig, config_hash; print(config_hash(ExperimentConfig()))"
-    runs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
+    runs = {subprocesses.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}
     assert len(runs) == 1 and runs.pop().strip() == config_hash(ExperimentConfig())

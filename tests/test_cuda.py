@@ -10,14 +10,15 @@ import torch
 from ray import tune
 
 from raytrain.config import validate_config
-from raytrain.train import EXPERIMENT_KEY, TrainState, Trial, train_experiment
+from raytrain.naming import EXPERIMENT_KEY
+from raytrain.training.trainable import TrainingRun, TrainState, train_experiment
 from tests.conftest import tiny_config
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 
 
 def test_a_trial_on_the_gpu_trains_in_bf16_channels_last_with_its_data_on_the_device(tiny_dataset):
-    trial = Trial(validate_config(tiny_config(**{"training.precision": "auto"})), tiny_dataset)
+    trial = TrainingRun(validate_config(tiny_config(**{"training.precision": "auto"})), tiny_dataset)
     assert trial.device.type == "cuda" and trial.precision == "bf16"
     assert trial.splits["train"].images.is_cuda
     assert trial.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
@@ -26,7 +27,7 @@ def test_a_trial_on_the_gpu_trains_in_bf16_channels_last_with_its_data_on_the_de
 
 
 def test_an_epoch_syncs_with_the_host_a_fixed_number_of_times_not_once_per_batch(tiny_dataset):
-    trial = Trial(validate_config(tiny_config(**{"training.batch_size": 8})), tiny_dataset)
+    trial = TrainingRun(validate_config(tiny_config(**{"training.batch_size": 8})), tiny_dataset)
     assert trial.steps >= 5
     trial.run_epoch(1, TrainState())  # warm-up: cuDNN autotuning syncs on its first batches
     torch.cuda.set_sync_debug_mode("warn")

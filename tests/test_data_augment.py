@@ -10,8 +10,9 @@ import torch
 import torch.nn.functional as F
 from data_fixtures import aug_config, shipped_augmentation
 
-from raytrain.data import GRAY_MEAN, GRAY_STD, RGB_MEAN, RGB_STD, BatchAugmenter, augment, normalization
 from raytrain.data.synthetic import render_faces
+from raytrain.training import augment
+from raytrain.training.augment import GRAY_MEAN, GRAY_STD, RGB_MEAN, RGB_STD, BatchAugmenter, normalization
 
 
 def gen(seed: int = 0) -> torch.Generator:

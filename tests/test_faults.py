@@ -12,9 +12,10 @@ from pathlib import Path
 
 import pytest
 
-from raytrain import artifacts, results, results_index
+from raytrain import artifacts, results
 from raytrain.artifacts import DamagedRunsWarning
-from raytrain.plan import plan_sweep
+from raytrain.results import index as results_index
+from raytrain.sweeps.plan import plan_sweep
 
 EXPERIMENTS = ["alpha", "beta", "gamma"]
 TABLES = {
@@ -270,14 +271,14 @@ def test_a_damaged_sweep_file_is_a_clear_error_on_resume(tiny_runs, tmp_path, ru
 
 
 @pytest.fixture
-def mount_tmpfs(tmp_path):
+def mount_tmpfs(subprocesses, tmp_path):
     """mount_tmpfs(name, size, *options) -> a fresh tmpfs folder; unmounted after the test."""
     mounted = []
 
     def mount(name: str, size: str, *options: str) -> Path:
         folder = tmp_path / name
         folder.mkdir()
-        done = subprocess.run(
+        done = subprocesses.run(
             ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(folder)],
             capture_output=True,
             text=True,
@@ -289,7 +290,7 @@ def mount_tmpfs(tmp_path):
 
     yield mount
     for folder in mounted:
-        subprocess.run(["umount", "-l", str(folder)], check=False)
+        subprocesses.run(["umount", "-l", str(folder)], check=False)
 
 
 def remount(folder: Path, *options: str) -> None:
@@ -362,14 +363,14 @@ def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes
 
 
 def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_traceback():
-    from raytrain.sweep import failure_reason
+    from raytrain.sweeps.driver import failure_reason
 
     error_txt = (
         "Failure # 1 (occurred at 2026-11-29_02-04-25)\n"
         "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=5268, ip=192.0.2.2, repr=raytrain_trial)\n"
         '  File "/x/raytrain/models.py", line 131, in _require_cached\n'
         "    raise ModelError(\n"
-        "raytrain.models.ModelError: model.pretrained: weights not found: /t/r.pth is missing. On a machine with internet run\n"
+        "raytrain.training.models.ModelError: model.pretrained: weights not found: /t/r.pth is missing. On a machine with internet run\n"
         "    curl -L -o r.pth https://example/r.pth\n"
         "and copy the file to /t/r.pth, or set `model.pretrained: false`.\n"
         "Failure # 2 (occurred at 2026-11-29_02-04-34)\n"
@@ -398,12 +399,12 @@ def test_submit_refuses_a_runs_dir_inside_the_jobs_temporary_folder(runs_dir, ru
     assert "--runs-dir /mnt/shared/raytrain/runs" in result.err and "cluster/README.md" in result.err
 
 
-def test_a_submitted_job_records_the_submitting_checkouts_commit(monkeypatch):
-    from raytrain.jobs import job_runtime_env
+def test_a_submitted_job_records_the_submitting_checkouts_commit(subprocesses, monkeypatch):
     from raytrain.provenance import COMMIT_ENV_VAR, git_commit
+    from raytrain.sweeps.jobs import job_runtime_env
     from tests.conftest import PROJECT_ROOT
 
-    head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
+    head = subprocesses.run(["git", "rev-parse", "--short", "HEAD"], cwd=PROJECT_ROOT, capture_output=True, text=True)
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     env = job_runtime_env(PROJECT_ROOT)

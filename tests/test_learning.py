@@ -9,9 +9,12 @@ from pathlib import Path
 import pytest
 from ray import tune
 
-from raytrain import artifacts, checkpoints
+from raytrain import artifacts
 from raytrain.data import load_dataset
-from raytrain.train import EXPERIMENT_KEY, METRIC, PatienceStopper, checkpoint_config, train_experiment
+from raytrain.naming import EXPERIMENT_KEY, METRIC
+from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
+from raytrain.training import checkpoints
+from raytrain.training.trainable import train_experiment
 from tests.conftest import tiny_config
 from tests.real_images import write_digits
 

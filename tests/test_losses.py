@@ -8,7 +8,7 @@ import torch
 import torch.nn.functional as F
 
 from raytrain.config import LossConfig
-from raytrain.losses import build_loss
+from raytrain.training.losses import build_loss
 
 C = 7
 WEIGHTS = torch.tensor([1.0, 5.0, 0.5, 2.0, 1.0, 3.0, 0.8])

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torchmetrics.functional.classification import multiclass_confusion_matrix, multiclass_f1_score
 
-from raytrain.metrics import CONFUSION_MATRIX, EpochMetrics, metrics_artifact
+from raytrain.training.metrics import CONFUSION_MATRIX, EpochMetrics, metrics_artifact
 
 CLASSES = ["angry", "happy", "sad", "fearful", "neutral"]
 # fearful (3) is present twice and never predicted; neutral (4) is neither present nor predicted

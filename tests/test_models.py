@@ -11,7 +11,7 @@ import torchvision
 from torch import nn
 
 from raytrain.errors import UserError
-from raytrain.models import (
+from raytrain.training.models import (
     ModelError,
     build_model,
     fold_to_one_channel,

@@ -19,11 +19,11 @@ def test_a_repeat_belongs_to_its_experiment_and_a_trial_to_its_search():
         assert group_of(plain) == plain
 
 
-def test_compare_and_report_read_runs_without_importing_the_config_schema():
+def test_compare_and_report_read_runs_without_importing_the_config_schema(subprocesses):
     """pydantic and the schema cost ~0.2 s of a `compare` that should take about one second."""
     code = (
-        "import sys, raytrain.report, raytrain.tables, raytrain.results; "
+        "import sys, raytrain.report, raytrain.results.tables, raytrain.results; "
         "print(sorted(m for m in ('pydantic', 'raytrain.config', 'torch', 'ray') if m in sys.modules))"
     )
-    shown = subprocess.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
+    shown = subprocesses.run([sys.executable, "-c", code], cwd=PROJECT_ROOT, capture_output=True, text=True, check=True)
     assert shown.stdout.strip() == "[]"

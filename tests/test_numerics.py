@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from raytrain.config import validate_config
-from raytrain.numerics import (
+from raytrain.training.numerics import (
     MIN_BF16_SPEEDUP,
     autocast,
     cpu_bf16_speedup,
@@ -17,7 +17,7 @@ from raytrain.numerics import (
     native_bf16_in,
     resolve_precision,
 )
-from raytrain.train import COMPILE_BACKEND_ENV, TrainState, Trial, out_of_memory_message
+from raytrain.training.trainable import COMPILE_BACKEND_ENV, TrainingRun, TrainState, out_of_memory_message
 from tests.conftest import tiny_config
 
 CPU = torch.device("cpu")
@@ -74,8 +74,8 @@ def test_bf16_autocast_runs_convolutions_in_bf16_and_fp32_does_not():
 
 
 def test_a_trial_trains_in_the_precision_it_resolved_and_says_so(tiny_dataset):
-    bf16 = Trial(validate_config(tiny_config(**{"training.precision": "bf16"})), tiny_dataset)
-    fp32 = Trial(validate_config(tiny_config(**{"training.precision": "fp32"})), tiny_dataset)
+    bf16 = TrainingRun(validate_config(tiny_config(**{"training.precision": "bf16"})), tiny_dataset)
+    fp32 = TrainingRun(validate_config(tiny_config(**{"training.precision": "fp32"})), tiny_dataset)
     assert bf16.run_epoch(1, TrainState())["precision_used"] == "bf16"
     assert fp32.run_epoch(1, TrainState())["precision_used"] == "fp32"
     # bf16 convolutions on the CPU go through oneDNN, which wants NHWC; fp32 stays NCHW
@@ -92,8 +92,8 @@ def test_a_trial_trains_in_the_precision_it_resolved_and_says_so(tiny_dataset):
 def test_compile_trains_through_the_compiled_module_and_checkpoints_plain_names(tiny_dataset, monkeypatch):
     # aot_eager traces forward and backward as inductor would, without minutes of C++ builds
     monkeypatch.setenv(COMPILE_BACKEND_ENV, "aot_eager")
-    compiled = Trial(validate_config(tiny_config(**{"training.compile": True})), tiny_dataset)
-    plain = Trial(validate_config(tiny_config()), tiny_dataset)
+    compiled = TrainingRun(validate_config(tiny_config(**{"training.compile": True})), tiny_dataset)
+    plain = TrainingRun(validate_config(tiny_config()), tiny_dataset)
     assert compiled.forward_model is not compiled.model
     compiled_metrics = compiled.run_epoch(1, TrainState())
     plain_metrics = plain.run_epoch(1, TrainState())

@@ -9,9 +9,9 @@ from torch import nn
 from torch.optim import SGD, Adam, AdamW
 
 from raytrain.config import LossConfig, TrainingConfig
-from raytrain.losses import build_loss
-from raytrain.models import build_model
-from raytrain.optim import build_optimizer, build_scheduler
+from raytrain.training.losses import build_loss
+from raytrain.training.models import build_model
+from raytrain.training.optim import build_optimizer, build_scheduler
 
 
 def _tiny_net() -> nn.Module:

@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from raytrain.progress import CLEAR_LINE, StatusLineOutput, TrialState, sweep_status
+from raytrain.sweeps.progress import CLEAR_LINE, StatusLineOutput, TrialState, sweep_status
 
 
 def state(name, status, done, planned=4, seconds_per_epoch=10.0, best=None) -> TrialState:

@@ -9,9 +9,10 @@ import pandas as pd
 import pytest
 from scipy import stats as scipy_stats
 
-from raytrain import analysis, artifacts, results
+from raytrain import artifacts, results
 from raytrain.config import load_config
-from raytrain.search import expand
+from raytrain.config.search_space import expand
+from raytrain.results import analysis
 from tests.conftest import CONFIGS_DIR, write_config
 
 

@@ -21,8 +21,10 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.collections import LineCollection
 from PIL import Image
 
-from raytrain import analysis, report, results
+from raytrain import results
+from raytrain.report import page as report
 from raytrain.errors import UserError
+from raytrain.results import analysis
 from tests.conftest import PROJECT_ROOT, write_config
 
 EXPERIMENTS = ("alpha", "beta", "gamma")
@@ -349,8 +351,9 @@ def test_wide_positive_ranges_get_a_log_axis():
     assert not report.use_log_axis([0.0, 0.01, 0.1]), "zero has no place on a log axis"
 
 
-def test_the_module_imports_no_torch_or_ray():
-    tree = ast.parse((PROJECT_ROOT / "raytrain" / "report.py").read_text())
+@pytest.mark.parametrize("module", sorted((PROJECT_ROOT / "raytrain" / "report").glob("*.py")), ids=lambda p: p.name)
+def test_the_report_imports_no_torch_or_ray(module):
+    tree = ast.parse(module.read_text())
     imported = {
         alias.name.split(".")[0] for node in ast.walk(tree) if isinstance(node, ast.Import) for alias in node.names
     }
@@ -361,14 +364,14 @@ def test_the_module_imports_no_torch_or_ray():
 
 
 @pytest.mark.parametrize("which", ["page", "repeats_page"])
-def test_chromium_draws_the_plots(which, request, tmp_path):
+def test_chromium_draws_the_plots(subprocesses, which, request, tmp_path):
     page = request.getfixturevalue(which)
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip(f"Chromium is not installed; to run this check: {CHROMIUM_INSTALL}")
     image = pytest.importorskip("PIL.Image")
     shot = tmp_path / "shot.png"
-    subprocess.run(
+    subprocesses.run(
         [
             chromium,
             "--headless",

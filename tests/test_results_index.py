@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from raytrain import artifacts, results, results_index
+from raytrain import artifacts, results
 from raytrain.artifacts import DamagedRunsWarning
+from raytrain.results import index as results_index
 
 EXPERIMENTS = ["alpha", "beta", "gamma"]
 

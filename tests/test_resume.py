@@ -17,7 +17,6 @@ import pytest
 from raytrain import artifacts, results
 from tests.conftest import PROJECT_ROOT
 
-pytestmark = pytest.mark.slow
 
 # fast ends first; slow is still training when the sweep is killed; later waits for a free CPU
 EPOCHS = {"fast": 2, "slow": 16, "later": 3}
@@ -75,7 +74,7 @@ def _results_or_empty(runs: Path, experiment: str) -> list[dict]:
 
 
 @pytest.mark.parametrize("how", ["SIGKILL", "SIGTERM"])
-def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, synthetic_root, tmp_path):
+def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(subprocesses, how, synthetic_root, tmp_path):
     configs = write_configs(tmp_path / "configs")
     runs = tmp_path / "runs"
     sweep_args = [
@@ -115,7 +114,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
     # both ways back: `raytrain resume`, and re-running the same sweep command, which finds the
     # interrupted sweep by its name and (with --yes) resumes it rather than starting over
     again = ["resume", "--runs-dir", str(runs)] if how == "SIGKILL" else sweep_args
-    resumed = subprocess.run(
+    resumed = subprocesses.run(
         [sys.executable, "-m", "raytrain", *again],
         cwd=tmp_path,
         capture_output=True,
@@ -158,7 +157,7 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(how, syn
         assert artifacts.is_complete(runs, name)
 
 
-def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, tmp_path):
+def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, synthetic_root, tmp_path):
     """A trial that failed (ImageNet weights missing) is retried by `raytrain resume` after the
     user puts the weights in the torch cache; the finished one is left alone."""
     import torch
@@ -170,7 +169,7 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, t
     runs = tmp_path / "runs"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), RAYTRAIN_CACHE_DIR=str(tmp_path / "cache"))
     command = [sys.executable, "-m", "raytrain"]
-    first = subprocess.run(
+    first = subprocesses.run(
         [*command, "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"],
         capture_output=True,
         text=True,
@@ -186,7 +185,7 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(synthetic_root, t
     weights.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), weights)
 
-    resumed = subprocess.run(
+    resumed = subprocesses.run(
         [*command, "resume", "--runs-dir", str(runs)],
         capture_output=True,
         text=True,

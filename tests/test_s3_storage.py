@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from raytrain import artifacts, checkpoints
+from raytrain import artifacts
+from raytrain.training import checkpoints
 from tests.conftest import PROJECT_ROOT, free_loopback_port, write_config
 from tests.test_cluster_script import VENV_BIN, _free_ports, _port_free, _script
 
@@ -28,7 +29,7 @@ MODEL = "arch: shufflenet_v2_x0_5"
 
 
 @pytest.fixture(scope="module")
-def s3_endpoint():
+def s3_endpoint(subprocesses):
     """moto's S3 server on loopback, with an empty bucket; the AWS variables that point at it."""
     pytest.importorskip(
         "moto.server", reason="moto[server] is not installed (pip install -e '.[test]'); the S3 tests need it"
@@ -37,10 +38,10 @@ def s3_endpoint():
 
     port = free_loopback_port()
     endpoint = f"http://127.0.0.1:{port}"
-    server = subprocess.Popen(
+    server = subprocesses.Popen(
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
+        stdout=subprocesses.DEVNULL,
+        stderr=subprocesses.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 30
@@ -75,11 +76,11 @@ def s3_endpoint():
 
 
 @pytest.fixture(scope="module")
-def s3_cluster(s3_endpoint):
+def s3_cluster(subprocesses, s3_endpoint):
     """A head and a worker node on 127.0.0.1 (cluster/local_cluster.sh), started with the AWS
     variables: trials inherit the environment of the node that runs them."""
     port, dashboard = _free_ports()
-    temp_dir = Path(subprocess.check_output(["mktemp", "-d", "/tmp/rts-XXXXXX"], text=True).strip())
+    temp_dir = Path(subprocesses.check_output(["mktemp", "-d", "/tmp/rts-XXXXXX"], text=True).strip())
     env = {
         **os.environ,
         **s3_endpoint["env"],
@@ -97,7 +98,7 @@ def s3_cluster(s3_endpoint):
         stopped = _script("stop", "--port", str(port), env=env, timeout=30)
         assert stopped.returncode == 0, f"stop failed:\n{stopped.stdout}\n{stopped.stderr}"
         assert _port_free(port), f"port {port} still in use after stop"
-        subprocess.run(["rm", "-rf", str(temp_dir)], check=False)
+        subprocesses.run(["rm", "-rf", str(temp_dir)], check=False)
 
 
 def bucket_keys(client, prefix: str = PREFIX) -> list[str]:
@@ -165,9 +166,8 @@ def wait_for(condition, timeout_s: float, what: str, log: Path) -> None:
         time.sleep(0.5)
 
 
-@pytest.mark.slow
 @pytest.mark.timeout(300)
-def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
+def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(subprocesses, 
     s3_cluster, s3_endpoint, synthetic_root, tmp_path, monkeypatch
 ):
     client, env = s3_endpoint["client"], s3_cluster["env"]
@@ -186,7 +186,7 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
     runs = tmp_path / "runs"
     log = tmp_path / "driver.log"
     command = [sys.executable, "-m", "raytrain"]
-    driver = subprocess.Popen(
+    driver = subprocesses.Popen(
         [
             *command,
             "sweep",
@@ -205,7 +205,7 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
         env=env,
         start_new_session=True,
         stdout=open(log, "ab"),
-        stderr=subprocess.STDOUT,
+        stderr=subprocesses.STDOUT,
     )
     try:
         wait_for(lambda: any(r["experiment"] == "fast" for r in artifacts.read_log(runs)), 150, "fast to finish", log)
@@ -233,7 +233,7 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
     # the kill may or may not have fallen between a checkpoint's deletion and the state's upload; make it so
     continued_from = lose_the_recorded_checkpoint(client, f"{STORAGE}/{sweep_name}", "slow")
 
-    resumed = subprocess.run(
+    resumed = subprocesses.run(
         [*command, "resume", "--runs-dir", str(runs)],
         cwd=tmp_path,
         env=env,
@@ -353,8 +353,8 @@ def test_submit_refuses_a_storage_the_job_cannot_use_before_uploading(storage, e
 
 
 def test_the_endpoint_can_be_given_in_the_uri_instead(s3_endpoint, monkeypatch):
-    from raytrain import storage
-    from raytrain.sweep import SweepSettings
+    from raytrain.sweeps import storage
+    from raytrain.sweeps.driver import SweepSettings
 
     for name, value in s3_endpoint["env"].items():
         if name != "AWS_ENDPOINT_URL":

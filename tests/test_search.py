@@ -20,7 +20,6 @@ from raytrain.report import render_report
 from tests.conftest import PROJECT_ROOT
 from tests.test_resume import start, wait_for
 
-pytestmark = pytest.mark.slow
 
 SEARCH = "tpe"
 BUDGET = 6  # startup_trials(6) = 2: t003..t006 are proposed by TPE from the results before them
@@ -47,7 +46,7 @@ NAMES = [f"{SEARCH}/t{n:03d}" for n in range(1, BUDGET + 1)]
 
 
 @pytest.fixture(scope="module")
-def search_runs(synthetic_root, tmp_path_factory) -> dict:
+def search_runs(subprocesses, synthetic_root, tmp_path_factory) -> dict:
     """`raytrain sweep` of the search, SIGKILLed once two trials have finished, then `raytrain resume`."""
     root = tmp_path_factory.mktemp("search")
     configs = root / "configs"
@@ -64,7 +63,7 @@ def search_runs(synthetic_root, tmp_path_factory) -> dict:
         if driver.poll() is None:
             os.killpg(driver.pid, signal.SIGKILL)
     finished_at_kill = [r["experiment"] for r in artifacts.read_log(runs)]
-    resumed = subprocess.run(
+    resumed = subprocesses.run(
         [sys.executable, "-m", "raytrain", "resume", "--runs-dir", str(runs)],
         cwd=root,
         capture_output=True,
@@ -122,7 +121,7 @@ def test_each_proposal_is_tpe_given_the_results_before_it(search_runs):
 
 
 def _replay(optuna, scores: list[float]) -> list[tuple[float, float]]:
-    from raytrain.searchers import startup_trials
+    from raytrain.sweeps.searchers import startup_trials
 
     distributions = {
         "experiment/training/lr": optuna.distributions.FloatDistribution(1e-4, 3e-2, log=True),
@@ -193,8 +192,8 @@ def test_a_search_does_not_share_a_sweep(search_runs, run_cli):
 
 def test_the_same_seed_proposes_the_same_first_points():
     from raytrain.config import load_config
-    from raytrain.search import search_seed
-    from raytrain.searchers import adaptive_param_space, build_searcher
+    from raytrain.config.search_space import search_seed
+    from raytrain.sweeps.searchers import adaptive_param_space, build_searcher
 
     def first_points(seed: int) -> list[dict]:
         config = load_config(PROJECT_ROOT / "configs/search/lr_search_optuna.yaml", [f"search.seed={seed}"])
@@ -214,8 +213,8 @@ def test_the_same_seed_proposes_the_same_first_points():
 
 
 def test_sweep_max_concurrent_limits_the_searcher_not_a_second_limiter(ray_session, tmp_path):
-    from raytrain.plan import plan_sweep
-    from raytrain.sweep import start_sweep
+    from raytrain.sweeps.driver import start_sweep
+    from raytrain.sweeps.plan import plan_sweep
 
     plan = plan_sweep([PROJECT_ROOT / "configs/search/lr_search_optuna.yaml"], runs_dir=tmp_path / "runs")
     assert [t.name for t in plan.trials] == ["lr_search_optuna"] and plan.trials[0].adaptive
@@ -226,7 +225,7 @@ def test_sweep_max_concurrent_limits_the_searcher_not_a_second_limiter(ray_sessi
 
 
 def test_search_seed_also_seeds_grid_random_draws(tmp_path):
-    from raytrain.plan import plan_sweep
+    from raytrain.sweeps.plan import plan_sweep
 
     def lrs(*overrides: str) -> list[float]:
         plan = plan_sweep(

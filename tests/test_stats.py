@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from scipy import stats as scipy_stats
 
-from raytrain.stats import (
+from raytrain.results.stats import (
     accuracy,
     bootstrap_interval,
     compare_to_baseline,

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from raytrain import artifacts
-from raytrain.plan import plan_sweep
+from raytrain.sweeps.plan import plan_sweep
 from tests.conftest import CONFIGS_DIR, PROJECT_ROOT, write_config
 
 
@@ -82,12 +82,12 @@ def test_a_missing_data_root_is_one_clear_error(ray_session, tmp_path, run_cli):
 # --- the prompt --------------------------------------------------------------------------------------
 
 
-def test_without_a_terminal_yes_is_required(tmp_path, synthetic_root):
+def test_without_a_terminal_yes_is_required(subprocesses, tmp_path, synthetic_root):
     configs = tmp_path / "configs"
     write_config(configs, "one")
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
-        stdin=subprocess.DEVNULL,
+        stdin=subprocesses.DEVNULL,
         capture_output=True,
         text=True,
         cwd=tmp_path,
@@ -97,11 +97,11 @@ def test_without_a_terminal_yes_is_required(tmp_path, synthetic_root):
 
 
 @pytest.mark.parametrize("answer, expected", [(b"n\n", "cancelled"), (b"\x03", "cancelled"), (b"\x04", "cancelled")])
-def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(tmp_path, synthetic_root, answer, expected):
+def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(subprocesses, tmp_path, synthetic_root, answer, expected):
     configs = tmp_path / "configs"
     write_config(configs, "one")
     leader, follower = pty.openpty()  # a real terminal: isatty() is true, Ctrl+C is a real SIGINT
-    proc = subprocess.Popen(
+    proc = subprocesses.Popen(
         [sys.executable, "-m", "raytrain", *map(str, sweep_args([configs], synthetic_root, tmp_path / "runs"))],
         stdin=follower,
         stdout=follower,
@@ -237,7 +237,7 @@ def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, t
     assert result.code == 0 and "nothing to run" in result.out
 
 
-def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
+def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(subprocesses, 
     ray_session, synthetic_root, tmp_path, run_cli
 ):
     configs = tmp_path / "configs"
@@ -263,7 +263,7 @@ def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
         "settings = sweep.SweepSettings.load(sweep.latest_sweep(Path(sys.argv[1])))\n"
         "print(sweep.interrupted_sweep(Path(sys.argv[1]), settings.name)); print(sweep.summarize(settings).failed['broken'])"
     )
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-c", script, str(runs)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -301,11 +301,11 @@ LOGICAL_GPU_SCRIPT = textwrap.dedent("""
 """)
 
 
-def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path):
+def test_gpu_requests_on_a_cluster_with_logical_gpus(subprocesses, synthetic_root, tmp_path):
     configs = tmp_path / "configs"
     for name in ("g1", "g2"):
         write_config(configs, name)
-    proc = subprocess.run(
+    proc = subprocesses.run(
         [sys.executable, "-c", LOGICAL_GPU_SCRIPT, str(configs), str(synthetic_root), str(tmp_path)],
         capture_output=True,
         text=True,
@@ -324,7 +324,7 @@ def test_gpu_requests_on_a_cluster_with_logical_gpus(synthetic_root, tmp_path):
 
 
 def test_a_config_asking_for_asha_gets_it_for_the_sweep(ray_session, tmp_path):
-    from raytrain.sweep import start_sweep
+    from raytrain.sweeps.driver import start_sweep
 
     plan = plan_sweep([CONFIGS_DIR / "search" / "lr_search.yaml"], runs_dir=tmp_path / "runs")
     assert all(t.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3.0} for t in plan.trials)

@@ -23,7 +23,6 @@ from raytrain import artifacts, results
 from raytrain.cli import main
 from tests.conftest import free_loopback_port, write_config
 
-pytestmark = pytest.mark.slow
 
 mlflow = pytest.importorskip("mlflow")
 EXPERIMENTS = {"alpha": "epochs: 2, batch_size: 16, lr: 0.003", "beta": "epochs: 2, batch_size: 16, lr: 0.001"}
@@ -31,11 +30,11 @@ WANDB_PROJECT = "raytrain-test"
 
 
 @pytest.fixture(scope="module")
-def mlflow_server(tmp_path_factory):
+def mlflow_server(subprocesses, tmp_path_factory):
     """A real MLflow tracking server: SQLite backend store, artifacts proxied into a local folder."""
     root = tmp_path_factory.mktemp("mlflow")
     port = free_loopback_port()
-    server = subprocess.Popen(
+    server = subprocesses.Popen(
         [
             sys.executable,
             "-m",
@@ -53,7 +52,7 @@ def mlflow_server(tmp_path_factory):
             str(root / "artifacts"),
         ],
         stdout=open(root / "server.log", "wb"),
-        stderr=subprocess.STDOUT,
+        stderr=subprocesses.STDOUT,
         start_new_session=True,  # its own process group: the server and its workers stop together
     )
     uri = f"http://127.0.0.1:{port}"

@@ -11,19 +11,15 @@ import pytest
 import torch
 from ray import tune
 
-from raytrain import artifacts, checkpoints
+from raytrain import artifacts
 from raytrain.config import validate_config
-from raytrain.data import BatchAugmenter, Split, sampler_weights
-from raytrain.loop import train_one_epoch
-from raytrain.train import (
-    EXPERIMENT_KEY,
-    METRIC,
-    PatienceStopper,
-    TrainState,
-    Trial,
-    checkpoint_config,
-    train_experiment,
-)
+from raytrain.data import Split, sampler_weights
+from raytrain.naming import EXPERIMENT_KEY, METRIC
+from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
+from raytrain.training import checkpoints
+from raytrain.training.augment import BatchAugmenter
+from raytrain.training.loop import train_one_epoch
+from raytrain.training.trainable import TrainingRun, TrainState, train_experiment
 from tests.conftest import tiny_config
 
 EPOCH_METRICS = {
@@ -115,7 +111,7 @@ def test_same_seed_gives_the_same_metrics(two_uninterrupted_runs):
 
 def _crash_once_after_epoch_2(config, dataset):
     """train_experiment, killed once right after epoch 2's checkpoint, as a lost worker would be."""
-    import raytrain.train as train_module
+    import raytrain.training.trainable as train_module
 
     marker = Path(config[EXPERIMENT_KEY]["description"])  # a file path smuggled in a free-text field
     real_report = train_module.tune.report
@@ -172,7 +168,7 @@ def test_stopper_reads_each_trials_own_patience():
 
 
 def _nan_loss_trainable(config, dataset):
-    import raytrain.train as train_module
+    import raytrain.training.trainable as train_module
 
     class NanLoss(torch.nn.Module):
         def forward(self, logits, targets):
@@ -189,7 +185,7 @@ def test_a_nan_loss_fails_the_trial_naming_the_epoch_and_lr(ray_session, tiny_da
     assert "epoch 1: train loss is nan at lr" in message and "lower training.lr" in message
 
 
-# --- each knob changes training as it should (the Trial, without Tune) ----------------------------------
+# --- each knob changes training as it should (the TrainingRun, without Tune) ----------------------------------
 
 
 @pytest.fixture(scope="module")
@@ -207,8 +203,8 @@ def imbalanced_dataset(tiny_dataset):
     return dataclasses.replace(tiny_dataset, splits=splits)
 
 
-def trial_for(dataset, **overrides) -> Trial:
-    return Trial(validate_config(tiny_config(**overrides)), dataset)
+def trial_for(dataset, **overrides) -> TrainingRun:
+    return TrainingRun(validate_config(tiny_config(**overrides)), dataset)
 
 
 def weights_after_one_epoch(dataset, **overrides) -> tuple[dict, dict]:
@@ -282,7 +278,7 @@ class RecordingAugmenter(BatchAugmenter):
 def test_weighted_sampler_draws_class_balanced_batches(imbalanced_dataset):
     labels = imbalanced_dataset.splits["train"].labels  # disgusted 2, happy 24 of 68
     cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.0}))
-    trial = Trial(cfg, imbalanced_dataset)
+    trial = TrainingRun(cfg, imbalanced_dataset)
 
     def drawn_counts(weights, epochs=10) -> np.ndarray:
         augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
@@ -310,7 +306,7 @@ def test_weighted_sampler_draws_class_balanced_batches(imbalanced_dataset):
 
 def test_mixup_trains_on_soft_targets(tiny_dataset):
     cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.4}))
-    trial = Trial(cfg, tiny_dataset)
+    trial = TrainingRun(cfg, tiny_dataset)
     augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
     train_one_epoch(
         trial.model,

@@ -1,8 +1,9 @@
-"""The data layer: datasets on disk -> cached uint8 arrays (`datasets`), batch augmentation on the
-trial's device (`augment`) and procedural FER-like faces (`synthetic`).
+"""Datasets on disk -> decoded uint8 arrays: layout detection, decoding, the cache, the val carve,
+class weights, `data check`, and procedural FER-like faces (`synthetic`).
 
-`augment` imports torch, so its names load on first use: decoding worker processes import this
-package and should start in a fraction of a second, not pay for torch.
+numpy and PIL only: no torch, no ray (`make lint` checks), so decoding workers start in a fraction of
+a second and a dataset pickles into Ray's object store as plain arrays. Batch augmentation runs on
+the trial's device, with torch: it is training.augment.
 """
 
 from raytrain.data.datasets import (
@@ -22,8 +23,6 @@ from raytrain.data.datasets import (
 )
 from raytrain.data.synthetic import generate_synthetic
 
-_AUGMENT_NAMES = ("BatchAugmenter", "normalization", "GRAY_MEAN", "GRAY_STD", "RGB_MEAN", "RGB_STD")
-
 __all__ = [
     "CANONICAL_CLASSES",
     "SPLIT_SEED",
@@ -39,13 +38,4 @@ __all__ = [
     "generate_synthetic",
     "load_dataset",
     "sampler_weights",
-    *_AUGMENT_NAMES,
 ]
-
-
-def __getattr__(name: str):
-    if name in _AUGMENT_NAMES:
-        from raytrain.data import augment
-
-        return getattr(augment, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -18,7 +18,7 @@ from ray import tune
 
 from raytrain import artifacts
 from raytrain.errors import UserError
-from raytrain.policy import EXPERIMENT_KEY, REPLAYED
+from raytrain.naming import EXPERIMENT_KEY, REPLAYED, first_line
 
 # per-epoch keys without a "/" that are still metrics; the rest of Tune's result (time_this_iter_s,
 # pid, training_iteration, ...) is Tune's bookkeeping
@@ -86,21 +86,6 @@ def summary_metrics(files: artifacts.ExperimentFiles) -> dict[str, float]:
     return out
 
 
-def dotted(config: dict, prefix: str = "") -> dict:
-    """A resolved config as dotted keys (training.lr), the names used everywhere else in raytrain."""
-    out = {}
-    for key, value in config.items():
-        if isinstance(value, dict) and value:
-            out |= dotted(value, f"{prefix}{key}.")
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
-def first_line(err: BaseException) -> str:
-    return f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:300]}"
-
-
 class Tracker(tune.Callback):
     """One tracker's callback. Subclasses implement start/log_epoch/finish/close; every call goes
     through _safely, so a tracker's failure is one warning and never reaches Tune. Pickled into
@@ -161,7 +146,7 @@ class Tracker(tune.Callback):
         except Exception as err:  # any failure of a mirror: a trial must never fail because of it
             self.down = True
             print(
-                f"warning: {self.name}: {first_line(err)}; stopped logging to it for the rest of this sweep "
+                f"warning: {self.name}: {first_line(err, typed=True)}; stopped logging to it for the rest of this sweep "
                 f"(training goes on; {self.runs_dir} has every result)",
                 file=sys.stderr,
                 flush=True,

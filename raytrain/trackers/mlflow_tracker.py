@@ -12,20 +12,18 @@ import os
 import time
 
 from raytrain import artifacts
-from raytrain.policy import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY, dotted, first_line
 from raytrain.trackers import (
     Finished,
     Tracker,
     TrackerError,
-    dotted,
     epoch_metrics,
-    first_line,
     missing_package,
     summary_metrics,
 )
 
 SWEEP_TAG, EXPERIMENT_TAG, STATUS_TAG, ERROR_TAG = (
-    "raytrain.sweep",
+    "raytrain.sweeps.driver",
     "raytrain.experiment",
     "raytrain.status",
     "raytrain.error",
@@ -57,7 +55,7 @@ def check_mlflow(uri: str) -> None:
         _client(uri).search_experiments(max_results=1)
     except Exception as err:  # refused, a timeout, an HTTP error, a bad URI: each means "not usable"
         raise TrackerError(
-            f"--mlflow {uri}: the MLflow tracking server does not answer ({first_line(err)}); start it "
+            f"--mlflow {uri}: the MLflow tracking server does not answer ({first_line(err, typed=True)}); start it "
             "(`mlflow server --host 127.0.0.1 --port 5000`) or fix the URI. Nothing was trained"
         ) from None
 

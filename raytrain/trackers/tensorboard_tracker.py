@@ -13,8 +13,8 @@ from pathlib import Path
 from ray.tune.logger import TBXLoggerCallback
 
 from raytrain import artifacts
-from raytrain.policy import EXPERIMENT_KEY
-from raytrain.trackers import Finished, Tracker, dotted, epoch_metrics, summary_metrics
+from raytrain.naming import EXPERIMENT_KEY, dotted
+from raytrain.trackers import Finished, Tracker, epoch_metrics, summary_metrics
 
 HPARAM_METRICS = (
     "best/val/macro_f1",

@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from raytrain.policy import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY
 from raytrain.trackers import Finished, Tracker, TrackerError, epoch_metrics, missing_package, summary_metrics
 
 WANDB_DIR = "_wandb"  # under runs/: a folder raytrain's readers skip (it starts with _)

@@ -23,7 +23,8 @@ from torch.utils.data import DataLoader
 from torchvision import datasets, transforms
 
 from raytrain.config import AugmentationConfig
-from raytrain.data import BatchAugmenter, generate_synthetic, load_dataset
+from raytrain.data import generate_synthetic, load_dataset
+from raytrain.training.augment import BatchAugmenter
 
 BATCH = 128
 SIZES = (48, 112)

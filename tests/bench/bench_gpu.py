@@ -35,10 +35,10 @@ from scratch import scratch_folder  # noqa: E402 (beside this file)
 
 from raytrain.config import load_config  # noqa: E402
 from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
-from raytrain.loop import steps_per_epoch, train_one_epoch  # noqa: E402
-from raytrain.models import build_model  # noqa: E402
-from raytrain.numerics import autocast, use_channels_last  # noqa: E402
-from raytrain.train import Trial  # noqa: E402
+from raytrain.training.loop import steps_per_epoch, train_one_epoch  # noqa: E402
+from raytrain.training.models import build_model  # noqa: E402
+from raytrain.training.numerics import autocast, use_channels_last  # noqa: E402
+from raytrain.training.trainable import TrainingRun
 
 # (sizes, images, batch, loop epochs, packed trial counts, sweep images per class, sweep epochs)
 GPU = dict(sizes=(48, 112, 224), images=16384, batch=256, epochs=3, packs=(1, 2, 4, 8), per_class=3000, sweep_epochs=5)
@@ -61,7 +61,7 @@ def loop_rates(dataset, size: int, batch: int, epochs: int, device: torch.device
             f"resources.cpu={os.cpu_count() or 1}",  # a trial sets torch's threads from it
         ],
     )
-    trial = Trial(cfg, dataset)
+    trial = TrainingRun(cfg, dataset)
     assert trial.device.type == device.type, f"the trial picked {trial.device}, the benchmark wants {device}"
     train = trial.splits["train"]
 

@@ -148,7 +148,7 @@ def one_copy_of_state(arch: str) -> int:
 
     import torch
 
-    from raytrain.models import build_model
+    from raytrain.training.models import build_model
 
     model = build_model(arch, 7, 1, 0.3)
     optimizer = torch.optim.AdamW(model.parameters())
@@ -196,7 +196,7 @@ STAGES = (  # (label, from mark, to mark); "launch" is when the benchmark starte
     ("ray.init", "ray_init_starts", "ray_init_done"),
     ("dataset load (cached) + put", "ray_init_done", "dataset_put"),
     ("Tune set-up to the trial process", "dataset_put", "trial_starts"),
-    ("trial: import torch, raytrain.train", "trial_starts", "torch_imported"),
+    ("trial: import torch, raytrain.training.trainable", "trial_starts", "torch_imported"),
     ("trial: data to device, model, optimiser", "torch_imported", "training_starts"),
 )
 

@@ -25,13 +25,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from raytrain.config import load_config  # noqa: E402
-from raytrain.data import BatchAugmenter, class_weights  # noqa: E402
+from raytrain.data import class_weights
 from raytrain.data.synthetic import render_faces  # noqa: E402
-from raytrain.loop import TensorSplit, train_one_epoch  # noqa: E402
-from raytrain.losses import build_loss  # noqa: E402
-from raytrain.models import build_model  # noqa: E402
-from raytrain.numerics import autocast, resolve_precision, use_channels_last  # noqa: E402
-from raytrain.optim import build_optimizer, build_scheduler  # noqa: E402
+from raytrain.training.augment import BatchAugmenter  # noqa: E402
+from raytrain.training.loop import TensorSplit, train_one_epoch  # noqa: E402
+from raytrain.training.losses import build_loss  # noqa: E402
+from raytrain.training.models import build_model  # noqa: E402
+from raytrain.training.numerics import autocast, resolve_precision, use_channels_last  # noqa: E402
+from raytrain.training.optim import build_optimizer, build_scheduler  # noqa: E402
 
 
 def main() -> None:

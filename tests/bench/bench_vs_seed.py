@@ -36,10 +36,10 @@ from bench_data import load_gray, seed_transform  # noqa: E402
 
 from raytrain.config import load_config  # noqa: E402
 from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
-from raytrain.loop import train_one_epoch  # noqa: E402
-from raytrain.models import build_model  # noqa: E402
-from raytrain.numerics import cpu_has_native_bf16  # noqa: E402
-from raytrain.train import Trial  # noqa: E402
+from raytrain.training.loop import train_one_epoch  # noqa: E402
+from raytrain.training.models import build_model  # noqa: E402
+from raytrain.training.numerics import cpu_has_native_bf16  # noqa: E402
+from raytrain.training.trainable import TrainingRun
 
 
 def seed_style_rate(train_dir: Path, cfg, workers: int) -> callable:
@@ -75,7 +75,7 @@ def seed_style_rate(train_dir: Path, cfg, workers: int) -> callable:
 
 
 def raytrain_rate(dataset, cfg) -> callable:
-    trial = Trial(cfg, dataset)
+    trial = TrainingRun(cfg, dataset)
 
     def epoch() -> float:
         stats = train_one_epoch(

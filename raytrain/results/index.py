@@ -22,7 +22,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -30,7 +29,7 @@ import pandas as pd
 import yaml
 
 from raytrain import artifacts
-from raytrain.naming import group_of
+from raytrain.naming import MEMBER_FOLDER, dotted, group_of
 
 INDEX_DIR = "_index"  # under runs/; a leading _ keeps it out of the experiment folders
 ENTRIES = "experiments.jsonl"
@@ -38,7 +37,6 @@ HISTORY = "history.parquet"
 EXPORTED = "exported.json"
 FORMAT = 1  # bump when an entry's content changes: an index of another format is rebuilt quietly
 _ARTIFACTS = frozenset(artifacts.TRIAL_ARTIFACTS)
-_NESTED = re.compile(r"seed-.*|t\d{3}.*")  # runs/<name>/seed-<n>/ (repeats), runs/<search>/t<nnn>/ (a search's trials)
 _SIGNATURE = "_signature"  # the history table's column naming the folder state its rows came from
 
 
@@ -62,7 +60,7 @@ class Entry:
 
 
 @dataclass
-class Trial:
+class TuneTrialRecord:
     """A Tune trial folder under runs/_tune/<sweep>/: the experiment it trains (None when its
     params.json cannot be read: `problem` says why) and the lines of its result.json that are not
     whole results, as of its files' signatures."""
@@ -78,7 +76,7 @@ class Trial:
 @dataclass
 class Snapshot:
     entries: list[Entry]
-    trials: list[Trial]
+    trials: list[TuneTrialRecord]
     fingerprint: str  # changes whenever anything results.load reads changes
 
 
@@ -242,16 +240,8 @@ def metrics_columns(metrics: dict) -> dict:
 
 
 def flatten(config: dict) -> dict:
-    """Resolved config -> dotted columns; the search section is left out (the values are in)."""
-    out = {}
-    for section, values in config.items():
-        if section == "search":
-            continue
-        if isinstance(values, dict):
-            out |= {f"{section}.{key}": value for key, value in values.items()}
-        elif section == "description":
-            out["description"] = values
-    return out
+    """Resolved config -> dotted columns; the name and the search section are left out (its values are in)."""
+    return {key: value for key, value in dotted(config).items() if key != "name" and key.split(".")[0] != "search"}
 
 
 def _read_history(runs_dir: Path, name: str) -> list[dict]:
@@ -289,7 +279,7 @@ def _collect(folder: str, name: str, found: dict, *, nested: bool) -> None:
             for item in listing:
                 if item.name in _ARTIFACTS and item.is_file():
                     files[item.name] = item.stat()
-                elif nested and _NESTED.fullmatch(item.name) and item.is_dir():
+                elif nested and MEMBER_FOLDER.fullmatch(item.name) and item.is_dir():
                     inner.append(item.name)
     except OSError:
         return  # deleted while listed: it is not there
@@ -332,24 +322,24 @@ def _trial_files(runs_dir: Path) -> dict[str, tuple[str, str]]:
     return trials
 
 
-def _read_trial(runs_dir: Path, folder: str, params: str, result: str) -> Trial:
+def _read_trial(runs_dir: Path, folder: str, params: str, result: str) -> TuneTrialRecord:
     path = runs_dir / folder / "params.json"
     try:
         experiment = json.loads(path.read_text())["experiment"]["name"]
         if not isinstance(experiment, str):
             raise TypeError(type(experiment).__name__)
     except (OSError, ValueError, KeyError, TypeError) as err:
-        return Trial(
+        return TuneTrialRecord(
             folder,
             params,
             result,
             None,
             problem=f"{path}: unreadable ({type(err).__name__}); left out that trial's epochs",
         )
-    return Trial(folder, params, result, experiment)
+    return TuneTrialRecord(folder, params, result, experiment)
 
 
-def _fingerprint(runs_dir: Path, entries: list[Entry], trials: list[Trial]) -> str:
+def _fingerprint(runs_dir: Path, entries: list[Entry], trials: list[TuneTrialRecord]) -> str:
     digest = hashlib.sha256()
     for entry in entries:
         digest.update(f"{entry.experiment}\0{entry.signature}\n".encode())
@@ -362,11 +352,11 @@ def _fingerprint(runs_dir: Path, entries: list[Entry], trials: list[Trial]) -> s
 # --- the index file ---------------------------------------------------------------------------------
 
 
-def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, Trial], bool]:
+def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, TuneTrialRecord], bool]:
     """The index's entries by name and trials by folder, and whether it was there and whole."""
     path = runs_dir / INDEX_DIR / ENTRIES
     entries: dict[str, Entry] = {}
-    trials: dict[str, Trial] = {}
+    trials: dict[str, TuneTrialRecord] = {}
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except FileNotFoundError:
@@ -385,7 +375,7 @@ def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, Trial], boo
                     break
                 raise
             if "trial" in item:
-                trials[item["trial"]] = Trial(
+                trials[item["trial"]] = TuneTrialRecord(
                     item["trial"],
                     item["params"],
                     item["result"],
@@ -419,7 +409,7 @@ def _entry_line(entry: Entry) -> str:
     )
 
 
-def _write_index(runs_dir: Path, entries: list[Entry], trials: list[Trial]) -> None:
+def _write_index(runs_dir: Path, entries: list[Entry], trials: list[TuneTrialRecord]) -> None:
     def write(tmp: Path) -> None:
         lines = [json.dumps({"format": FORMAT})]
         lines += [_entry_line(entry) for entry in entries]

@@ -13,8 +13,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raytrain import artifacts, stats
-from raytrain.results import class_names
+from raytrain import artifacts
+from raytrain.results import stats
+from raytrain.results.load import class_names
 
 CONFIDENCE, ALPHA = 0.95, 0.05
 SEED_COLUMN = "other.seed"

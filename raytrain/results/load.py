@@ -4,7 +4,7 @@ Reads runs/<experiment>/ (finished trials) and, for a sweep still running or int
 trials' result.json files under runs/_tune/ — plain files, so a notebook needs no Ray cluster.
 A damaged file costs only what depends on it: a warning naming it, and a `damaged` row for its
 experiment. Must not import torch, ray or the training code. What each experiment folder held is
-cached in runs/_index (results_index.py), so a read opens only the folders that changed.
+cached in runs/_index (results/index.py), so a read opens only the folders that changed.
 
     from raytrain import results
     df = results.load("runs")
@@ -18,13 +18,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raytrain import artifacts, results_index
-from raytrain.naming import group_of
+from raytrain import artifacts
+from raytrain.naming import METRIC, SPLITS, group_of
+from raytrain.results import index as results_index
 
 SCHEMA_VERSION = 1  # bump when a column's name or meaning changes
-METRIC = "val/macro_f1"
-DAMAGED = "damaged"  # the status of an experiment whose folder is missing a file or holds an unreadable one
-SPLITS = ("val", "test")
 RESULTS_PARQUET, RESULTS_CSV = "results.parquet", "results.csv"
 HISTORY_PARQUET, PER_CLASS_PARQUET = "history.parquet", "per_class.parquet"
 FINGERPRINT = "raytrain_fingerprint"  # load()'s frame.attrs key: the state of runs/ it was read from

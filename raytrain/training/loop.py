@@ -14,8 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from raytrain.metrics import CONFUSION_MATRIX, EpochMetrics
-from raytrain.numerics import autocast
+from raytrain.training.metrics import CONFUSION_MATRIX, EpochMetrics
+from raytrain.training.numerics import autocast
 
 
 @dataclass

@@ -15,9 +15,9 @@ import sys
 import time
 from pathlib import Path
 
-from raytrain import storage as tune_storage
 from raytrain.errors import UserError
 from raytrain.provenance import COMMIT_ENV_VAR, checkout_commit
+from raytrain.sweeps import storage as tune_storage
 
 SUBMIT_ATTEMPTS = 3  # job submission fails transiently now and then (2 of 10 in docs/ray-notes.md)
 FINAL_STATES = {"SUCCEEDED": 0, "FAILED": 1, "STOPPED": 130}

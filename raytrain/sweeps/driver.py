@@ -24,28 +24,22 @@ from pathlib import Path
 import ray
 from ray import tune
 
-from raytrain import artifacts, checkpoints, results_index, trace
-from raytrain import storage as tune_storage
+from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, config_hash, resolved_dict, to_yaml
+from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.errors import UserError
-from raytrain.naming import adaptive_trial_name
-from raytrain.plan import SweepPlan
 
 # policy, not train: the driver never imports torch (seconds of start-up); the trials do
-from raytrain.policy import (
-    EXPERIMENT_KEY,
-    METRIC,
-    MODE,
-    REPLAYED,
-    PatienceStopper,
-    checkpoint_config,
-    stopped_by_scheduler,
-)
-from raytrain.progress import StatusLineOutput, SweepProgress
+from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, REPLAYED, adaptive_trial_name
 from raytrain.provenance import git_commit
-from raytrain.search import search_seed
+from raytrain.results import index as results_index
+from raytrain.sweeps import storage as tune_storage
+from raytrain.sweeps.plan import SweepPlan
+from raytrain.sweeps.policy import PatienceStopper, checkpoint_config, stopped_by_scheduler
+from raytrain.sweeps.progress import StatusLineOutput, SweepProgress
 from raytrain.trackers import tracker_callbacks
+from raytrain.training import checkpoints
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
 # a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
@@ -293,7 +287,7 @@ def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tune
 
 def _param_space(settings: SweepSettings) -> dict:
     if settings.search:
-        from raytrain.searchers import adaptive_param_space
+        from raytrain.sweeps.searchers import adaptive_param_space
 
         return adaptive_param_space(settings.experiments[0], settings.search["space"])
     return {EXPERIMENT_KEY: tune.grid_search(settings.experiments)}
@@ -304,7 +298,7 @@ def _search_alg(settings: SweepSettings):
     Tuner.restore unpickles it and reloads its state from the experiment folder."""
     if not settings.search:
         return None
-    from raytrain.searchers import build_searcher
+    from raytrain.sweeps.searchers import build_searcher
 
     return build_searcher(settings.search, settings.experiments[0]["name"])
 
@@ -353,7 +347,7 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
 def raytrain_trial(config: dict, datasets: dict) -> None:
     """The sweep's trainable: the shared train function on the dataset its config asks for."""
     trace.mark("trial_starts")
-    from raytrain.train import train_experiment  # here: torch is loaded in the trial, not the driver
+    from raytrain.training.trainable import train_experiment  # here: torch is loaded in the trial, not the driver
 
     trace.mark("torch_imported")
     train_experiment(config, datasets[dataset_key(config[EXPERIMENT_KEY])])
@@ -694,7 +688,7 @@ def failure_reason(error_text: str) -> str:
     start = next((i for i, line in enumerate(after) if line.strip() and not line.startswith((" ", "\t"))), None)
     lines = [line.strip() for line in after[start:]] if start is not None else []
     message = " ".join(line for line in lines if line)
-    message = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=\w+: )", "", message)  # raytrain.models.ModelError -> ModelError
+    message = re.sub(r"^(?:[A-Za-z_][\w]*\.)+(?=\w+: )", "", message)  # raytrain.training.models.ModelError -> ModelError
     if not message:
         return "trial failed"
     if len(message) > MAX_REASON_CHARS:

@@ -14,8 +14,8 @@ import torch
 import torchvision
 from torch import nn
 
+from raytrain.config.model_names import is_classification_model, unknown_model_message
 from raytrain.errors import UserError
-from raytrain.model_names import is_classification_model, unknown_model_message
 
 # torchvision builds every classification model with ImageNet's 1000 outputs unless told otherwise;
 # the head search checks for it so a model whose last Linear is not the classifier fails loudly.

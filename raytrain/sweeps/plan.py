@@ -13,8 +13,8 @@ from pathlib import Path
 
 from raytrain import artifacts
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
+from raytrain.config.search_space import expand, is_adaptive
 from raytrain.naming import adaptive_trial_name
-from raytrain.search import expand, is_adaptive
 
 DEFAULT_CONFIGS = Path("configs")
 

@@ -26,10 +26,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator
 from matplotlib.transforms import offset_copy
 
-from raytrain import analysis, artifacts, results
+from raytrain import artifacts, results
 from raytrain.errors import UserError
 from raytrain.naming import search_of
-from raytrain.tables import status_text
+from raytrain.results import analysis
+from raytrain.results.tables import status_text
 
 METRIC = results.METRIC
 TOP_ROWS = 50  # leaderboard rows; the rest are counted, and all are in the CSV beside the page

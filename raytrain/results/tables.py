@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 
 if TYPE_CHECKING:  # only named in a signature: compare and report print tables without loading the config schema
-    from raytrain.plan import SweepPlan
+    from raytrain.sweeps.plan import SweepPlan
 
 STATUS_TEXT = {
     "new": "to run",
@@ -213,7 +213,7 @@ def _delta_columns(table: pd.DataFrame, *, baseline: str | None, title: str = "p
 
 def _delta_cells(row: pd.Series, *, is_baseline: bool) -> tuple[str, str, str]:
     """One row's paired difference, its interval and its Holm-adjusted p, as text."""
-    from raytrain.analysis import format_p
+    from raytrain.results.analysis import format_p
 
     if is_baseline:
         return "baseline", "", ""

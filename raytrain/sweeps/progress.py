@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 from ray import tune
 
-from raytrain.policy import EXPERIMENT_KEY  # not train: the driver never imports torch
+from raytrain.naming import EXPERIMENT_KEY  # not train: the driver never imports torch
 
 LIVE_REFRESH_S = 1.0  # how often the terminal line is redrawn
 PLAIN_EVERY_S = 60.0  # how often a plain log gets the line when no trial finished in between

@@ -29,28 +29,20 @@ import ray
 import torch
 from ray import tune
 
-from raytrain import artifacts, checkpoints, trace
+from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, validate_config
-from raytrain.data import BatchAugmenter, FERDataset, class_weights, sampler_weights
+from raytrain.data import FERDataset, class_weights, sampler_weights
 from raytrain.data.datasets import default_cache_dir
-from raytrain.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
-from raytrain.losses import build_loss
-from raytrain.metrics import metrics_artifact
-from raytrain.models import build_model, set_backbone_trainable
-from raytrain.numerics import resolve_precision, use_channels_last
-from raytrain.optim import build_optimizer, build_scheduler
-from raytrain.policy import (  # noqa: F401 (re-exported: the trainable's contract with Tune)
-    CHECKPOINT_RANK,
-    EXPERIMENT_KEY,
-    METRIC,
-    MODE,
-    REPLAYED,
-    CheckpointCadence,
-    PatienceStopper,
-    checkpoint_config,
-    checkpoint_rank,
-    stopped_by_scheduler,
-)
+from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED
+from raytrain.training import checkpoints
+from raytrain.training.augment import BatchAugmenter
+from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
+from raytrain.training.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
+from raytrain.training.losses import build_loss
+from raytrain.training.metrics import metrics_artifact
+from raytrain.training.models import build_model, set_backbone_trainable
+from raytrain.training.numerics import resolve_precision, use_channels_last
+from raytrain.training.optim import build_optimizer, build_scheduler
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
 # torch.compile's backend for training.compile: true. inductor generates fused kernels; aot_eager
@@ -92,7 +84,7 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
         # needs the end of it again, so it can record the trial as finished
         tune.report({**finished[-1], CHECKPOINT_RANK: _rank_of_finished(finished[-1]), REPLAYED: True})
         return
-    trial = Trial(cfg, dataset)
+    trial = TrainingRun(cfg, dataset)
     state = trial.restore(checkpoint) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
     cadence.saved(state.epoch)
@@ -165,7 +157,7 @@ def pick_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
-class Trial:
+class TrainingRun:
     """The torch objects of one trial, built from its config and the shared dataset."""
 
     def __init__(self, cfg: ExperimentConfig, dataset: FERDataset):

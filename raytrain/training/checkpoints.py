@@ -19,6 +19,7 @@ import json
 import posixpath
 import shutil
 import tempfile
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -191,3 +192,25 @@ def finished_history(checkpoint) -> list[dict] | None:
 def _size(fs: pafs.FileSystem, path: str) -> int:
     infos = fs.get_file_info(pafs.FileSelector(path, recursive=True, allow_not_found=True))
     return sum(info.size or 0 for info in infos if info.type == pafs.FileType.File)
+
+
+def checkpoint_rank(best_epoch: int, *, holds_best_weights: bool) -> float:
+    return best_epoch if holds_best_weights else best_epoch - 0.5
+
+
+class CheckpointCadence:
+    """When a trial saves its whole training state: every `epochs` epochs and/or every `minutes`
+    minutes since the last save, whichever comes first (other.checkpoint_epochs / _minutes)."""
+
+    def __init__(self, epochs: int | None, minutes: float | None, *, clock=time.monotonic):
+        self.epochs, self.minutes, self.clock = epochs, minutes, clock
+        self.last_epoch, self.last_time = 0, clock()
+
+    def due(self, epoch: int) -> bool:
+        by_epochs = self.epochs is not None and epoch - self.last_epoch >= self.epochs
+        by_time = self.minutes is not None and self.clock() - self.last_time >= self.minutes * 60
+        return by_epochs or by_time
+
+    def saved(self, epoch: int) -> None:
+        """The state as of `epoch` is in a checkpoint (just written, or restored from)."""
+        self.last_epoch, self.last_time = epoch, self.clock()

@@ -14,9 +14,9 @@ from PIL import Image, UnidentifiedImageError
 
 from raytrain import artifacts
 from raytrain.config import AugmentationConfig
-from raytrain.data import BatchAugmenter
 from raytrain.errors import UserError
-from raytrain.models import build_model
+from raytrain.training.augment import BatchAugmenter
+from raytrain.training.models import build_model
 
 
 class PredictError(UserError):

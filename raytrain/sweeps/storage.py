@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
 
 from raytrain.errors import UserError
+from raytrain.naming import first_line
 
 # what a user on AWS S3 or an S3-compatible store (MinIO, Ceph, R2) sets on the driver and every node;
 # pyarrow reads them itself (docs/ray-notes.md)
@@ -73,7 +74,7 @@ def check_reachable(storage: str) -> None:
             stream.write(b"x")
         filesystem.delete_file(probe)
     except OSError as err:
-        raise StorageError(f"--storage {storage}: cannot write there ({_first_line(err)}); {S3_HINT}") from None
+        raise StorageError(f"--storage {storage}: cannot write there ({first_line(err)}); {S3_HINT}") from None
 
 
 def checkpoint_index(path: str) -> int | None:
@@ -105,7 +106,3 @@ def trial_location(trial) -> str:
     filesystem = getattr(trial.storage, "storage_filesystem", None)
     scheme = getattr(filesystem, "type_name", "local")
     return trial.path if scheme == "local" else f"{scheme}://{trial.path}"
-
-
-def _first_line(err: Exception) -> str:
-    return (str(err).splitlines() or [""])[0][:300]

@@ -13,8 +13,7 @@ import optuna
 from ray import tune
 from ray.tune.search import ConcurrencyLimiter, Searcher
 
-from raytrain.naming import adaptive_trial_name
-from raytrain.policy import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY, adaptive_trial_name
 
 # Optuna logs a line per study and trial; raytrain prints its own line per trial. Set here, on import,
 # because a restored search unpickles its searcher without calling build_searcher.

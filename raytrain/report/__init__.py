@@ -1,0 +1,9 @@
+"""The HTML report: one self-contained page (`page`) of HTML tables (`html_tables`) and matplotlib
+figures (`figures`) drawn from the results DataFrames.
+
+A reader, as results/ is: no torch, ray or pydantic (`make lint` checks).
+"""
+
+from raytrain.report.page import ReportError, render_report, write_report
+
+__all__ = ["ReportError", "render_report", "write_report"]
