@@ -34,7 +34,7 @@ def test_counts_best_and_an_eta_from_the_epochs_left_and_the_epoch_times():
     assert status.eta_s == pytest.approx(status.epochs_left * mean_epoch / 2), "shared by the two running trials"
     line = status.line(elapsed_s=125)
     assert line.startswith(
-        "trials: 2 running, 1 done, 3 pending, 1 failed | best 0.900 (d) | epochs 10/26 | 2m05s elapsed, ETA ≤ "
+        "trials: 2 running, 1 done, 3 pending, 1 failed | best 0.900 (d) | epochs 10/26 | 2 min 05 s elapsed, ETA ≤ "
     )
 
 
@@ -42,7 +42,7 @@ def test_before_any_epoch_there_is_no_eta_and_at_the_end_it_says_so():
     starting = sweep_status([state("a", "RUNNING", 0)], planned=1, epochs_per_unproposed=4)
     assert starting.eta_s is None and "best - " in starting.line(3) and "ETA -" in starting.line(3)
     ended = sweep_status([state("a", "TERMINATED", 4, best=0.4)], planned=1, epochs_per_unproposed=4)
-    assert ended.line(60).endswith("1m00s elapsed, ended")
+    assert ended.line(60).endswith("1 min 00 s elapsed, ended")
 
 
 class Terminal(io.StringIO):

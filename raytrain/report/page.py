@@ -28,6 +28,7 @@ from matplotlib.transforms import offset_copy
 
 from raytrain import artifacts, results
 from raytrain.errors import UserError
+from raytrain.formatting import format_duration, is_missing
 from raytrain.naming import search_of
 from raytrain.results import analysis
 from raytrain.results.tables import status_text
@@ -1023,16 +1024,7 @@ def _format_interval(low, high) -> str:
 
 
 def _format_duration(seconds) -> str:
-    if seconds is None or pd.isna(seconds):
-        return "–"
-    seconds = float(seconds)
-    if seconds < 60:
-        return f"{seconds:.1f} s"
-    minutes, secs = divmod(round(seconds), 60)
-    if minutes < 60:
-        return f"{minutes} min {secs:02d} s"
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours} h {minutes:02d} min"
+    return "–" if is_missing(seconds) else format_duration(seconds)
 
 
 def _esc(value) -> str:

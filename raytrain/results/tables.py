@@ -13,6 +13,8 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from raytrain.formatting import format_duration, is_missing
+
 if TYPE_CHECKING:  # only named in a signature: compare and report print tables without loading the config schema
     from raytrain.sweeps.plan import SweepPlan
 
@@ -257,6 +259,4 @@ def _signed(value) -> str:
 
 
 def _duration(seconds) -> str:
-    if seconds is None or pd.isna(seconds):
-        return "-"
-    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.1f} min"
+    return "-" if is_missing(seconds) else format_duration(seconds)

@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 
 from ray import tune
 
-from raytrain.naming import EXPERIMENT_KEY  # not train: the driver never imports torch
+from raytrain.formatting import format_duration
+from raytrain.naming import EXPERIMENT_KEY
 
 LIVE_REFRESH_S = 1.0  # how often the terminal line is redrawn
 PLAIN_EVERY_S = 60.0  # how often a plain log gets the line when no trial finished in between
@@ -50,10 +51,10 @@ class SweepStatus:
         if self.epochs_left == 0:
             eta = "finishing" if self.running else "ended"
         else:
-            eta = "ETA -" if self.eta_s is None else f"ETA ≤ {_clock(self.eta_s)}"
+            eta = "ETA -" if self.eta_s is None else f"ETA ≤ {format_duration(self.eta_s)}"
         return (
             f"trials: {self.running} running, {self.done} done, {self.pending} pending, {self.failed} failed | "
-            f"{best} | epochs {self.epochs_done}/{self.epochs_done + self.epochs_left} | {_clock(elapsed_s)} elapsed, {eta}"
+            f"{best} | epochs {self.epochs_done}/{self.epochs_done + self.epochs_left} | {format_duration(elapsed_s)} elapsed, {eta}"
         )
 
 
@@ -220,12 +221,3 @@ class StatusLineOutput:
 
     def __getattr__(self, name):  # encoding, fileno, ...: the terminal's own
         return getattr(self.terminal, name)
-
-
-def _clock(seconds: float) -> str:
-    seconds = int(round(seconds))
-    if seconds < 60:
-        return f"{seconds}s"
-    if seconds < 3600:
-        return f"{seconds // 60}m{seconds % 60:02d}s"
-    return f"{seconds // 3600}h{seconds % 3600 // 60:02d}m"
