@@ -221,6 +221,13 @@ def read_log(runs_dir: Path) -> list[dict]:
     return records
 
 
+def last_logged(runs_dir: Path, sweep: str, experiment: str) -> dict | None:
+    """Sweep `sweep`'s latest log record for `experiment`, None if it has none: a trial's end as
+    the publisher wrote it (a retried trial has a failed record, then a completed one)."""
+    records = [r for r in read_log(runs_dir) if r.get("sweep") == sweep and r["experiment"] == experiment]
+    return records[-1] if records else None
+
+
 # ---------------------------------------------------------------------------------------------------
 # Damage: readers of runs/ warn once per problem and go on with everything else
 

@@ -7,3 +7,6 @@ and keeps its traceback.
 
 class UserError(ValueError):
     """Something in the user's input is wrong; the message names the file, field and fix."""
+
+
+EXIT_USER_ERROR = 2  # what the CLI exits with for a UserError: nothing ran, fix the input and run again

@@ -363,7 +363,7 @@ def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes
 
 
 def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_traceback():
-    from raytrain.sweeps.driver import failure_reason
+    from raytrain.sweeps.failures import failure_reason
 
     error_txt = (
         "Failure # 1 (occurred at 2026-11-29_02-04-25)\n"

@@ -354,7 +354,7 @@ def test_submit_refuses_a_storage_the_job_cannot_use_before_uploading(storage, e
 
 def test_the_endpoint_can_be_given_in_the_uri_instead(s3_endpoint, monkeypatch):
     from raytrain.sweeps import storage
-    from raytrain.sweeps.driver import SweepSettings
+    from raytrain.sweeps.settings import SweepSettings
 
     for name, value in s3_endpoint["env"].items():
         if name != "AWS_ENDPOINT_URL":

@@ -14,15 +14,23 @@ import numpy as np
 import pandas as pd
 
 from raytrain import artifacts
+from raytrain.naming import SEED_KNOB
 from raytrain.results import stats
-from raytrain.results.load import class_names
+from raytrain.results.load import class_names, varying_hyperparameters
 
 CONFIDENCE, ALPHA = 0.95, 0.05
-SEED_COLUMN = "other.seed"
+SEED_COLUMN = SEED_KNOB  # the knob whose values are repeats, not rivals
 
 
 def has_repeats(frame: pd.DataFrame) -> bool:
     return bool((frame.groupby("group").size() > 1).any())
+
+
+def distinguishing_knobs(frame: pd.DataFrame) -> list[str]:
+    """The knobs whose values differ between the frame's experiments. With repeats the seed varies
+    inside each group and tells no two groups apart, so it is left out."""
+    knobs = varying_hyperparameters(frame)
+    return [k for k in knobs if k != SEED_COLUMN] if has_repeats(frame) else knobs
 
 
 def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:

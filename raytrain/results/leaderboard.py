@@ -9,7 +9,94 @@ No Ray, no torch.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from pathlib import Path
+
 import pandas as pd
+
+from raytrain.errors import UserError
+from raytrain.results import analysis
+from raytrain.results.load import class_names
+
+
+@dataclass
+class Leaderboard:
+    """What `compare` shows: the table (one row per experiment, or per group with repeats, or the
+    frame itself for --per-class), in the order shown, and what it was read from."""
+
+    table: pd.DataFrame
+    runs: pd.DataFrame  # one row per run (every seed) of the experiments in the table
+    classes: list[str]
+    sort_column: str
+    repeats: bool
+    ranked_by_test: bool
+
+
+def compare(
+    frame: pd.DataFrame,
+    runs_dir: Path,
+    *,
+    split: str = "val",
+    sort: str = "macro_f1",
+    filter_prefix: str | None = None,
+    baseline: str | None = None,
+    per_class: bool = False,
+) -> Leaderboard:
+    """results.load's frame -> the leaderboard: filtered by name prefix, sorted by `sort` (a metric
+    of `split`, or a column), repeats ranked by their mean, each compared with `baseline` (paired
+    over seeds or images where it can be). Bad choices are UserErrors naming the option and the fix."""
+    if filter_prefix:
+        frame = frame[frame["experiment"].str.startswith(filter_prefix)]
+        if frame.empty:
+            raise UserError(f"--filter {filter_prefix}: no experiment name starts with {filter_prefix!r}")
+    if f"{split}/macro_f1" not in frame or frame[f"{split}/macro_f1"].isna().all():
+        raise UserError(f"--split {split}: no experiment has {split} metrics (does the data have a {split}/ split?)")
+    column = sort if ("/" in sort or sort in frame) else f"{split}/{sort}"
+    if column not in frame:
+        known = ", ".join(c.split("/", 1)[1] for c in frame.columns if c.startswith(f"{split}/"))
+        raise UserError(f"--sort {sort}: no such metric; use one of: {known}, duration_s, best_epoch")
+    lower_is_better = column.endswith("loss") or column == "duration_s"
+    frame = frame.sort_values(column, ascending=lower_is_better, na_position="last", kind="stable")
+    comparisons = None
+    if baseline:
+        if baseline not in set(frame["group"]):
+            raise UserError(
+                f"--baseline {baseline}: no such experiment; choose from {', '.join(frame['group'].unique())}"
+            )
+        comparisons = analysis.compare_with_baseline(frame, runs_dir, baseline, split)
+        if comparisons.empty:
+            comparisons = None  # nothing to pair (no saved predictions): the plain difference only
+    classes = class_names(frame, split)
+    repeats = analysis.has_repeats(frame)
+    hyperparameters = analysis.distinguishing_knobs(frame)
+    ranked_by_test = split == "test" or column.startswith("test/")
+    if per_class:
+        return Leaderboard(frame, frame, classes, column, repeats, ranked_by_test)
+    if repeats:
+        # seeds are repeats, not rivals: rank the groups by their mean
+        summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
+        table = repeats_table(
+            summary,
+            split=split,
+            classes=classes,
+            baseline=baseline,
+            hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(),
+            comparisons=comparisons,
+        )
+        runs = frame[frame["group"].isin(table["experiment"])]
+        return Leaderboard(table, runs, classes, column, repeats, ranked_by_test)
+    plain_baseline = None
+    if baseline and comparisons is None:
+        plain_baseline = (baseline, float(frame.loc[frame["group"] == baseline, f"{split}/macro_f1"].iloc[0]))
+    table = experiments_table(
+        frame,
+        split=split,
+        hyperparameters=hyperparameters,
+        classes=classes,
+        baseline=plain_baseline,
+        comparisons=comparisons,
+    )
+    return Leaderboard(table, frame, classes, column, repeats, ranked_by_test)
 
 
 def experiments_table(

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from ray import tune
 
 from raytrain.formatting import format_duration
-from raytrain.naming import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY, REPLAYED
 
 LIVE_REFRESH_S = 1.0  # how often the terminal line is redrawn
 PLAIN_EVERY_S = 60.0  # how often a plain log gets the line when no trial finished in between
@@ -93,6 +93,23 @@ def trial_state(trial, status: str | None = None) -> TrialState:
         seconds=float(result.get("time_total_s") or 0.0),
         best=float(best) if best is not None else None,
     )
+
+
+class EpochLines(tune.Callback):
+    """A line per trial and epoch, instead of Tune's tables: the val macro F1 against the trial's best
+    so far, the train loss and the speed. A trial restored after it had finished says so instead."""
+
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        experiment = trial.config[EXPERIMENT_KEY]
+        if result.get(REPLAYED):
+            print(f"[{experiment['name']}] had finished before the sweep stopped; not trained again", flush=True)
+            return
+        print(
+            f"[{experiment['name']}] epoch {result['epoch']}/{experiment['training']['epochs']}  "
+            f"val macro F1 {result['val/macro_f1']:.3f} (best {result['best/val/macro_f1']:.3f} @ {result['best_epoch']})  "
+            f"train loss {result['train/loss']:.3f}  {result['train/images_per_s']:.0f} img/s",
+            flush=True,
+        )
 
 
 class SweepProgress(tune.Callback):

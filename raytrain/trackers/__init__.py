@@ -49,9 +49,9 @@ class Finished:
 def finished(runs_dir: str | Path, sweep: str, trial) -> Finished:
     """Read after the RunsPublisher (earlier in the callbacks list) has published the trial."""
     name = trial.config[EXPERIMENT_KEY]["name"]
-    lines = [r for r in artifacts.read_log(Path(runs_dir)) if r["sweep"] == sweep and r["experiment"] == name]
-    status = lines[-1]["status"] if lines else "failed"
-    error = lines[-1].get("error") if lines else "no line in experiment_log.jsonl"
+    last = artifacts.last_logged(Path(runs_dir), sweep, name)
+    status = last["status"] if last else "failed"
+    error = last.get("error") if last else "no line in experiment_log.jsonl"
     files = None
     if status != "failed":
         try:

@@ -1,0 +1,158 @@
+"""Publishing, in the driver: as each trial finishes, its artifacts go to runs/<experiment>/ and one
+line to runs/experiment_log.jsonl, then its Tune checkpoints are pruned to the small files.
+A Tune callback, pickled with the experiment: `resume` continues with the same one.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from pathlib import Path
+
+from ray import tune
+
+from raytrain import artifacts
+from raytrain.config import ExperimentConfig, config_hash, to_yaml
+from raytrain.naming import EXPERIMENT_KEY, FINISHED_STATUSES
+from raytrain.provenance import git_commit
+from raytrain.results import index as results_index
+from raytrain.sweeps.failures import error_summary
+from raytrain.sweeps.policy import stopped_by_scheduler
+from raytrain.sweeps.settings import SweepSettings
+from raytrain.sweeps.tune_state import tune_trials
+from raytrain.training import checkpoints
+
+
+def published(runs_dir: str | Path, experiment: str) -> bool:
+    try:
+        artifacts.read_experiment(Path(runs_dir), experiment)
+    except artifacts.DamagedExperiment:
+        return False
+    return True
+
+
+def publish_unpublished(settings: SweepSettings) -> None:
+    """Publish every trial Tune finished that is not whole in runs/: its publishing failed (a full
+    disk) or the folder was damaged since. The trial's last checkpoint holds every artifact."""
+    publisher = RunsPublisher(settings.runs_dir, settings.name)
+    for trial in tune_trials(settings) or []:
+        if trial.status == "TERMINATED" and not published(settings.runs_dir, trial.config[EXPERIMENT_KEY]["name"]):
+            publisher.on_trial_complete(None, [], trial)
+
+
+class RunsPublisher(tune.Callback):
+    """Driver-side: as each trial finishes, its artifacts go to runs/<experiment>/ and one line to
+    runs/experiment_log.jsonl. Idempotent per sweep and experiment, so a restored sweep that sees
+    a trial finish again (it finished just before the kill) logs it once; a failed trial that a
+    resume retries successfully gets its completed line after the failed one."""
+
+    def __init__(self, runs_dir: str, sweep: str):
+        self.runs_dir = Path(runs_dir)
+        self.sweep = sweep
+        self.commit = git_commit()
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        experiment = trial.config[EXPERIMENT_KEY]
+        name = experiment["name"]
+        if self._logged_status(name) in FINISHED_STATUSES and published(self.runs_dir, name):
+            if trial.checkpoint is not None:  # it finished just before a kill: pruning may not have run
+                _prune(trial.checkpoint, name)
+            return
+        if trial.checkpoint is None:
+            self._append(trial, "failed", error="finished without reporting a checkpoint")
+            return
+        status = "pruned" if stopped_by_scheduler(experiment, trial.last_result or {}) else "completed"
+        try:
+            # only the published files are fetched from the storage (never state.pt)
+            with checkpoints.trial_artifacts(trial.checkpoint) as folder:
+                if folder is None:  # published and pruned earlier; runs/<name>/ was damaged since
+                    self._append(
+                        trial,
+                        "failed",
+                        error=(
+                            f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and its "
+                            "Tune checkpoint no longer keeps the weights; run its config again (`raytrain sweep`/`run`)"
+                        ),
+                    )
+                    return
+                config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
+                artifacts.publish_experiment(self.runs_dir, name, folder, config_yaml)
+                best = artifacts.read_json(folder / artifacts.BEST_METRICS)
+                test_path = folder / artifacts.TEST_METRICS
+                test = artifacts.read_json(test_path) if test_path.is_file() else None
+        except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
+            self._append(
+                trial,
+                "failed",
+                error=(
+                    f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
+                    f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
+                ),
+            )
+            return
+        self._append(trial, status, best=best, test=test)
+        results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
+        _prune(trial.checkpoint, name)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
+            self._append(trial, "failed", error=error_summary(trial))
+
+    def _logged_status(self, name: str) -> str | None:
+        """The status of this sweep's latest log line for `name`, None if it has none."""
+        last = artifacts.last_logged(self.runs_dir, self.sweep, name)
+        return last["status"] if last else None
+
+    def _append(self, trial, status: str, *, best=None, test=None, error=None) -> None:
+        experiment = trial.config[EXPERIMENT_KEY]
+        last = trial.last_result or {}
+        record = {
+            "time": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "sweep": self.sweep,
+            "experiment": experiment["name"],
+            "status": status,
+            "config_hash": config_hash(ExperimentConfig.model_validate(experiment)),
+            "git_commit": self.commit,
+            "best_epoch": best["epoch"] if best else None,
+            "epochs_run": last.get("epoch"),
+            "val_macro_f1": best["macro_f1"] if best else None,
+            "val_accuracy": best["accuracy"] if best else None,
+            "test_macro_f1": test["macro_f1"] if test else None,
+            "test_accuracy": test["accuracy"] if test else None,
+            "duration_s": round(last.get("time_total_s", 0.0), 1),
+            "node_id": last.get("node_id"),
+            "trial_id": trial.trial_id,
+            "error": error,
+        }
+        try:
+            artifacts.append_log(self.runs_dir, record)
+        except OSError as err:  # a full disk: say it here at least; the sweep's summary says it again
+            print(
+                f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}",
+                flush=True,
+            )
+        if status == "completed":
+            print(
+                f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",
+                flush=True,
+            )
+        elif status == "pruned":
+            print(
+                f"[{record['experiment']}] pruned by the scheduler after epoch {record['epochs_run']}: "
+                f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",
+                flush=True,
+            )
+        else:
+            print(f"[{record['experiment']}] FAILED: {error}", flush=True)
+
+
+def _prune(checkpoint, name: str) -> None:
+    """A published trial keeps only small files in the Tune storage: its weights are in runs/, and
+    nothing reads state.pt again (a finished trial is never continued). Best effort: a storage that
+    refuses the delete costs disk, not results."""
+    try:
+        checkpoints.prune_published(checkpoint)
+    except OSError as err:
+        print(
+            f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space",
+            flush=True,
+        )
