@@ -17,6 +17,7 @@ from raytrain.provenance import git_commit
 from raytrain.results import index as results_index
 from raytrain.sweeps.failures import error_summary
 from raytrain.sweeps.policy import stopped_by_scheduler
+from raytrain.sweeps.progress import EpochLines
 from raytrain.sweeps.settings import SweepSettings
 from raytrain.sweeps.tune_state import tune_trials
 from raytrain.training import checkpoints
@@ -156,3 +157,9 @@ def _prune(checkpoint, name: str) -> None:
             f"[{name}] note: could not prune its Tune checkpoints at {checkpoint.path} ({err}); they only take space",
             flush=True,
         )
+
+
+class RunsPublisherWithEpochLines(EpochLines, RunsPublisher):
+    """What a sweep started before raytrain 0.2 pickled as raytrain.sweep.RunsPublisher: the publisher
+    that also printed the epoch lines. raytrain/moved.py maps the old name here, so such a sweep
+    resumes with both."""
