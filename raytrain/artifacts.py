@@ -49,8 +49,6 @@ TRIAL_ARTIFACTS = (
     TEST_PREDICTIONS,
 )
 
-BEST_PT_FORMAT = 1  # bump when the keys of best.pt change
-
 
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
@@ -105,46 +103,6 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 def write_text(path: Path, text: str) -> None:
     with atomic_path(path) as tmp:
         tmp.write_text(text)
-
-
-def save_best_weights(
-    path: Path,
-    state_dict: dict,  # name -> torch.Tensor
-    *,
-    arch: str,
-    class_names: list[str],
-    in_channels: int,
-    img_size: int,
-    mean: tuple[float, ...],
-    std: tuple[float, ...],
-    config: dict,
-    epoch: int,
-) -> None:
-    """best.pt: the weights plus everything needed to use them without the YAML."""
-    import torch  # here, not at the top: results and reports read runs/ without loading torch
-
-    payload = {
-        "format": BEST_PT_FORMAT,
-        "state_dict": {k: v.detach().cpu() for k, v in state_dict.items()},
-        "arch": arch,
-        "class_names": list(class_names),
-        "in_channels": in_channels,
-        "img_size": img_size,
-        "mean": list(mean),
-        "std": list(std),
-        "dropout": config["model"]["dropout"],
-        "config": config,
-        "epoch": epoch,
-    }
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
-
-
-def load_best_weights(path: Path) -> dict:
-    """The dict save_best_weights wrote; weights_only since best.pt may come from someone else."""
-    import torch
-
-    return torch.load(path, map_location="cpu", weights_only=True)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from raytrain import artifacts
 from raytrain.config import ConfigError, config_hash, load_config, validate_config
 from raytrain.naming import EXPERIMENT_KEY
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
-from raytrain.training import checkpoints
+from raytrain.training import best_weights, checkpoints
 from raytrain.training.checkpoints import CheckpointCadence
 from raytrain.training.trainable import STATE_FILE, TrainingRun, TrainState, staging_folder, train_experiment
 from tests.conftest import CONFIGS_DIR, tiny_config
@@ -81,7 +81,7 @@ def test_restore_finds_best_pt_in_the_earlier_checkpoint(two_checkpoints, tiny_d
     assert restored.optimizer.state_dict()["state"].keys() == trial.optimizer.state_dict()["state"].keys()
     # what publishing fetches: the latest checkpoint's small files and the best.pt it refers to
     with checkpoints.trial_artifacts(tune.Checkpoint.from_directory(str(folders[1]))) as published:
-        assert artifacts.load_best_weights(published / artifacts.BEST_WEIGHTS)["epoch"] == 1
+        assert best_weights.load_best_weights(published / artifacts.BEST_WEIGHTS)["epoch"] == 1
         assert artifacts.read_json(published / artifacts.HISTORY)[-1]["epoch"] == 2
         assert not (published / STATE_FILE).exists()
 
@@ -175,7 +175,7 @@ def test_a_published_trial_keeps_only_small_files_in_the_tune_storage(tiny_runs)
         [kept] = trial_dir.glob("checkpoint_*")
         assert {artifacts.BEST_METRICS, artifacts.HISTORY, checkpoints.INDEX_FILE} <= {p.name for p in kept.iterdir()}
     for name in ("alpha", "beta", "gamma"):
-        assert artifacts.load_best_weights(tiny_runs / name / artifacts.BEST_WEIGHTS)["arch"] == "resnet18"
+        assert best_weights.load_best_weights(tiny_runs / name / artifacts.BEST_WEIGHTS)["arch"] == "resnet18"
     tune_bytes = folder_size(tiny_runs / artifacts.TUNE_DIR)
     assert tune_bytes < 2 * 2**20, f"{tune_bytes} bytes in {artifacts.TUNE_DIR}/ for three pruned trials"
 

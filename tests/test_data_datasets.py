@@ -18,6 +18,7 @@ from raytrain.data import (
     class_counts,
     class_weights,
     datasets,
+    decode,
     default_cache_dir,
     load_dataset,
     sampler_weights,
@@ -34,7 +35,7 @@ def _private_cache(tmp_path, monkeypatch):
 def decode_counter(monkeypatch):
     """Counts calls of the two decoders (folders and csv) while still running them."""
     calls = {"folders": 0, "csv": 0}
-    real_folders, real_csv = datasets._decode_folders, datasets._decode_fer_csv
+    real_folders, real_csv = decode._decode_folders, decode._decode_fer_csv
 
     def folders(*args, **kwargs):
         calls["folders"] += 1
@@ -44,8 +45,8 @@ def decode_counter(monkeypatch):
         calls["csv"] += 1
         return real_csv(*args, **kwargs)
 
-    monkeypatch.setattr(datasets, "_decode_folders", folders)
-    monkeypatch.setattr(datasets, "_decode_fer_csv", fer_csv)
+    monkeypatch.setattr(decode, "_decode_folders", folders)
+    monkeypatch.setattr(decode, "_decode_fer_csv", fer_csv)
     return calls
 
 
@@ -133,14 +134,14 @@ def test_a_dataset_is_read_only_and_pickles(tmp_path):
 def pools(monkeypatch):
     """Records the size of every process pool the loader starts."""
     started = []
-    real = datasets.ProcessPoolExecutor
+    real = decode.ProcessPoolExecutor
 
     def recording(processes, **kwargs):
         started.append(processes)
         return real(processes, **kwargs)
 
-    monkeypatch.setattr(datasets, "ProcessPoolExecutor", recording)
-    monkeypatch.setattr(datasets.os, "cpu_count", lambda: 4)  # a pool even on a 1-cpu runner
+    monkeypatch.setattr(decode, "ProcessPoolExecutor", recording)
+    monkeypatch.setattr(decode.os, "cpu_count", lambda: 4)  # a pool even on a 1-cpu runner
     return started
 
 
@@ -148,7 +149,7 @@ def test_decoding_in_worker_processes_matches_decoding_here(tmp_path, monkeypatc
     make_folders(tmp_path / "d", {"happy": 12, "sad": 12}, splits=("train", "test"))
     serial = load_dataset(tmp_path / "d", workers=4, cache_dir=tmp_path / "c1")
     assert pools == []  # 48 files do not pay for starting processes
-    monkeypatch.setattr(datasets, "_FILES_PER_PROCESS", 8)
+    monkeypatch.setattr(decode, "_FILES_PER_PROCESS", 8)
     pooled = load_dataset(tmp_path / "d", workers=2, cache_dir=tmp_path / "c2")
     assert pools == [2]
     for name in serial.splits:
@@ -160,7 +161,7 @@ def test_a_corrupt_image_in_a_worker_process_is_named(tmp_path, monkeypatch, poo
     make_folders(tmp_path / "d", {"happy": 12, "sad": 12})
     bad = tmp_path / "d/train/sad/007.png"
     bad.write_bytes(bad.read_bytes()[:40])  # a valid header, truncated pixel data
-    monkeypatch.setattr(datasets, "_FILES_PER_PROCESS", 8)
+    monkeypatch.setattr(decode, "_FILES_PER_PROCESS", 8)
     with pytest.raises(DatasetError, match=rf"{bad}: unreadable or corrupt image .*replace or delete the file"):
         load_dataset(tmp_path / "d", workers=2)
     assert pools == [2]

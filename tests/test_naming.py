@@ -3,7 +3,6 @@ tell them apart again without loading the config schema."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 from raytrain.naming import adaptive_trial_name, group_of, repeat_name, search_of

@@ -17,7 +17,6 @@ import pytest
 from raytrain import artifacts, results
 from tests.conftest import PROJECT_ROOT
 
-
 # fast ends first; slow is still training when the sweep is killed; later waits for a free CPU
 EPOCHS = {"fast": 2, "slow": 16, "later": 3}
 

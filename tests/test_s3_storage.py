@@ -7,7 +7,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import sys
 import time
 import urllib.request
@@ -167,8 +166,8 @@ def wait_for(condition, timeout_s: float, what: str, log: Path) -> None:
 
 
 @pytest.mark.timeout(300)
-def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(subprocesses, 
-    s3_cluster, s3_endpoint, synthetic_root, tmp_path, monkeypatch
+def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
+    subprocesses, s3_cluster, s3_endpoint, synthetic_root, tmp_path, monkeypatch
 ):
     client, env = s3_endpoint["client"], s3_cluster["env"]
     for name, value in s3_endpoint["env"].items():  # this process reads the bucket through Tune too

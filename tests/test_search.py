@@ -8,7 +8,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -19,7 +18,6 @@ from raytrain import artifacts, results
 from raytrain.report import render_report
 from tests.conftest import PROJECT_ROOT
 from tests.test_resume import start, wait_for
-
 
 SEARCH = "tpe"
 BUDGET = 6  # startup_trials(6) = 2: t003..t006 are proposed by TPE from the results before them

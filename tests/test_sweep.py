@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import os
 import pty
-import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -97,7 +96,9 @@ def test_without_a_terminal_yes_is_required(subprocesses, tmp_path, synthetic_ro
 
 
 @pytest.mark.parametrize("answer, expected", [(b"n\n", "cancelled"), (b"\x03", "cancelled"), (b"\x04", "cancelled")])
-def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(subprocesses, tmp_path, synthetic_root, answer, expected):
+def test_the_prompt_on_a_terminal_can_decline_or_be_interrupted(
+    subprocesses, tmp_path, synthetic_root, answer, expected
+):
     configs = tmp_path / "configs"
     write_config(configs, "one")
     leader, follower = pty.openpty()  # a real terminal: isatty() is true, Ctrl+C is a real SIGINT
@@ -237,8 +238,8 @@ def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, t
     assert result.code == 0 and "nothing to run" in result.out
 
 
-def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(subprocesses, 
-    ray_session, synthetic_root, tmp_path, run_cli
+def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
+    subprocesses, ray_session, synthetic_root, tmp_path, run_cli
 ):
     configs = tmp_path / "configs"
     write_config(configs, "healthy")

@@ -23,7 +23,6 @@ from raytrain import artifacts, results
 from raytrain.cli import main
 from tests.conftest import free_loopback_port, write_config
 
-
 mlflow = pytest.importorskip("mlflow")
 EXPERIMENTS = {"alpha": "epochs: 2, batch_size: 16, lr: 0.003", "beta": "epochs: 2, batch_size: 16, lr: 0.001"}
 WANDB_PROJECT = "raytrain-test"

@@ -16,7 +16,7 @@ from raytrain.config import validate_config
 from raytrain.data import Split, sampler_weights
 from raytrain.naming import EXPERIMENT_KEY, METRIC
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
-from raytrain.training import checkpoints
+from raytrain.training import best_weights, checkpoints
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.loop import train_one_epoch
 from raytrain.training.trainable import TrainingRun, TrainState, train_experiment
@@ -87,7 +87,7 @@ def test_a_trial_reports_every_metric_and_leaves_the_seed_artifacts(ray_session,
         assert set(best["per_class"]) == set(tiny_dataset.class_names)
         test = json.loads((folder / artifacts.TEST_METRICS).read_text())
         assert test["split"] == "test" and sum(c["support"] for c in test["per_class"].values()) == 7
-        weights = artifacts.load_best_weights(folder / artifacts.BEST_WEIGHTS)
+        weights = best_weights.load_best_weights(folder / artifacts.BEST_WEIGHTS)
         assert weights["arch"] == "resnet18" and weights["class_names"] == list(tiny_dataset.class_names)
         assert weights["img_size"] == 24 and weights["in_channels"] == 1 and weights["epoch"] == best["epoch"]
         assert json.loads((folder / artifacts.HISTORY).read_text())[-1]["epoch"] == 2

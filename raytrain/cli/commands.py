@@ -40,8 +40,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from raytrain.results.tables import plan_table
-    from raytrain.sweeps.plan import plan_sweep
+    from raytrain.sweeps.plan import plan_sweep, plan_table
 
     # --precision is a named --set, applied last so it wins over a --set of the same key
     overrides = [*args.overrides, *([f"training.precision={args.precision}"] if args.precision else [])]

@@ -16,6 +16,7 @@ from raytrain.config.schema import RESULT_SECTIONS, SEARCH_ALGORITHMS, SEARCH_KI
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
+
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> ExperimentConfig:
     """Read a YAML config, merge its `extends` chain, apply `--set` overrides, and validate.
 

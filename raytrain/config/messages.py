@@ -110,5 +110,3 @@ def _unknown_key_message(loc: tuple) -> str:
     if hint:
         return f"unknown key; did you mean {hint!r} instead of {key!r}?"
     return f"unknown key {key!r}; known keys here: {', '.join(names)}"
-
-

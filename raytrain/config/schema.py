@@ -151,6 +151,8 @@ class SchedulerConfig(_Section):
 
 
 SEARCH_ALGORITHMS = ("grid_random", "optuna")
+
+
 # what an adaptive searcher proposes from: one value per trial, so no grids (a grid is a list of
 # trials fixed up front, which is what grid_random is for)
 class SearchConfig(_Section):
@@ -237,5 +239,3 @@ def differences(config: ExperimentConfig, base: ExperimentConfig) -> dict[str, t
     ours, theirs = dotted(resolved_dict(config)), dotted(resolved_dict(base))
     skip = ("name", "description")
     return {k: (theirs.get(k), v) for k, v in ours.items() if k not in skip and theirs.get(k) != v}
-
-

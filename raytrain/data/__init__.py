@@ -1,26 +1,25 @@
-"""Datasets on disk -> decoded uint8 arrays: layout detection, decoding, the cache, the val carve,
-class weights, `data check`, and procedural FER-like faces (`synthetic`).
+"""Datasets on disk -> decoded uint8 arrays: layout detection (`sources`), decoding (`decode`), the
+cache (`cache`), the val carve and class weights (`datasets`), `data check` (`check`), and procedural
+FER-like faces (`synthetic`).
 
 numpy and PIL only: no torch, no ray (`make lint` checks), so decoding workers start in a fraction of
 a second and a dataset pickles into Ray's object store as plain arrays. Batch augmentation runs on
 the trial's device, with torch: it is training.augment.
 """
 
+from raytrain.data.cache import default_cache_dir
+from raytrain.data.check import DatasetReport, check_dataset
 from raytrain.data.datasets import (
-    CANONICAL_CLASSES,
     SPLIT_SEED,
-    DatasetError,
-    DatasetReport,
     FERDataset,
     Split,
     carve_val,
-    check_dataset,
     class_counts,
     class_weights,
-    default_cache_dir,
     load_dataset,
     sampler_weights,
 )
+from raytrain.data.sources import CANONICAL_CLASSES, DatasetError
 from raytrain.data.synthetic import generate_synthetic
 
 __all__ = [

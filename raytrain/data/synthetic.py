@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from raytrain.data.datasets import CANONICAL_CLASSES, DatasetError
+from raytrain.data.sources import CANONICAL_CLASSES, DatasetError
 
 # FER2013's train counts per class (angry ... neutral): the default keeps its imbalance
 FER2013_TRAIN_COUNTS = (3995, 436, 4097, 7215, 4830, 3171, 4965)

@@ -1,29 +1,18 @@
 """Terminal tables (rich), rendered to text so the CLI prints them and tests read them.
 
-Presentation only: takes plans and DataFrames already filtered and sorted. No Ray, no torch.
+Presentation only: takes DataFrames already filtered and sorted. No Ray, no torch, no pydantic.
 """
 
 from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
 from raytrain.formatting import format_duration, is_missing
-
-if TYPE_CHECKING:  # only named in a signature: compare and report print tables without loading the config schema
-    from raytrain.sweeps.plan import SweepPlan
-
-STATUS_TEXT = {
-    "new": "to run",
-    "done": "done (skipped)",
-    "changed": "done, config changed (skipped)",
-    "damaged": "damaged (to run again, which repairs it)",
-}
 
 
 def terminal_width() -> int:
@@ -42,37 +31,7 @@ def natural_width(table: Table) -> int:
     return Console(width=10_000, file=_Discard()).measure(table).maximum
 
 
-def plan_table(plan: SweepPlan) -> str:
-    table = Table(title=f"sweep {plan.name}: {len(plan.to_run)} of {len(plan.trials)} to run", title_justify="left")
-    for column in ("experiment", "status", "differs from baseline", "per trial"):
-        table.add_column(column, overflow="fold")
-    for trial in plan.trials:
-        status = (
-            "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
-        )
-        changes = ", ".join(
-            f"{key}={_short(new)}"
-            for key, (_, new) in trial.changes.items()
-            if not key.startswith(("resources.", "search."))
-        )
-        name = trial.name
-        if trial.adaptive:
-            search = trial.config.search
-            name = f"{trial.name}/t001..t{search.num_samples:03d}"
-            status = f"{status}: up to {search.num_samples} trials, proposed by {search.algorithm}"
-            fixed = [
-                f"{key}={_short(new)}"
-                for key, (_, new) in trial.changes.items()
-                if not key.startswith(("resources.", "search.")) and key not in search.space
-            ]
-            changes = ", ".join([f"searches {', '.join(search.space)}", *fixed])
-        resources = trial.config.resources
-        gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"
-        table.add_row(name, status, changes or "-", f"{resources.cpu:g} CPU, {gpu} GPU")
-    return render(table)
-
-
-def _short(value) -> str:
+def short_value(value) -> str:
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return "-"
     return f"{value:g}" if isinstance(value, float) else str(value)
@@ -119,7 +78,7 @@ def compare_table(
         columns += _delta_columns(table, baseline=None)
     columns += _class_columns(table, [f"{split}/f1/{c}" for c in classes], classes)
     columns += [
-        _Column("best epoch", [_short(v) for v in table["best_epoch"]], drop_as="best epoch"),
+        _Column("best epoch", [short_value(v) for v in table["best_epoch"]], drop_as="best epoch"),
         _Column("duration", [_duration(v) for v in table["duration_s"]], drop_as="duration"),
         _Column("status", [status_text(row) for _, row in table.iterrows()], justify="left"),
     ]
@@ -188,7 +147,7 @@ def _table(title: str, columns: list[_Column], notes) -> Table:
 
 
 def _knob_columns(table: pd.DataFrame) -> list[_Column]:
-    return [_Column(key, [_short(v) for v in table[key]], justify="left", drop_as=key) for key in _knobs(table)]
+    return [_Column(key, [short_value(v) for v in table[key]], justify="left", drop_as=key) for key in _knobs(table)]
 
 
 def _knobs(table: pd.DataFrame) -> list[str]:

@@ -1,7 +1,7 @@
-"""The sweep plan: configs -> expanded experiments -> what runs/ already holds. No Ray, no torch.
-
-Planning is instant, so `--dry-run` and the plan table never wait for a cluster; sweep.py runs the
-plan. Also the sweep's default name, stable for the same set of trials.
+"""The sweep plan: configs -> expanded experiments -> what runs/ already holds, and the plan table
+the CLI shows before asking. No Ray, no torch: planning is instant, so `--dry-run` and the table
+never wait for a cluster; driver.py runs the plan. Also the sweep's default name, stable for the
+same set of trials.
 """
 
 from __future__ import annotations
@@ -11,10 +11,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rich.table import Table
+
 from raytrain import artifacts
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
 from raytrain.config.search_space import expand, is_adaptive
 from raytrain.naming import adaptive_trial_name
+from raytrain.results.tables import render, short_value
 
 DEFAULT_CONFIGS = Path("configs")
 
@@ -156,3 +159,42 @@ def _identity(trial: PlannedTrial) -> list:
             json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True),
         ]
     return [trial.name, config_hash(trial.config)]
+
+
+STATUS_TEXT = {
+    "new": "to run",
+    "done": "done (skipped)",
+    "changed": "done, config changed (skipped)",
+    "damaged": "damaged (to run again, which repairs it)",
+}
+
+
+def plan_table(plan: SweepPlan) -> str:
+    table = Table(title=f"sweep {plan.name}: {len(plan.to_run)} of {len(plan.trials)} to run", title_justify="left")
+    for column in ("experiment", "status", "differs from baseline", "per trial"):
+        table.add_column(column, overflow="fold")
+    for trial in plan.trials:
+        status = (
+            "to run (--force)" if plan.force and trial.status not in ("new", "damaged") else STATUS_TEXT[trial.status]
+        )
+        changes = ", ".join(
+            f"{key}={short_value(new)}"
+            for key, (_, new) in trial.changes.items()
+            if not key.startswith(("resources.", "search."))
+        )
+        name = trial.name
+        if trial.adaptive:
+            search = trial.config.search
+            first, last = (adaptive_trial_name(trial.name, n) for n in (1, search.num_samples))
+            name = f"{first}..{last.rpartition('/')[2]}"  # lr_search/t001..t024
+            status = f"{status}: up to {search.num_samples} trials, proposed by {search.algorithm}"
+            fixed = [
+                f"{key}={short_value(new)}"
+                for key, (_, new) in trial.changes.items()
+                if not key.startswith(("resources.", "search.")) and key not in search.space
+            ]
+            changes = ", ".join([f"searches {', '.join(search.space)}", *fixed])
+        resources = trial.config.resources
+        gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"
+        table.add_row(name, status, changes or "-", f"{resources.cpu:g} CPU, {gpu} GPU")
+    return render(table)

@@ -12,9 +12,9 @@ import numpy as np
 import torch
 from PIL import Image, UnidentifiedImageError
 
-from raytrain import artifacts
 from raytrain.config import AugmentationConfig
 from raytrain.errors import UserError
+from raytrain.training import best_weights
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.models import build_model
 
@@ -28,7 +28,7 @@ def load_classifier(weights_path: str | Path) -> tuple[torch.nn.Module, dict]:
     if not path.is_file():
         raise PredictError(f"{path}: not found; pass the best.pt of a finished run, e.g. runs/baseline/best.pt")
     try:
-        saved = artifacts.load_best_weights(path)
+        saved = best_weights.load_best_weights(path)
     except Exception as err:  # torch raises many types for a file that is not a checkpoint
         raise PredictError(f"{path}: not a raytrain best.pt ({type(err).__name__}: {err})") from None
     if not isinstance(saved, dict) or "state_dict" not in saved or "arch" not in saved:

@@ -32,9 +32,9 @@ from ray import tune
 from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import FERDataset, class_weights, sampler_weights
-from raytrain.data.datasets import default_cache_dir
+from raytrain.data.cache import default_cache_dir
 from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED
-from raytrain.training import checkpoints
+from raytrain.training import best_weights, checkpoints
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
 from raytrain.training.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
@@ -303,7 +303,7 @@ class TrainingRun:
         return holds_best
 
     def _save_best_weights(self, path: Path, epoch: int) -> None:
-        artifacts.save_best_weights(
+        best_weights.save_best_weights(
             path,
             self.best_weights,
             arch=self.cfg.model.arch,

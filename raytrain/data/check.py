@@ -1,0 +1,152 @@
+"""`raytrain data check`: load a dataset as a sweep would, count its classes per split, and list what
+makes its scores less trustworthy (missing or tiny classes, train images repeated in val/test, blanks).
+numpy only, like all of raytrain.data: it must not import torch or ray.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from raytrain.data.datasets import FERDataset, class_counts, load_dataset
+
+# below this many train images a class's F1 swings by whole points between seeds
+MIN_TRAIN_PER_CLASS = 10
+# max/min train count above which the report suggests class weights or the weighted sampler
+IMBALANCE_HINT = 10.0
+
+
+@dataclass(frozen=True)
+class DatasetReport:
+    """Classes, per-split counts, image shape and the problems `check_dataset` found."""
+
+    source: str
+    layout: str
+    class_names: list[str]
+    counts: dict[str, list[int]]  # split -> images per class, in class_names order
+    image_size: tuple[int, int]  # (height, width)
+    channels: int
+    val_carved: bool
+    imbalance_ratio: float  # max/min train count; inf when a class has no train images
+    problems: list[str]
+    notes: list[str]
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def format(self) -> str:
+        splits = list(self.counts)
+        carved = " (carved from train, fixed seed)" if self.val_carved else ""
+        colour = "grayscale" if self.channels == 1 else "RGB"
+        lines = [
+            f"data:    {self.source} ({'image folders' if self.layout == 'folders' else 'FER2013 csv'})",
+            f"images:  {self.image_size[0]}x{self.image_size[1]}, {self.channels} channel(s) ({colour})",
+            f"splits:  {', '.join(splits)}{carved}",
+            "",
+        ]
+        width = max(len("class"), *(len(c) for c in self.class_names))
+        lines.append(f"{'class':<{width}}" + "".join(f"{s:>8}" for s in splits))
+        for i, name in enumerate(self.class_names):
+            lines.append(f"{name:<{width}}" + "".join(f"{self.counts[s][i]:>8}" for s in splits))
+        lines.append(f"{'total':<{width}}" + "".join(f"{sum(self.counts[s]):>8}" for s in splits))
+        lines += ["", f"imbalance (max/min train count): {self.imbalance_ratio:.1f}"]
+        lines += [f"note: {note}" for note in self.notes]
+        if self.problems:
+            lines += ["", f"{len(self.problems)} problem(s):"] + [f"  - {p}" for p in self.problems]
+        else:
+            lines += ["", "no problems found"]
+        return "\n".join(lines)
+
+
+def check_dataset(
+    root: str | Path,
+    *,
+    channels: int = 1,
+    val_fraction: float = 0.1,
+    workers: int = 4,
+    cache_dir: str | Path | None = None,
+) -> DatasetReport:
+    """Load `root` as a sweep would (so it also fills the cache) and report on it.
+
+    Errors that make the data unusable raise DatasetError; things that make results less
+    trustworthy (a split missing a class, tiny classes, train images repeated in val/test,
+    blank images) are listed in `problems`.
+    """
+    dataset = load_dataset(root, channels=channels, val_fraction=val_fraction, workers=workers, cache_dir=cache_dir)
+    k = dataset.num_classes
+    counts = {name: class_counts(split.labels, k).tolist() for name, split in dataset.splits.items()}
+    train = counts["train"]
+    ratio = max(train) / min(train) if min(train) > 0 else math.inf
+    problems = (
+        _missing_class_problems(dataset.class_names, counts)
+        + _small_class_problems(dataset.class_names, train)
+        + _leak_problems(dataset)
+        + _blank_problems(dataset)
+    )
+    notes = list(dataset.notes)
+    if ratio > IMBALANCE_HINT:
+        notes.append(
+            f"train is imbalanced ({ratio:.1f}x); keep loss.use_class_weights: true or try data.weighted_sampler: true"
+        )
+    return DatasetReport(
+        source=dataset.source,
+        layout=dataset.layout,
+        class_names=dataset.class_names,
+        counts=counts,
+        image_size=dataset.image_size,
+        channels=dataset.channels,
+        val_carved=dataset.val_carved,
+        imbalance_ratio=ratio,
+        problems=problems,
+        notes=notes,
+    )
+
+
+def _missing_class_problems(class_names: list[str], counts: dict[str, list[int]]) -> list[str]:
+    problems = []
+    for split, per_class in counts.items():
+        for name, n in zip(class_names, per_class):
+            if n == 0:
+                why = "the model never sees it" if split == "train" else f"its {split} scores are undefined"
+                problems.append(f"{split}: no images of class {name!r} ({why}); add some")
+    return problems
+
+
+def _small_class_problems(class_names: list[str], train_counts: list[int]) -> list[str]:
+    return [
+        f"train: class {name!r} has only {n} images (< {MIN_TRAIN_PER_CLASS}); its scores will be noisy, add more"
+        for name, n in zip(class_names, train_counts)
+        if 0 < n < MIN_TRAIN_PER_CLASS
+    ]
+
+
+def _image_hashes(images: np.ndarray) -> list[bytes]:
+    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
+
+
+def _leak_problems(dataset: FERDataset) -> list[str]:
+    train = set(_image_hashes(dataset.splits["train"].images))
+    problems = []
+    for split in ("val", "test"):
+        if split in dataset.splits:
+            copies = sum(h in train for h in _image_hashes(dataset.splits[split].images))
+            if copies:
+                problems.append(
+                    f"{split}: {copies} images are exact copies of train images; {split} scores will be optimistic"
+                )
+    return problems
+
+
+def _blank_problems(dataset: FERDataset) -> list[str]:
+    problems = []
+    for split, data in dataset.splits.items():
+        flat = data.images.reshape(len(data), -1)
+        blank = int(np.count_nonzero(flat.min(axis=1) == flat.max(axis=1)))
+        if blank:
+            problems.append(f"{split}: {blank} images are a single flat colour (blank); remove them")
+    return problems

@@ -1,0 +1,223 @@
+"""Decoding a source into uint8 arrays per split: image folders (in a process pool when large enough
+to pay for one) and the FER2013 csv (parsed at C speed, a bad row named by its line number).
+
+numpy and PIL only: it must not import torch or ray, so the spawned decoding workers start fast.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import multiprocessing
+import os
+import warnings
+from collections import Counter
+from collections.abc import Iterator
+from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from raytrain.data.sources import CANONICAL_CLASSES, SPLIT_NAMES, CsvSource, DatasetError, FolderSource, Source
+
+# FER2013's `Usage` column -> split; its `emotion` column indexes CANONICAL_CLASSES
+FER_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
+FER_COLUMNS = ("emotion", "pixels", "Usage")
+
+# A worker process costs ~0.3 s to start (spawn + numpy/PIL import); one is worth it per ~2000 files.
+_FILES_PER_PROCESS = 2000
+
+# rows parsed per np.fromstring call: bounds the joined string to ~40 MB
+_CSV_ROWS_PER_PARSE = 4096
+
+
+@dataclass(frozen=True)
+class Decoded:
+    """What decoding yields and the cache holds: per split (images, labels) before any val carve."""
+
+    class_names: list[str]
+    splits: dict[str, tuple[np.ndarray, np.ndarray]]
+    notes: tuple[str, ...]
+
+
+def decode_source(source: Source, channels: int, workers: int) -> Decoded:
+    """Decode every image of `source` to `channels` channels (1 = "L", 3 = RGB), uint8 (N, C, H, W)."""
+    if isinstance(source, CsvSource):
+        return _decode_fer_csv(source.root, channels)
+    return _decode_folders(source, channels, workers)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding image folders.
+
+
+def _decode_folders(source: FolderSource, channels: int, workers: int) -> Decoded:
+    paths = [str(path) for items in source.files.values() for path, _ in items]
+    mode = "L" if channels == 1 else "RGB"
+    with _chunk_mapper(len(paths), workers) as map_chunks:
+        sizes = [size for chunk in map_chunks(_read_sizes, paths) for size in chunk]
+        size_counts = Counter(sizes)
+        (width, height), _ = size_counts.most_common(1)[0]
+        images = np.concatenate(map_chunks(_decode_images, paths, mode, (width, height)))
+    # (N, H, W) or (N, H, W, 3) -> (N, C, H, W)
+    images = images[:, None] if channels == 1 else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
+    splits, start = {}, 0
+    for split, items in source.files.items():
+        labels = np.array([label for _, label in items], dtype=np.int64)
+        splits[split] = (images[start : start + len(items)], labels)
+        start += len(items)
+    notes = ()
+    resized = len(paths) - size_counts[(width, height)]
+    if resized:
+        notes = (f"{resized} of {len(paths)} images were resized to {height}x{width}, the most common size",)
+    return Decoded(source.class_names, splits, notes)
+
+
+@contextmanager
+def _chunk_mapper(n_items: int, workers: int):
+    """Yields map_chunks(fn, items, *args) -> [fn(chunk, *args), ...], run in a process pool when
+    there are enough items to pay for starting one, else in this process as a single chunk."""
+    processes = min(workers, os.cpu_count() or 1, n_items // _FILES_PER_PROCESS)
+    if processes < 2:
+        yield lambda fn, items, *args: [fn(items, *args)]
+        return
+    # spawn, not fork: the caller may be a Ray driver or hold torch threads, which fork can deadlock
+    with ProcessPoolExecutor(processes, mp_context=multiprocessing.get_context("spawn")) as pool:
+
+        def map_chunks(fn, items, *args):
+            per_chunk = math.ceil(len(items) / (processes * 4))  # 4 chunks per process evens out slow files
+            chunks = [items[i : i + per_chunk] for i in range(0, len(items), per_chunk)]
+            return list(pool.map(fn, chunks, *([arg] * len(chunks) for arg in args)))
+
+        yield map_chunks
+
+
+@contextmanager
+def _open_image(path: str) -> Iterator[Image.Image]:
+    """Image.open; a file that fails to open or to decode inside the block raises a DatasetError naming it."""
+    try:
+        with Image.open(path) as img:
+            yield img
+    except (OSError, ValueError, Image.DecompressionBombError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); replace or delete the file") from None
+
+
+def _read_sizes(paths: list[str]) -> list[tuple[int, int]]:
+    """(width, height) of each image from its header, without decoding the pixels."""
+    sizes = []
+    for path in paths:
+        with _open_image(path) as img:
+            sizes.append(img.size)
+    return sizes
+
+
+def _decode_images(paths: list[str], mode: str, size: tuple[int, int]) -> np.ndarray:
+    """Decode, convert to `mode` ("L" or "RGB") and resize to `size` (w, h) where needed."""
+    width, height = size
+    shape = (len(paths), height, width) if mode == "L" else (len(paths), height, width, 3)
+    out = np.empty(shape, dtype=np.uint8)
+    for i, path in enumerate(paths):
+        with _open_image(path) as img:
+            img = img.convert(mode)
+            if img.size != size:
+                img = img.resize(size, Image.Resampling.BILINEAR)
+            out[i] = np.asarray(img)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding the FER2013 csv.
+
+
+def _decode_fer_csv(path: Path, channels: int) -> Decoded:
+    emotions, usages, pixel_rows, has_usage = _read_fer_rows(path)
+    if not pixel_rows:
+        raise DatasetError(f"{path}: csv has a header but no rows; it needs one row per image")
+    n_pixels = len(pixel_rows[0].split())
+    side = math.isqrt(n_pixels)
+    if side * side != n_pixels:
+        raise DatasetError(f"{path}: row 2: pixels holds {n_pixels} values, not a square image (48x48 = 2304)")
+    images = np.empty((len(pixel_rows), side * side), dtype=np.uint8)
+    for start in range(0, len(pixel_rows), _CSV_ROWS_PER_PARSE):
+        chunk = pixel_rows[start : start + _CSV_ROWS_PER_PARSE]
+        images[start : start + len(chunk)] = _parse_pixels(path, chunk, start, n_pixels)
+    images = images.reshape(-1, 1, side, side)
+    if channels == 3:
+        images = np.repeat(images, 3, axis=1)
+    labels = np.array(emotions, dtype=np.int64)
+    usage = np.array(usages)
+    splits = {}
+    for split in SPLIT_NAMES:
+        rows = np.flatnonzero(usage == split)
+        if len(rows):
+            splits[split] = (images[rows], labels[rows])
+    notes = () if has_usage else (f"{path.name} has no Usage column: every row is train",)
+    return Decoded(list(CANONICAL_CLASSES), splits, notes)
+
+
+def _read_fer_rows(path: Path) -> tuple[list[int], list[str], list[str], bool]:
+    try:
+        return _read_fer_rows_unchecked(path)
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{path}: not a readable csv ({err}); a FER2013 csv is UTF-8 text") from None
+
+
+def _read_fer_rows_unchecked(path: Path) -> tuple[list[int], list[str], list[str], bool]:
+    with open(path, newline="", encoding="utf-8") as f:
+        reader = csv.reader(f)
+        header = [h.strip().lower() for h in next(reader, [])]
+        missing = [c for c in FER_COLUMNS[:2] if c not in header]
+        if missing:
+            raise DatasetError(
+                f"{path}: missing column(s) {', '.join(missing)}; a FER2013 csv has the header "
+                f"{','.join(FER_COLUMNS)} (Usage optional), got {','.join(header) or 'an empty file'}"
+            )
+        i_emotion, i_pixels = header.index("emotion"), header.index("pixels")
+        i_usage = header.index("usage") if "usage" in header else None
+        emotions, usages, pixel_rows = [], [], []
+        for row_no, row in enumerate(reader, start=2):  # row 1 is the header
+            if not row:
+                continue
+            if len(row) < len(header):
+                raise DatasetError(f"{path}: row {row_no}: {len(row)} fields, the header has {len(header)}")
+            emotion = row[i_emotion].strip()
+            if not emotion.isdigit() or int(emotion) >= len(CANONICAL_CLASSES):
+                raise DatasetError(
+                    f"{path}: row {row_no}: emotion must be 0-6 (0=angry ... 6=neutral), got {emotion!r}"
+                )
+            usage = "train"
+            if i_usage is not None:
+                usage = FER_USAGE.get(row[i_usage].strip().lower())
+                if usage is None:
+                    raise DatasetError(
+                        f"{path}: row {row_no}: Usage must be Training, PublicTest or PrivateTest, got {row[i_usage]!r}"
+                    )
+            emotions.append(int(emotion))
+            usages.append(usage)
+            pixel_rows.append(row[i_pixels])
+    return emotions, usages, pixel_rows, i_usage is not None
+
+
+def _parse_pixels(path: Path, rows: list[str], first: int, n_pixels: int) -> np.ndarray:
+    """Parse space-separated pixel rows at C speed; on any mismatch find the bad row and name it."""
+    with warnings.catch_warnings():
+        # numpy warns (later: raises) when a token is not a number; treat both as "find the bad row"
+        warnings.simplefilter("error", DeprecationWarning)
+        try:
+            values = np.fromstring(" ".join(rows), dtype=np.int32, sep=" ")
+        except (DeprecationWarning, ValueError):
+            values = np.zeros(0, dtype=np.int32)
+    if values.size == len(rows) * n_pixels and values.min(initial=0) >= 0 and values.max(initial=0) <= 255:
+        return values.reshape(len(rows), n_pixels).astype(np.uint8)
+    for i, text in enumerate(rows):
+        row_no = first + i + 2  # data rows start at line 2
+        tokens = text.split()
+        if len(tokens) != n_pixels:
+            raise DatasetError(f"{path}: row {row_no}: pixels holds {len(tokens)} values, expected {n_pixels}")
+        if not all(t.isdigit() and int(t) <= 255 for t in tokens):
+            bad = next(t for t in tokens if not (t.isdigit() and int(t) <= 255))
+            raise DatasetError(f"{path}: row {row_no}: pixel value {bad!r} is not an integer 0-255")
+    raise DatasetError(f"{path}: rows {first + 2}-{first + len(rows) + 1}: pixels could not be parsed")
