@@ -70,7 +70,8 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(run_bench, tmp_pat
 def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(run_bench, tmp_path):
     out = run_bench("bench_sweep.py", "--smoke")
     assert re.search(
-        r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up sequential/sweep\s+:\s+[\d.]+x",
+        r"one parallel sweep\s+:\s+[\d.]+ s\n\s+1 x `raytrain run` in turn : \s*[\d.]+ s\n\s+speed-up "
+        r"sequential/sweep\s+:\s+[\d.]+x",
         out,
     ), out
     assert re.search(r"start-up: command to first training step: [\d.]+ s", out), out

@@ -296,7 +296,8 @@ BAD_CONFIGS = {
         ["search.space.training.lr: grid: algorithm optuna proposes values itself", "write choice: [...]"],
     ),
     "optuna_seed_grid": (
-        "search: {algorithm: optuna, space: {training.lr: {loguniform: [1.0e-4, 1.0e-2]}, other.seed: {grid: [1, 2]}}}\n",
+        "search: {algorithm: optuna, space: {training.lr: {loguniform: [1.0e-4, 1.0e-2]}, other.seed: {grid: [1, "
+        "2]}}}\n",
         (),
         ["search.space.other.seed: seed repeats do not mix with algorithm optuna", "re-run the best point"],
     ),

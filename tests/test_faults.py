@@ -370,7 +370,8 @@ def test_the_failure_reason_is_the_first_line_of_the_message_and_names_the_trace
         "\x1b[36mray::ImplicitFunc.train()\x1b[39m (pid=5268, ip=192.0.2.2, repr=raytrain_trial)\n"
         '  File "/x/raytrain/models.py", line 131, in _require_cached\n'
         "    raise ModelError(\n"
-        "raytrain.training.models.ModelError: model.pretrained: weights not found: /t/r.pth is missing. On a machine with internet run\n"
+        "raytrain.training.models.ModelError: model.pretrained: weights not found: /t/r.pth is missing. On a machine "
+        "with internet run\n"
         "    curl -L -o r.pth https://example/r.pth\n"
         "and copy the file to /t/r.pth, or set `model.pretrained: false`.\n"
         "Failure # 2 (occurred at 2026-11-29_02-04-34)\n"

@@ -260,9 +260,11 @@ def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
     # a later command reads the failed sweep in a process without Ray, as re-running `raytrain run`
     # does before it starts Ray (it used to ask Ray for its session folder and crash)
     script = (
-        "import sys; from pathlib import Path; from raytrain import sweep\n"
-        "settings = sweep.SweepSettings.load(sweep.latest_sweep(Path(sys.argv[1])))\n"
-        "print(sweep.interrupted_sweep(Path(sys.argv[1]), settings.name)); print(sweep.summarize(settings).failed['broken'])"
+        "import sys; from pathlib import Path\n"
+        "from raytrain.sweeps.outcome import interrupted_sweep, summarize\n"
+        "from raytrain.sweeps.settings import SweepSettings, latest_sweep\n"
+        "settings = SweepSettings.load(latest_sweep(Path(sys.argv[1])))\n"
+        "print(interrupted_sweep(Path(sys.argv[1]), settings.name)); print(summarize(settings).failed['broken'])"
     )
     proc = subprocesses.run(
         [sys.executable, "-c", script, str(runs)], capture_output=True, text=True, cwd=PROJECT_ROOT, timeout=120
@@ -296,8 +298,9 @@ LOGICAL_GPU_SCRIPT = textwrap.dedent("""
         code = main(["sweep", configs, "--data-root", data, "--runs-dir", str(runs), "--yes", *extra])
         [state] = [p for p in (runs / "_tune").iterdir() if p.is_dir()]
         trials = tune.ExperimentAnalysis(str(state)).trials
+        ends = [t.last_result["timestamp"] for t in trials]
         report[gpus] = {"code": code, "resources": [t.placement_group_factory.required_resources for t in trials],
-                        "times": [(t.last_result["timestamp"] - t.last_result["time_total_s"], t.last_result["timestamp"]) for t in trials]}
+                        "times": [(end - t.last_result["time_total_s"], end) for t, end in zip(trials, ends)]}
     print(json.dumps(report))
 """)
 

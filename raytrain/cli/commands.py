@@ -72,7 +72,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
 
     interrupted = interrupted_sweep(args.runs_dir, plan.name)
     if interrupted is not None and _confirm(
-        f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of starting over?",
+        f"sweep {plan.name} was interrupted with {len(interrupted)} trial(s) unfinished; resume it instead of "
+        "starting over?",
         args.yes,
         default=True,
     ):
@@ -141,7 +142,8 @@ def _finish(outcome, runs_dir: Path, storage: str) -> int:
     _export(runs_dir)
     pruned = f", {len(outcome.pruned)} pruned" if outcome.pruned else ""  # stopped early by ASHA
     print(
-        f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} unfinished; results in {runs_dir}/"
+        f"\n{len(outcome.completed)} completed{pruned}, {len(outcome.failed)} failed, {len(outcome.unfinished)} "
+        f"unfinished; results in {runs_dir}/"
     )
     for name, error in outcome.failed.items():
         print(f"  FAILED {name}: {error}")
@@ -191,7 +193,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
     if args.per_class and args.export:
         raise UserError(
-            "--export writes the leaderboard, which --per-class replaces; use --export-runs for every column of every run"
+            "--export writes the leaderboard, which --per-class replaces; use --export-runs for every column of "
+            "every run"
         )
     frame = results.load(args.runs_dir)
     if frame.empty:

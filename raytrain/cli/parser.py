@@ -118,7 +118,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=_positive_int,
         default=10,
         metavar="K",
-        help="experiments drawn with learning curves and per-class F1 (default 10); confusion matrices for up to 6 of them",
+        help="experiments drawn with learning curves and per-class F1 (default 10); "
+        "confusion matrices for up to 6 of them",
     )
     report.set_defaults(handler=cmd_report)
 
@@ -182,7 +183,8 @@ def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
-        help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; bf16 or fp32 force one)",
+        help="overrides training.precision (auto: bf16 on GPUs and on CPUs where it times faster; "
+        "bf16 or fp32 force one)",
     )
     parser.add_argument(
         "--mlflow", metavar="URI", help="also log each trial as an MLflow run there (e.g. http://127.0.0.1:5000)"

@@ -102,7 +102,8 @@ def _read_with_extends(path: Path, chain: tuple[Path, ...]) -> tuple[dict, dict[
     if not parent_path.is_file():
         raise ConfigError(
             [
-                f"{path}: extends: {parent_name} not found (looked for {parent_path}); paths are relative to {path.parent}"
+                f"{path}: extends: {parent_name} not found (looked for {parent_path}); paths are relative to "
+                f"{path.parent}"
             ]
         )
     parent, origins = _read_with_extends(parent_path, (*chain, resolved))

@@ -331,7 +331,8 @@ def _with_concrete_resources(config: ExperimentConfig) -> dict:
         # Tune would keep such a trial PENDING forever without an error (docs/ray-notes.md)
         raise SweepError(
             f"{config.name}: resources.gpu: asks for {gpu:g} GPU per trial, but the Ray cluster has no GPU; "
-            "use --gpus-per-trial 0 (or resources.gpu: 0) to train on the CPU, or connect to a cluster with GPUs (--address)"
+            "use --gpus-per-trial 0 (or resources.gpu: 0) to train on the CPU, or connect to a cluster with GPUs "
+            "(--address)"
         )
     data["resources"] = {"cpu": config.resources.cpu, "gpu": gpu}
     return data

@@ -49,7 +49,8 @@ def submit(address: str, command: list[str], *, follow: bool = True, working_dir
             if attempt == SUBMIT_ATTEMPTS:
                 raise UserError(
                     f"submit: {address}: could not submit after {attempt} tries ({type(err).__name__}: {err}); "
-                    "check the address (the dashboard port, e.g. http://HEAD:8265) and RAY_AUTH_MODE=token with the cluster's token"
+                    "check the address (the dashboard port, e.g. http://HEAD:8265) and RAY_AUTH_MODE=token with the "
+                    "cluster's token"
                 ) from None
             print(f"submit: attempt {attempt} failed ({type(err).__name__}); retrying", file=sys.stderr)
             time.sleep(2 * attempt)

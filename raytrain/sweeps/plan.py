@@ -98,7 +98,8 @@ def plan_sweep(
     for trial in trials:
         if trial.name in seen:
             problems.append(
-                f"{trial.source}: name: {trial.name!r} is also the name of an experiment in {seen[trial.name]}; names must be unique"
+                f"{trial.source}: name: {trial.name!r} is also the name of an experiment in {seen[trial.name]}; "
+                "names must be unique"
             )
         seen[trial.name] = trial.source
     if problems:

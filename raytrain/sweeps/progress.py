@@ -54,7 +54,8 @@ class SweepStatus:
             eta = "ETA -" if self.eta_s is None else f"ETA ≤ {format_duration(self.eta_s)}"
         return (
             f"trials: {self.running} running, {self.done} done, {self.pending} pending, {self.failed} failed | "
-            f"{best} | epochs {self.epochs_done}/{self.epochs_done + self.epochs_left} | {format_duration(elapsed_s)} elapsed, {eta}"
+            f"{best} | epochs {self.epochs_done}/{self.epochs_done + self.epochs_left} | "
+            f"{format_duration(elapsed_s)} elapsed, {eta}"
         )
 
 
@@ -106,7 +107,8 @@ class EpochLines(tune.Callback):
             return
         print(
             f"[{experiment['name']}] epoch {result['epoch']}/{experiment['training']['epochs']}  "
-            f"val macro F1 {result['val/macro_f1']:.3f} (best {result['best/val/macro_f1']:.3f} @ {result['best_epoch']})  "
+            f"val macro F1 {result['val/macro_f1']:.3f} (best {result['best/val/macro_f1']:.3f} @ "
+            f"{result['best_epoch']})  "
             f"train loss {result['train/loss']:.3f}  {result['train/images_per_s']:.0f} img/s",
             flush=True,
         )

@@ -70,7 +70,8 @@ class RunsPublisher(tune.Callback):
                         trial,
                         "failed",
                         error=(
-                            f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and its "
+                            f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and "
+                            "its "
                             "Tune checkpoint no longer keeps the weights; run its config again (`raytrain sweep`/`run`)"
                         ),
                     )
@@ -86,7 +87,8 @@ class RunsPublisher(tune.Callback):
                 "failed",
                 error=(
                     f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
-                    f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is space"
+                    f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is "
+                    "space"
                 ),
             )
             return
@@ -128,12 +130,14 @@ class RunsPublisher(tune.Callback):
             artifacts.append_log(self.runs_dir, record)
         except OSError as err:  # a full disk: say it here at least; the sweep's summary says it again
             print(
-                f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: {err.strerror or err}",
+                f"[{record['experiment']}] could not write {self.runs_dir / artifacts.EXPERIMENT_LOG}: "
+                f"{err.strerror or err}",
                 flush=True,
             )
         if status == "completed":
             print(
-                f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",
+                f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 "
+                f"{record['val_macro_f1']:.3f}",
                 flush=True,
             )
         elif status == "pruned":

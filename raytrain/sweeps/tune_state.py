@@ -18,6 +18,7 @@ def tune_trials(settings: SweepSettings) -> list | None:
     except (OSError, ValueError, EOFError) as err:  # a torn JSON state file is a ValueError
         artifacts.warn_damaged(
             f"{settings.experiment_path}: Tune's record of sweep {settings.name} is unreadable "
-            f"({type(err).__name__}: {str(err)[:120]}); the outcome is taken from {settings.runs_dir}/{artifacts.EXPERIMENT_LOG}"
+            f"({type(err).__name__}: {str(err)[:120]}); the outcome is taken from "
+            f"{settings.runs_dir}/{artifacts.EXPERIMENT_LOG}"
         )
         return None

@@ -146,7 +146,8 @@ class Tracker(tune.Callback):
         except Exception as err:  # any failure of a mirror: a trial must never fail because of it
             self.down = True
             print(
-                f"warning: {self.name}: {first_line(err, typed=True)}; stopped logging to it for the rest of this sweep "
+                f"warning: {self.name}: {first_line(err, typed=True)}; stopped logging to it for the rest of this "
+                "sweep "
                 f"(training goes on; {self.runs_dir} has every result)",
                 file=sys.stderr,
                 flush=True,

@@ -78,7 +78,8 @@ class WandbTracker(Tracker):
             dir=str(folder),
             job_type="trial",
             reinit="create_new",
-            # the driver's terminal is raytrain's (one line per epoch); system stats would be the driver's, not the trial's
+            # the driver's terminal is raytrain's (one line per epoch); system stats would be the driver's, not the
+            # trial's
             settings=wandb.Settings(console="off", silent=True, x_disable_stats=True, x_disable_machine_info=True),
         )
 

@@ -38,7 +38,7 @@ from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
 from raytrain.training.loop import steps_per_epoch, train_one_epoch  # noqa: E402
 from raytrain.training.models import build_model  # noqa: E402
 from raytrain.training.numerics import autocast, use_channels_last  # noqa: E402
-from raytrain.training.trainable import TrainingRun
+from raytrain.training.trainable import TrainingRun  # noqa: E402
 
 # (sizes, images, batch, loop epochs, packed trial counts, sweep images per class, sweep epochs)
 GPU = dict(sizes=(48, 112, 224), images=16384, batch=256, epochs=3, packs=(1, 2, 4, 8), per_class=3000, sweep_epochs=5)
@@ -211,13 +211,15 @@ def measure(work: Path, settings: dict, device: torch.device) -> None:
         trained = figures["epochs"] * steps_per_epoch(sweep_train, settings["batch"]) * settings["batch"]
         print(
             f"packed {n} trial(s) ({share}): {figures['summed']:>10,.0f} img/s summed over trials   "
-            f"gain over 1 trial {figures['summed'] / single:.2f}x   end to end ~{trained / figures['span_s']:,.0f} img/s   "
+            f"gain over 1 trial {figures['summed'] / single:.2f}x   end to end ~{trained / figures['span_s']:,.0f} "
+            "img/s   "
             f"sweep wall {figures['wall_s']:.0f} s",
             flush=True,
         )
     if device.type == "cuda":
         print(
-            "targets: 224 px >= 15,000 and 112 px >= 40,000 img/s (one trial); 48 px >= 50,000 summed when packed; 4 packed >= 2x one"
+            "targets: 224 px >= 15,000 and 112 px >= 40,000 img/s (one trial); 48 px >= 50,000 summed when packed; 4 "
+            "packed >= 2x one"
         )
 
 

@@ -177,12 +177,14 @@ def part_disk(setup: Setup, runs_cache: dict) -> None:
         written = checkpoint_bytes(run)
         per_epoch = sum(written) / epochs if run.trace else (sum(written) / len(written) if written else 0)
         print(
-            f"{side:6}  runs/ + runs/_tune/: {total / MB:8.1f} MB   best.pt {best / MB:.1f} MB   small files {small / MB:.2f} MB   "
+            f"{side:6}  runs/ + runs/_tune/: {total / MB:8.1f} MB   best.pt {best / MB:.1f} MB   small files "
+            f"{small / MB:.2f} MB   "
             f"weights / best.pt {weights / best:.2f}x (target <= 1.3x)"
         )
         print(
             f"{side:6}  bytes written per epoch per trial: {per_epoch / MB:8.1f} MB   largest checkpoint "
-            f"{max(written, default=0) / MB:.1f} MB = {max(written, default=0) / one_copy:.2f}x one copy of model + optimiser "
+            f"{max(written, default=0) / MB:.1f} MB = {max(written, default=0) / one_copy:.2f}x one copy of model + "
+            "optimiser "
             f"({one_copy / MB:.1f} MB)"
         )
 
@@ -245,7 +247,8 @@ def part_startup(setup: Setup, runs_cache: dict) -> None:
         delays = sorted(first_step_delay(r) for r in runs[side])
         run = min(runs[side], key=first_step_delay)
         print(
-            f"{side}\n        launch to first training step: {delays[0]:6.1f} s   (all runs: {', '.join(f'{d:.1f}' for d in delays)} s; "
+            f"{side}\n        launch to first training step: {delays[0]:6.1f} s   (all runs: "
+            f"{', '.join(f'{d:.1f}' for d in delays)} s; "
             f"whole command {run.wall_s:.1f} s; target <= 10 s)"
         )
         marks = {}

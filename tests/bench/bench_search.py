@@ -98,7 +98,8 @@ def base_yaml(name: str, epochs: int) -> str:
         "model: {arch: shufflenet_v2_x0_5, pretrained: false, dropout: 0.0}\n"
         f"training: {{epochs: {epochs}, batch_size: 16}}\n"  # 16: enough steps per epoch on a small set
         "loss: {label_smoothing: 0.0}\n"
-        "augmentation: {hflip: 0.0, rotation: 0.0, scale: 0.0, translate: 0.0, brightness: 0.0, contrast: 0.0, mixup_alpha: 0.0}\n"
+        "augmentation: {hflip: 0.0, rotation: 0.0, scale: 0.0, translate: 0.0, brightness: 0.0, contrast: 0.0, "
+        "mixup_alpha: 0.0}\n"
         "data: {img_size: 24}\n"
         f"other: {{workers: 1, patience: {epochs}}}\n"  # never stopped by patience: only ASHA stops early
         "resources: {cpu: 1}\n"
@@ -111,20 +112,19 @@ def method_yaml(
     name = f"{method}_s{seed}"
     text = base_yaml(name, epochs)
     asha = f"  scheduler: {{type: asha, grace_period: 1, reduction_factor: {reduction:g}}}\n"
-    ranges = f"    training.lr: {{loguniform: [{LR[0]}, {LR[1]}]}}\n    training.weight_decay: {{loguniform: [{WD[0]}, {WD[1]}]}}\n"
+    ranges = (
+        f"    training.lr: {{loguniform: [{LR[0]}, {LR[1]}]}}\n"
+        f"    training.weight_decay: {{loguniform: [{WD[0]}, {WD[1]}]}}\n"
+    )
     if method == "grid":
-        return (
-            text
-            + f"search:\n  space:\n    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
-        )
+        grids = f"    training.lr: {{grid: {grid_lr}}}\n    training.weight_decay: {{grid: {grid_wd}}}\n"
+        return text + f"search:\n  space:\n{grids}"
     if method == "random_asha":
         return text + f"search:\n  num_samples: {budget}\n  seed: {seed}\n{asha}  space:\n{ranges}"
     # two proposals in flight, one per CPU here: each proposal sees every result but the one
     # trial still running beside it
-    return (
-        text
-        + f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n{asha}  space:\n{ranges}"
-    )
+    optuna = f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n"
+    return text + optuna + f"{asha}  space:\n{ranges}"
 
 
 def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
@@ -239,15 +239,19 @@ def print_table(rows: dict, shape: dict, per_class: int) -> None:
             if reach is not None
             else f"{'never':>10}{'-':>11}"
         )
+        seed_text = seed if method != "grid" else "-"
+        share = 100 * row["trial_epochs"] / grid["trial_epochs"]
         print(
-            f"{method:<14}{seed if method != 'grid' else '-':>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
-            f"{row['trial_epochs']:>14}{100 * row['trial_epochs'] / grid['trial_epochs']:>10.0f}%{reach_text}{row['pruned']:>8}{row['failed']:>8}"
+            f"{method:<14}{seed_text:>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
+            f"{row['trial_epochs']:>14}{share:>10.0f}%{reach_text}{row['pruned']:>8}{row['failed']:>8}"
         )
     for method in ("optuna_asha", "random_asha"):
         mine = [r for (m, _), r in rows.items() if m == method]
+        best = np.mean([r["best"] for r in mine])
+        epochs = np.mean([r["trial_epochs"] for r in mine])
         print(
-            f"{method:<14}{'mean':>5}{np.mean([r['best'] for r in mine]):>13.3f}{np.mean([r['best'] for r in mine]) - grid['best']:>+13.3f}"
-            f"{np.mean([r['trial_epochs'] for r in mine]):>14.1f}{100 * np.mean([r['trial_epochs'] for r in mine]) / grid['trial_epochs']:>10.0f}%"
+            f"{method:<14}{'mean':>5}{best:>13.3f}{best - grid['best']:>+13.3f}"
+            f"{epochs:>14.1f}{100 * epochs / grid['trial_epochs']:>10.0f}%"
         )
 
 

@@ -120,7 +120,8 @@ def measure(work: Path, args: argparse.Namespace) -> None:
         )
 
     print(
-        f"{len(names)} configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, {os.cpu_count()} CPUs, 0.6 CPU per trial (the demo configs)"
+        f"{len(names)} configs, {args.epochs} epochs each, resnet18 at {args.size} px, {7 * args.per_class} images, "
+        f"{os.cpu_count()} CPUs, 0.6 CPU per trial (the demo configs)"
     )
     print(f"  one parallel sweep         : {parallel:7.1f} s")
     print(f"  {len(names)} x `raytrain run` in turn : {sequential:7.1f} s")

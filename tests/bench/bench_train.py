@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from raytrain.config import load_config  # noqa: E402
-from raytrain.data import class_weights
+from raytrain.data import class_weights  # noqa: E402
 from raytrain.data.synthetic import render_faces  # noqa: E402
 from raytrain.training.augment import BatchAugmenter  # noqa: E402
 from raytrain.training.loop import TensorSplit, train_one_epoch  # noqa: E402
@@ -106,7 +106,8 @@ def main() -> None:
         bare_rates.append(bare_epoch())
     ours, bare = max(raytrain_rates), max(bare_rates)
     print(
-        f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU, {precision}"
+        f"{args.arch} {args.img_size}px batch {args.batch_size}, {args.images} images, {args.threads} threads, CPU, "
+        f"{precision}"
     )
     print(f"  raytrain train_one_epoch : {ours:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in raytrain_rates)})")
     print(f"  bare PyTorch loop        : {bare:8.1f} images/s  (runs: {', '.join(f'{r:.0f}' for r in bare_rates)})")

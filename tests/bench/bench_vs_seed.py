@@ -39,7 +39,7 @@ from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
 from raytrain.training.loop import train_one_epoch  # noqa: E402
 from raytrain.training.models import build_model  # noqa: E402
 from raytrain.training.numerics import cpu_has_native_bf16  # noqa: E402
-from raytrain.training.trainable import TrainingRun
+from raytrain.training.trainable import TrainingRun  # noqa: E402
 
 
 def seed_style_rate(train_dir: Path, cfg, workers: int) -> callable:
@@ -115,7 +115,8 @@ def main() -> None:
         print(
             f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, native bf16: "
             f"{cpu_has_native_bf16()}, torch {torch.__version__}, {threads} threads; "
-            f"{len(dataset.splits['train'])} train images, batch {args.batch_size}, seed loop with {args.workers} DataLoader workers"
+            f"{len(dataset.splits['train'])} train images, batch {args.batch_size}, seed loop with {args.workers} "
+            "DataLoader workers"
         )
         print(f"{'size':>6} {'raytrain img/s':>15} {'seed-style img/s':>17} {'ratio':>7}  raytrain precision")
         for size in args.sizes:
