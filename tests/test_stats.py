@@ -13,14 +13,11 @@ from scipy import stats as scipy_stats
 
 from raytrain.results.stats import (
     accuracy,
-    bootstrap_interval,
     compare_to_baseline,
     holm,
     macro_f1,
     paired_bootstrap,
     paired_t_test,
-    significant_after_holm,
-    summarize_seeds,
     t_interval,
 )
 
@@ -131,7 +128,7 @@ def test_holm_matches_hand_computed_example():
     assert holm([0.4, 0.7, 0.02]) == pytest.approx([0.8, 0.8, 0.06])
     assert holm([0.6, 0.9]) == pytest.approx([1.0, 1.0])  # capped
     assert len(holm([])) == 0
-    assert significant_after_holm([0.01, 0.04, 0.03]).tolist() == [True, False, False]
+    assert (holm([0.01, 0.04, 0.03]) <= 0.05).tolist() == [True, False, False]
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         holm([0.01, float("nan")])
 
@@ -174,16 +171,6 @@ def test_compare_to_baseline_drops_failed_seeds_and_names_unknown_baseline():
         compare_to_baseline(groups, "basline")
 
 
-def test_summarize_seeds_has_one_row_per_experiment():
-    groups = {"baseline": {1: 0.60, 2: 0.61, 3: 0.59}, "lr_high": {1: 0.62, 2: 0.635, 3: 0.61}}
-    table = summarize_seeds(groups, "baseline").set_index("experiment")
-    assert list(table.index) == ["baseline", "lr_high"]
-    assert table.loc["baseline", "mean"] == pytest.approx(0.60)
-    assert table.loc["baseline", "high"] == pytest.approx(t_interval([0.60, 0.61, 0.59]).high)
-    assert table.loc["baseline", "p_holm"] is None or math.isnan(table.loc["baseline", "p_holm"])
-    assert table.loc["lr_high", "n_pairs"] == 3 and table.loc["lr_high", "mean_diff"] == pytest.approx(0.065 / 3)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Metrics on per-image predictions
 
@@ -222,24 +209,24 @@ def _predictions(n_images, correct_share, k=7):
 
 
 @pytest.mark.parametrize("metric", ["accuracy", "macro_f1"])
-def test_bootstrap_interval_narrows_as_sqrt_of_images(metric):
-    small = bootstrap_interval(*_predictions(100, 0.7), metric=metric, num_classes=7)
-    large = bootstrap_interval(*_predictions(10_000, 0.7), metric=metric, num_classes=7)
-    assert small.value == pytest.approx(large.value, abs=0.01)
-    assert small.low < small.value < small.high
+def test_paired_bootstrap_interval_narrows_as_sqrt_of_images(metric):
+    def interval(n):
+        y_true, y_pred = _predictions(n, 0.7)
+        _, better = _predictions(n, 0.75)
+        return paired_bootstrap(y_true, y_pred, better, metric=metric, num_classes=7)
+
+    small, large = interval(100), interval(10_000)
+    assert small.mean_diff == pytest.approx(large.mean_diff, abs=0.01)
+    assert small.low < small.mean_diff < small.high
     ratio = (small.high - small.low) / (large.high - large.low)
     assert 8 < ratio < 12.5  # sqrt(10_000 / 100) = 10
-    if metric == "accuracy":
-        # a binomial proportion: width ~ 2 * 1.96 * sqrt(p (1 - p) / n)
-        assert large.high - large.low == pytest.approx(2 * 1.96 * math.sqrt(0.7 * 0.3 / 10_000), rel=0.1)
 
 
 def test_bootstrap_is_deterministic_for_a_seed():
     y_true, y_pred = _predictions(500, 0.65)
     _, other = _predictions(500, 0.7)
-    assert bootstrap_interval(y_true, y_pred, seed=3) == bootstrap_interval(y_true, y_pred, seed=3)
     assert paired_bootstrap(y_true, y_pred, other, seed=3) == paired_bootstrap(y_true, y_pred, other, seed=3)
-    first, second = bootstrap_interval(y_true, y_pred, seed=3), bootstrap_interval(y_true, y_pred, seed=4)
+    first, second = paired_bootstrap(y_true, y_pred, other, seed=3), paired_bootstrap(y_true, y_pred, other, seed=4)
     assert (first.low, first.high) != (second.low, second.high)
 
 
@@ -257,7 +244,11 @@ def test_paired_bootstrap_finds_a_gain_that_single_run_intervals_cannot():
     assert 0 < paired.low < paired.high
     assert paired.p_value == pytest.approx(2 / 2001)  # no resample reaches 0: the smallest p 2000 resamples give
     # unpaired, the two runs' own intervals overlap: the gain is smaller than either run's image noise
-    assert bootstrap_interval(y_true, baseline, "accuracy").high > bootstrap_interval(y_true, candidate, "accuracy").low
+    # (each run's own 95% interval, binomial: accuracy +- 1.96 sqrt(p (1 - p) / n))
+    half_width = [
+        1.96 * math.sqrt(p * (1 - p) / n) for p in ((baseline == y_true).mean(), (candidate == y_true).mean())
+    ]
+    assert (baseline == y_true).mean() + half_width[0] > (candidate == y_true).mean() - half_width[1]
 
     reverse = paired_bootstrap(y_true, candidate, baseline, metric="accuracy", n_resamples=2000)
     assert reverse.mean_diff == pytest.approx(-0.03) and reverse.high < 0
@@ -287,8 +278,8 @@ def test_paired_bootstrap_agrees_with_resampling_image_indices():
 def test_bootstrap_rejects_unknown_metric_and_bad_labels():
     y_true, y_pred = _predictions(50, 0.7)
     with pytest.raises(ValueError, match="accuracy, macro_f1"):
-        bootstrap_interval(y_true, y_pred, metric="f1")
+        paired_bootstrap(y_true, y_pred, y_pred, metric="f1")
     with pytest.raises(ValueError, match="num_classes=5"):
-        bootstrap_interval(y_true, y_pred, num_classes=5)
+        paired_bootstrap(y_true, y_pred, y_pred, num_classes=5)
     with pytest.raises(ValueError, match="same shape"):
         paired_bootstrap(y_true, y_pred, y_pred[:-1])

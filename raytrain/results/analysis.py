@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 
 from raytrain import artifacts
-from raytrain.naming import SEED_KNOB
+from raytrain.naming import COMPLETED, SEED_KNOB
 from raytrain.results import stats
 from raytrain.results.load import class_names, varying_hyperparameters
 
@@ -37,7 +37,7 @@ def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:
     """One row per group: n, then mean, std and the 95% t-interval of accuracy, macro F1 and each
     class's F1 over the group's seeds. Unfinished or failed members are left out."""
     metrics = ["accuracy", "macro_f1", *(f"f1/{c}" for c in class_names(frame, split))]
-    done = frame[frame["status"] == "completed"]
+    done = frame[frame["status"] == COMPLETED]
     # one numpy array sliced per group: slicing the DataFrame per group and metric took seconds at 1,000 groups
     values = done[[f"{split}/{metric}" for metric in metrics]].to_numpy(float)
     positions = done.groupby("group", sort=False).indices
@@ -64,7 +64,7 @@ def compare_with_baseline(frame: pd.DataFrame, runs_dir: Path, baseline: str, sp
     With repeats, a paired t-test over the seeds both ran (same seed, same images). With one run
     each, a paired bootstrap over the split's images from the saved per-image predictions.
     """
-    done = frame[frame["status"] == "completed"]
+    done = frame[frame["status"] == COMPLETED]
     groups = {
         group: dict(zip(members[SEED_COLUMN], members[f"{split}/macro_f1"]))
         for group, members in done.groupby("group", sort=False)

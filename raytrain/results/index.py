@@ -29,7 +29,7 @@ import pandas as pd
 import yaml
 
 from raytrain import artifacts
-from raytrain.naming import MEMBER_FOLDER, dotted, group_of
+from raytrain.naming import COMPLETED, DAMAGED, MEMBER_FOLDER, dotted, group_of
 
 INDEX_DIR = "_index"  # under runs/; a leading _ keeps it out of the experiment folders
 ENTRIES = "experiments.jsonl"
@@ -197,7 +197,7 @@ def files_row(name: str, files: artifacts.ExperimentFiles) -> dict:
     row = {
         "experiment": name,
         "group": group_of(name),
-        "status": "completed",
+        "status": COMPLETED,
         "sweep": None,
         **flatten(files.config),
         **metrics_columns(best),
@@ -216,7 +216,7 @@ def damaged_row(runs_dir: Path, name: str, damage: artifacts.DamagedExperiment) 
     row = {
         "experiment": name,
         "group": group_of(name),
-        "status": "damaged",
+        "status": DAMAGED,
         "sweep": None,
         "problem": f"{damage.path.name}: {damage.problem}",
         "config_hash": None,

@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from raytrain import artifacts
-from raytrain.naming import METRIC, SPLITS, group_of
+from raytrain.naming import COMPLETED, METRIC, SPLITS, UNFINISHED, group_of
 from raytrain.results import index as results_index
 
 SCHEMA_VERSION = 1  # bump when a column's name or meaning changes
@@ -205,7 +205,7 @@ def _with_log(row: dict, log: dict, *, damaged: bool) -> dict:
     row = dict(row)
     row["sweep"], row["config_hash"] = log.get("sweep"), log.get("config_hash")
     if not damaged:
-        row["status"] = log.get("status", "completed")
+        row["status"] = log.get("status", COMPLETED)
         row["duration_s"] = log.get("duration_s", row["duration_s"])
     return row
 
@@ -287,7 +287,7 @@ def _unfinished_rows(runs_dir: Path, snapshot: results_index.Snapshot, skip: set
         rows[name] = {
             "experiment": name,
             "group": group_of(name),
-            "status": "unfinished",
+            "status": UNFINISHED,
             "sweep": None,
             **results_index.flatten(experiment),
             **{k: v for k, v in best.items() if k.startswith("val/")},
@@ -302,8 +302,3 @@ def _unfinished_rows(runs_dir: Path, snapshot: results_index.Snapshot, skip: set
 def _class_names(columns, split: str) -> list[str]:
     prefix = f"{split}/f1/"
     return [c[len(prefix) :] for c in columns if c.startswith(prefix)]
-
-
-def macro_f1_from_per_class(per_class: pd.DataFrame) -> pd.Series:
-    """Macro F1 recomputed from the tidy per-class table (mean over classes), by experiment and split."""
-    return per_class.groupby(["experiment", "split"])["f1"].mean()

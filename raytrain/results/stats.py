@@ -1,7 +1,7 @@
 """Repeats and comparisons: Student t intervals over seeds, paired t-tests against a baseline with Holm's
 correction, and a paired bootstrap over images for experiments that ran with one seed.
 
-Plain numpy and scipy on arrays and dicts (pandas only inside summarize_seeds). Must not import torch,
+Plain numpy and scipy on arrays and dicts. Must not import torch,
 ray, or the modules that train or load runs, so results, report and notebooks can call it on saved numbers.
 """
 
@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 if TYPE_CHECKING:
-    import pandas as pd
+    pass
 
 # What the image bootstrap can recompute from (true class, predicted class) pairs alone.
 BOOTSTRAP_METRICS = ("accuracy", "macro_f1")
@@ -52,17 +52,6 @@ class PairedResult:
     high: float
     p_value: float
     n: int
-
-
-@dataclass(frozen=True)
-class BootstrapInterval:
-    """One run's metric on all n images, with a percentile bootstrap interval over images."""
-
-    value: float
-    low: float
-    high: float
-    std_error: float  # std of the resampled metric values: the bootstrap's standard error of `value`
-    n: int  # images
 
 
 @dataclass(frozen=True)
@@ -161,13 +150,6 @@ def holm(p_values: Sequence[float] | np.ndarray) -> np.ndarray:
     return adjusted
 
 
-def significant_after_holm(p_values: Sequence[float] | np.ndarray, alpha: float = 0.05) -> np.ndarray:
-    """Which raw p-values stay significant at family-wise level alpha: Holm-adjusted p <= alpha
-    (statsmodels' multipletests(method="holm") rule)."""
-    _check_alpha(alpha)
-    return holm(p_values) <= alpha
-
-
 def compare_to_baseline(
     groups: Mapping[str, Mapping[Hashable, float]],
     baseline: str,
@@ -216,44 +198,6 @@ def compare_to_baseline(
     return rows
 
 
-def summarize_seeds(
-    groups: Mapping[str, Mapping[Hashable, float]],
-    baseline: str,
-    confidence: float = 0.95,
-    alpha: float = 0.05,
-) -> pd.DataFrame:
-    """One row per experiment: n_seeds, mean, std, low, high over its seeds, then compare_to_baseline's
-    columns (n_pairs, mean_diff, diff_low, diff_high, p_value, p_holm, significant), empty on the
-    baseline's row. nan values (failed trials) are left out, as in compare_to_baseline."""
-    import pandas as pd  # here, not at the top: everything else in this module works without pandas
-
-    comparisons = {c.experiment: c for c in compare_to_baseline(groups, baseline, confidence, alpha)}
-    rows = []
-    for name, by_seed in groups.items():
-        values = list(_finite_by_seed(by_seed).values())
-        spread = t_interval(values, confidence) if values else Interval(math.nan, math.nan, math.nan, math.nan, 0)
-        row = {
-            "experiment": name,
-            "n_seeds": spread.n,
-            "mean": spread.mean,
-            "std": spread.std,
-            "low": spread.low,
-            "high": spread.high,
-        }
-        c = comparisons.get(name)
-        row.update(
-            n_pairs=c.n_pairs if c else None,
-            mean_diff=c.mean_diff if c else None,
-            diff_low=c.low if c else None,
-            diff_high=c.high if c else None,
-            p_value=c.p_value if c else None,
-            p_holm=c.p_holm if c else None,
-            significant=c.significant if c else None,
-        )
-        rows.append(row)
-    return pd.DataFrame(rows)
-
-
 # ---------------------------------------------------------------------------------------------------
 # Metrics from per-image predictions, and the bootstrap over images
 
@@ -277,30 +221,6 @@ def macro_f1(y_true: np.ndarray, y_pred: np.ndarray, num_classes: int) -> float 
     return float(scores[0]) if t.ndim == 1 else scores
 
 
-def bootstrap_interval(
-    y_true: np.ndarray,
-    y_pred: np.ndarray,
-    metric: str = "macro_f1",
-    n_resamples: int = 2000,
-    seed: int = 0,
-    confidence: float = 0.95,
-    num_classes: int | None = None,
-) -> BootstrapInterval:
-    """Percentile bootstrap interval of one run's metric over its images (for a single seed).
-
-    y_true, y_pred: (N,) integer class indices. num_classes: pass len(class_names) so that a class
-    neither present nor predicted still counts in macro F1 as it does in best_metrics.json; None means
-    1 + the largest index seen. The same seed and inputs give the same interval.
-    """
-    _check_confidence(confidence)
-    _check_bootstrap_args(metric, n_resamples)
-    t, (p,), k = _check_image_predictions(y_true, [y_pred], num_classes)
-    (resampled,) = _resampled_scores(t, [p], metric, k, n_resamples, seed)
-    low, high = np.quantile(resampled, [(1 - confidence) / 2, (1 + confidence) / 2])
-    value = _score(metric, t, p, k)
-    return BootstrapInterval(value, float(low), float(high), float(np.std(resampled, ddof=1)), len(t))
-
-
 def paired_bootstrap(
     y_true: np.ndarray,
     pred_baseline: np.ndarray,
@@ -318,7 +238,8 @@ def paired_bootstrap(
     of resampled differences on the smaller side of 0 (<= 0 or >= 0, so ties count against the
     difference): the percentile interval turned around, with the usual +1 so that p is never 0 and
     cannot claim more than n_resamples can resolve. Identical predictions give diff 0 and p = 1.
-    num_classes: as in bootstrap_interval.
+    num_classes: pass len(class_names) so that a class neither present nor predicted still counts in
+    macro F1 as it does in best_metrics.json; None means 1 + the largest index seen.
     """
     _check_confidence(confidence)
     _check_bootstrap_args(metric, n_resamples)

@@ -13,6 +13,7 @@ from rich.console import Console
 from rich.table import Table
 
 from raytrain.formatting import format_duration, is_missing
+from raytrain.naming import PRUNED
 
 
 def terminal_width() -> int:
@@ -40,7 +41,7 @@ def short_value(value) -> str:
 def status_text(row: pd.Series) -> str:
     """`completed`, or `pruned (epoch 2)`: where the scheduler stopped it."""
     status = str(row.get("status"))
-    if status == "pruned" and pd.notna(row.get("epochs_run")):
+    if status == PRUNED and pd.notna(row.get("epochs_run")):
         return f"pruned (epoch {int(row['epochs_run'])})"
     return status
 

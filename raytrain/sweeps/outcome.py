@@ -11,7 +11,7 @@ from pathlib import Path
 from ray import tune
 
 from raytrain import artifacts
-from raytrain.naming import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY, FAILED, PRUNED
 from raytrain.sweeps import storage as tune_storage
 from raytrain.sweeps.failures import error_summary
 from raytrain.sweeps.policy import stopped_by_scheduler
@@ -71,9 +71,9 @@ def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
     for name in settings.planned_names():
         last = artifacts.last_logged(Path(settings.runs_dir), settings.name, name)
         if published(settings.runs_dir, name):
-            (pruned if last and last["status"] == "pruned" else completed).append(name)
-        elif last and last["status"] == "failed":
-            failed[name] = last.get("error") or "failed"
+            (pruned if last and last["status"] == PRUNED else completed).append(name)
+        elif last and last["status"] == FAILED:
+            failed[name] = last.get("error") or "failed (no reason was logged)"
         else:
             unfinished.append(name)
     return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
@@ -81,7 +81,7 @@ def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
 
 def _logged_error(settings: SweepSettings, name: str) -> str | None:
     last = artifacts.last_logged(Path(settings.runs_dir), settings.name, name)
-    return last.get("error") if last and last["status"] == "failed" else None
+    return last.get("error") if last and last["status"] == FAILED else None
 
 
 def interrupted_sweep(runs_dir: Path, name: str) -> list[str] | None:

@@ -12,7 +12,7 @@ from ray import tune
 
 from raytrain import artifacts
 from raytrain.config import ExperimentConfig, config_hash, to_yaml
-from raytrain.naming import EXPERIMENT_KEY, FINISHED_STATUSES
+from raytrain.naming import COMPLETED, EXPERIMENT_KEY, FAILED, FINISHED_STATUSES, PRUNED
 from raytrain.provenance import git_commit
 from raytrain.results import index as results_index
 from raytrain.sweeps.failures import error_summary
@@ -59,16 +59,16 @@ class RunsPublisher(tune.Callback):
                 _prune(trial.checkpoint, name)
             return
         if trial.checkpoint is None:
-            self._append(trial, "failed", error="finished without reporting a checkpoint")
+            self._append(trial, FAILED, error="finished without reporting a checkpoint")
             return
-        status = "pruned" if stopped_by_scheduler(experiment, trial.last_result or {}) else "completed"
+        status = PRUNED if stopped_by_scheduler(experiment, trial.last_result or {}) else COMPLETED
         try:
             # only the published files are fetched from the storage (never state.pt)
             with checkpoints.trial_artifacts(trial.checkpoint) as folder:
                 if folder is None:  # published and pruned earlier; runs/<name>/ was damaged since
                     self._append(
                         trial,
-                        "failed",
+                        FAILED,
                         error=(
                             f"damaged in {artifacts.experiment_dir(self.runs_dir, name)} after it was published, and "
                             "its "
@@ -84,7 +84,7 @@ class RunsPublisher(tune.Callback):
         except OSError as err:  # a full disk: the trial's checkpoint keeps it for `resume`
             self._append(
                 trial,
-                "failed",
+                FAILED,
                 error=(
                     f"trained, but could not be copied to {artifacts.experiment_dir(self.runs_dir, name)} "
                     f"({err.strerror or err}); `raytrain resume --runs-dir {self.runs_dir}` copies it once there is "
@@ -98,7 +98,7 @@ class RunsPublisher(tune.Callback):
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:
-            self._append(trial, "failed", error=error_summary(trial))
+            self._append(trial, FAILED, error=error_summary(trial))
 
     def _logged_status(self, name: str) -> str | None:
         """The status of this sweep's latest log line for `name`, None if it has none."""
@@ -134,13 +134,13 @@ class RunsPublisher(tune.Callback):
                 f"{err.strerror or err}",
                 flush=True,
             )
-        if status == "completed":
+        if status == COMPLETED:
             print(
                 f"[{record['experiment']}] done: best epoch {record['best_epoch']}, val macro F1 "
                 f"{record['val_macro_f1']:.3f}",
                 flush=True,
             )
-        elif status == "pruned":
+        elif status == PRUNED:
             print(
                 f"[{record['experiment']}] pruned by the scheduler after epoch {record['epochs_run']}: "
                 f"best epoch {record['best_epoch']}, val macro F1 {record['val_macro_f1']:.3f}",

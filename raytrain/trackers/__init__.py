@@ -18,7 +18,7 @@ from ray import tune
 
 from raytrain import artifacts
 from raytrain.errors import UserError
-from raytrain.naming import EXPERIMENT_KEY, REPLAYED, first_line
+from raytrain.naming import EXPERIMENT_KEY, FAILED, REPLAYED, first_line
 
 # per-epoch keys without a "/" that are still metrics; the rest of Tune's result (time_this_iter_s,
 # pid, training_iteration, ...) is Tune's bookkeeping
@@ -50,14 +50,14 @@ def finished(runs_dir: str | Path, sweep: str, trial) -> Finished:
     """Read after the RunsPublisher (earlier in the callbacks list) has published the trial."""
     name = trial.config[EXPERIMENT_KEY]["name"]
     last = artifacts.last_logged(Path(runs_dir), sweep, name)
-    status = last["status"] if last else "failed"
+    status = last["status"] if last else FAILED
     error = last.get("error") if last else "no line in experiment_log.jsonl"
     files = None
-    if status != "failed":
+    if status != FAILED:
         try:
             files = artifacts.read_experiment(Path(runs_dir), name)
         except artifacts.DamagedExperiment as damage:
-            status, error = "failed", damage.message
+            status, error = FAILED, damage.message
     return Finished(status, error, files, artifacts.experiment_dir(Path(runs_dir), name))
 
 

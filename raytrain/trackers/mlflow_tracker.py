@@ -12,7 +12,7 @@ import os
 import time
 
 from raytrain import artifacts
-from raytrain.naming import EXPERIMENT_KEY, dotted, first_line
+from raytrain.naming import EXPERIMENT_KEY, FAILED, dotted, first_line
 from raytrain.trackers import (
     Finished,
     Tracker,
@@ -145,7 +145,7 @@ class MLflowTracker(Tracker):
         self.client.set_tag(run_id, STATUS_TAG, end.status)
         if end.error:
             self.client.set_tag(run_id, ERROR_TAG, end.error[:5000])
-        self.client.set_terminated(run_id, "FAILED" if end.status == "failed" else "FINISHED")
+        self.client.set_terminated(run_id, "FAILED" if end.status == FAILED else "FINISHED")
 
     def _log_metrics(self, run_id: str, metrics: dict[str, float], *, step: int) -> None:
         from mlflow.entities import Metric

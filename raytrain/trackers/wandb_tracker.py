@@ -15,7 +15,7 @@ import os
 import re
 from pathlib import Path
 
-from raytrain.naming import EXPERIMENT_KEY
+from raytrain.naming import EXPERIMENT_KEY, FAILED
 from raytrain.trackers import Finished, Tracker, TrackerError, epoch_metrics, missing_package, summary_metrics
 
 WANDB_DIR = "_wandb"  # under runs/: a folder raytrain's readers skip (it starts with _)
@@ -97,7 +97,7 @@ class WandbTracker(Tracker):
         if end.error:
             summary["error"] = end.error
         run.summary.update(summary)
-        run.finish(exit_code=1 if end.status == "failed" else 0)
+        run.finish(exit_code=1 if end.status == FAILED else 0)
 
     def close(self) -> None:
         for run in self.runs.values():

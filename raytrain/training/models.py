@@ -108,12 +108,6 @@ def set_backbone_trainable(model: nn.Module, trainable: bool) -> None:
         param.requires_grad_(True)
 
 
-def pretrained_weights_path(arch: str) -> Path:
-    """Where torchvision looks for `arch`'s DEFAULT weights: <torch hub dir>/checkpoints/<file>."""
-    weights = torchvision.models.get_model_weights(arch).DEFAULT
-    return _cache_path(weights)
-
-
 # ---------------------------------------------------------------------------------------------------
 
 
