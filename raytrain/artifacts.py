@@ -2,8 +2,8 @@
 history.json, and runs/ (one folder per experiment, experiment_log.jsonl).
 
 Owns their names and formats, writes each one atomically (a crash never leaves half a file), and
-tells a damaged experiment from a good one so every reader can warn and go on. No Ray import, and
-torch only inside the best.pt functions, so results and reports load fast anywhere.
+tells a damaged experiment from a good one so every reader can warn and go on. No torch and no Ray
+(best.pt's torch code is training/best_weights.py), so results and reports load fast anywhere.
 """
 
 from __future__ import annotations

@@ -299,7 +299,7 @@ def _per_class_totals(labels: np.ndarray, weights: np.ndarray, num_classes: int)
 
 
 def _f1_per_class(tp: np.ndarray, support: np.ndarray, predicted: np.ndarray) -> np.ndarray:
-    # metrics.EpochMetrics' formula, restated rather than imported because metrics.py pulls in torch
+    # training.metrics.EpochMetrics' formula, restated: a reader must not import the training code (torch)
     denominator = support + predicted
     return np.divide(2 * tp, denominator, out=np.zeros_like(denominator, dtype=np.float64), where=denominator > 0)
 

@@ -1,7 +1,7 @@
 """Adaptive search through Ray Tune: a config's search space -> Tune domains, and the searcher that
 proposes each trial (Optuna's TPE), names it `<search>/tNNN` and limits how many run at once.
 
-The Ray side of search.py (which expands grid_random spaces up front and imports no Ray). Only the
+The Ray side of config/search_space.py (which expands grid_random spaces up front and imports no Ray). Only the
 sweep driver imports this module.
 """
 
@@ -36,7 +36,7 @@ def adaptive_param_space(experiment: dict, space: dict) -> dict:
 
 
 def tune_domain(spec: dict):
-    """{loguniform: [1e-4, 1e-2]} -> tune.loguniform(1e-4, 1e-2); config.py checked the values."""
+    """{loguniform: [1e-4, 1e-2]} -> tune.loguniform(1e-4, 1e-2); config/loading.py checked the values."""
     kind, values = next(iter(spec.items()))
     if kind == "choice":
         return tune.choice(list(values))

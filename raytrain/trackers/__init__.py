@@ -5,6 +5,7 @@ RunsPublisher: it sees every epoch's result as Tune does, and a finished trial o
 so its summaries are read from the published files (the best epoch that raytrain ranks by). A
 tracker that fails (a server that went down mid-sweep) is warned about once and left alone for the
 rest of the sweep: it never fails a trial. Imports no tracker package until one is asked for.
+Driver-side: ray, never torch (`make lint` checks).
 """
 
 from __future__ import annotations

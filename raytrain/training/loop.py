@@ -1,7 +1,7 @@
 """The plain training loop: one epoch of training and one evaluation pass, in torch alone.
 
 Both functions keep their running sums on the device and read them back once, at the end: one host
-sync per epoch, not per batch. Must not import ray: the Tune trainable (train.py) drives these.
+sync per epoch, not per batch. Must not import ray: the Tune trainable (trainable.py) drives these.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 validate config -> build data, model, optimiser -> restore from a checkpoint if there is one -> for
 each epoch: train, evaluate, report (with a checkpoint when one is due). The loop itself is plain
-torch (loop.py); this module owns the checkpoint files and when a trial is finished; policy.py the
-names and rules Tune sees (and the sweep driver imports without torch).
+torch (loop.py); this module owns the checkpoint files and when a trial is finished; naming.py the
+metric keys Tune sees and sweeps/policy.py the stopper (both imported by the driver without torch).
 
 A checkpoint holds ONE copy of the model and optimiser state: state.pt, plus best.pt only where the
 best epoch changed since the previous checkpoint. When the best epoch is the checkpoint's own epoch,
