@@ -11,7 +11,6 @@ import json
 import re
 import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -22,8 +21,9 @@ from matplotlib.collections import LineCollection
 from PIL import Image
 
 from raytrain import results
-from raytrain.report import page as report
 from raytrain.errors import UserError
+from raytrain.report import figures, html_tables, knob_figures
+from raytrain.report import page as report_page
 from raytrain.results import analysis
 from tests.conftest import PROJECT_ROOT, write_config
 
@@ -48,7 +48,7 @@ def runs(tiny_runs) -> Path:
 
 @pytest.fixture(scope="module")
 def page(runs, tmp_path_factory) -> Path:
-    return report.write_report(runs, tmp_path_factory.mktemp("out") / "report.html")
+    return report_page.write_report(runs, tmp_path_factory.mktemp("out") / "report.html")
 
 
 @pytest.fixture(scope="module")
@@ -68,7 +68,7 @@ def repeated_runs(ray_session, synthetic_root, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def repeats_page(repeated_runs, tmp_path_factory) -> Path:
-    return report.write_report(repeated_runs, tmp_path_factory.mktemp("repeats_out") / "report.html")
+    return report_page.write_report(repeated_runs, tmp_path_factory.mktemp("repeats_out") / "report.html")
 
 
 def embedded_pngs(html: str) -> list[bytes]:
@@ -121,7 +121,7 @@ def test_unfinished_and_untested_experiments_are_reported_not_fatal(runs, tmp_pa
     shutil.rmtree(copy / "gamma")
     for test_file in copy.glob("*/test_metrics.json"):
         test_file.unlink()
-    html = report.write_report(copy, tmp_path / "report.html").read_text(encoding="utf-8")
+    html = report_page.write_report(copy, tmp_path / "report.html").read_text(encoding="utf-8")
     assert '<p class="note">1 of 3 experiments is not finished: gamma (unfinished).' in html
     assert "<td>unfinished</td>" in html and "gamma" in html
     assert "The best 2 finished experiments" in html, "no confusion matrix for the unfinished one"
@@ -131,7 +131,7 @@ def test_unfinished_and_untested_experiments_are_reported_not_fatal(runs, tmp_pa
 def test_a_single_experiment_still_gets_a_page(runs, tmp_path):
     single = tmp_path / "runs"
     shutil.copytree(runs / "alpha", single / "alpha")
-    html = report.write_report(single, tmp_path / "report.html").read_text(encoding="utf-8")
+    html = report_page.write_report(single, tmp_path / "report.html").read_text(encoding="utf-8")
     assert "Only one experiment: there is nothing to compare it with." in html
     assert "1 experiment &middot;" in html and "not finished" not in html
     assert len(embedded_pngs(html)) == 1, "the learning curves; per-class F1 and the confusion matrix are tables"
@@ -141,12 +141,12 @@ def test_a_single_experiment_still_gets_a_page(runs, tmp_path):
 def test_an_empty_runs_folder_says_to_run_a_sweep_first(tmp_path):
     empty = tmp_path / "runs"
     empty.mkdir()
-    with pytest.raises(report.ReportError, match="no experiments to report on") as err:
-        report.write_report(empty, tmp_path / "report.html")
+    with pytest.raises(report_page.ReportError, match="no experiments to report on") as err:
+        report_page.write_report(empty, tmp_path / "report.html")
     assert str(empty) in str(err.value) and "run a sweep first" in str(err.value)
     assert isinstance(err.value, UserError), "the CLI turns UserError into exit code 2"
-    with pytest.raises(report.ReportError, match="no such folder"):
-        report.write_report(tmp_path / "missing", tmp_path / "report.html")
+    with pytest.raises(report_page.ReportError, match="no such folder"):
+        report_page.write_report(tmp_path / "missing", tmp_path / "report.html")
     assert not (tmp_path / "report.html").exists()
 
 
@@ -180,10 +180,10 @@ def test_a_search_of_hundreds_of_trials_gets_one_panel_per_searched_knob_with_th
             "val/macro_f1": 0.6 * np.exp(-((np.log10(lr) + 3) ** 2) / 4) + rng.normal(0, 0.01, 300),
         }
     )
-    html = report.search_knobs_html(frame)
+    html = knob_figures.search_knobs_html(frame)
     best = frame.loc[frame["val/macro_f1"].idxmax(), "experiment"]
     assert f"The gold star is the best, {best}" in html and "300 trials" in html
-    fig = report.search_knobs_figure(frame, ["loss.type", "training.lr"], "lr_search")
+    fig = knob_figures.search_knobs_figure(frame, ["loss.type", "training.lr"], "lr_search")
     assert [ax.get_xlabel() for ax in fig.axes] == ["loss.type", "training.lr"], (
         "one panel per searched knob, not model.arch"
     )
@@ -236,7 +236,7 @@ def test_per_class_f1_is_a_table_in_leaderboard_order_with_missing_classes_grey(
             "val/f1/sad": [0.7, np.nan],
         }
     )
-    html = report.per_class_html(frame, total=5)
+    html = html_tables.per_class_html(frame, total=5)
     assert heat_rows(html) == [
         ("good", [("0.90", ANY_COLOUR), ("0.70", ANY_COLOUR)]),
         ("half", [("0.40", ANY_COLOUR), ("–", None)]),
@@ -283,13 +283,13 @@ def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
     """Hundreds of points and numbers on both axes: the layout is set, not solved (twice as fast to
     draw), and still every tick label, axis label and title is inside the picture."""
     trials = big_search()
-    numeric = report.search_knobs_figure(trials, ["training.lr", "training.batch_size", "model.dropout"], "big")
+    numeric = knob_figures.search_knobs_figure(trials, ["training.lr", "training.batch_size", "model.dropout"], "big")
     assert numeric.get_layout_engine() is None
     assert cut_off(numeric) == []
     drawn = []
-    monkeypatch.setattr(report, "_img", lambda fig, alt: drawn.append(fig) or "")
-    report.hyperparameters_html(trials, ["training.lr", "training.batch_size", "model.dropout", "loss.type"])
-    report.search_progress_html(trials)
+    monkeypatch.setattr(knob_figures, "img_tag", lambda fig, alt: drawn.append(fig) or "")
+    knob_figures.hyperparameters_html(trials, ["training.lr", "training.batch_size", "model.dropout", "loss.type"])
+    knob_figures.search_progress_html(trials)
     assert [fig.get_layout_engine() is None for fig in drawn] == [True, True, True, False, True], (
         "categories keep constrained layout"
     )
@@ -300,13 +300,13 @@ def test_plots_of_numbers_have_fixed_margins_that_cut_nothing_off(monkeypatch):
 def test_plots_with_names_or_categories_keep_a_layout_that_fits_them():
     trials = big_search()
     trials["model.arch"] = np.where(np.arange(len(trials)) % 2, "mobilenet_v3_small_with_a_long_name", "resnet18")
-    mixed = report.search_knobs_figure(
+    mixed = knob_figures.search_knobs_figure(
         trials, ["training.lr", "model.arch", "loss.type", "model.dropout", "training.batch_size"], "big"
     )
     assert mixed.get_layout_engine() is not None
     assert cut_off(mixed) == []
     few = big_search(8).assign(experiment=[f"a_rather_long_experiment_name_{i}" for i in range(8)])
-    fig = report._numeric_plot(few, "training.lr", few["training.lr"])
+    fig = knob_figures._numeric_plot(few, "training.lr", few["training.lr"])
     assert len(fig.axes[0].texts) == 8, "few points: each is named"
     assert fig.get_layout_engine() is not None and cut_off(fig) == []
 
@@ -338,7 +338,7 @@ def test_the_leaderboard_escapes_names_descriptions_and_values():
             },
         ]
     )
-    table = report.leaderboard_html(frame, ["loss.type"])
+    table = html_tables.leaderboard_html(frame, ["loss.type"])
     assert "<script>" not in table and "&lt;script&gt;alert(1)&lt;/script&gt;" in table
     assert "a&lt;b&gt;" in table and "ce&amp;&lt;i&gt;" in table and "<i>" not in table
     assert "1 min 15 s" in table
@@ -346,9 +346,9 @@ def test_the_leaderboard_escapes_names_descriptions_and_values():
 
 
 def test_wide_positive_ranges_get_a_log_axis():
-    assert report.use_log_axis([1e-4, 3e-4, 3e-3])  # a learning-rate search
-    assert not report.use_log_axis([64, 128, 256]), "4x is readable on a linear axis"
-    assert not report.use_log_axis([0.0, 0.01, 0.1]), "zero has no place on a log axis"
+    assert figures.use_log_axis([1e-4, 3e-4, 3e-3])  # a learning-rate search
+    assert not figures.use_log_axis([64, 128, 256]), "4x is readable on a linear axis"
+    assert not figures.use_log_axis([0.0, 0.01, 0.1]), "zero has no place on a log axis"
 
 
 @pytest.mark.parametrize("module", sorted((PROJECT_ROOT / "raytrain" / "report").glob("*.py")), ids=lambda p: p.name)
@@ -446,7 +446,7 @@ def test_with_repeats_every_plot_decodes_and_the_intervals_sit_side_by_side(repe
 
 def test_with_repeats_the_learning_curves_draw_one_mean_line_and_band_per_group(repeated_runs):
     frame, history = results.load(repeated_runs), results.load_history(repeated_runs)
-    fig = report.group_curves_figure(frame, history)
+    fig = figures.group_curves_figure(frame, history)
     assert sorted(text.get_text() for text in fig.legends[0].get_texts()) == ["base (n=2)", "fast (n=2)"]
     f1_axes = fig.axes[0]
     lines = {line.get_label(): line for line in f1_axes.get_lines()}
@@ -485,15 +485,15 @@ def test_interval_bars_are_cut_at_0_and_1_and_a_single_seed_has_none():
         ]
         + [{"experiment": "solo", "group": "solo", "status": "completed", "val/macro_f1": 0.3, "val/accuracy": 0.4}]
     )
-    summary = report.group_summary(frame)
+    summary = figures.group_summary(frame)
     assert summary.set_index("group").loc["wide", "macro_f1/low"] < 0
-    fig, clipped = report.intervals_figure(frame, summary)
+    fig, clipped = figures.intervals_figure(frame, summary)
     assert clipped
     bars = [segment for c in fig.axes[0].collections if isinstance(c, LineCollection) for segment in c.get_segments()]
     assert len(bars) == 1, "a bar for the three seeds, none for the single one"
     assert bars[0][:, 1].min() == 0.0
-    html = report.intervals_html(frame, summary)
+    html = figures.intervals_html(frame, summary)
     assert "drawn cut at 0 or 1" in html
-    table = report.group_table_html(frame, summary, [])
+    table = html_tables.group_table_html(frame, summary, [])
     assert "[-0." in table, "the table keeps the interval as computed"
     assert re.search(r'<td>solo</td><td class="num">1</td><td class="num">0.300 ± –</td><td class="num">–</td>', table)

@@ -23,7 +23,8 @@ SEED_COLUMN = SEED_KNOB  # the knob whose values are repeats, not rivals
 
 
 def has_repeats(frame: pd.DataFrame) -> bool:
-    return bool((frame.groupby("group").size() > 1).any())
+    """Whether some experiment ran with more than one seed (a frame without groups has none)."""
+    return "group" in frame and bool((frame.groupby("group").size() > 1).any())
 
 
 def distinguishing_knobs(frame: pd.DataFrame) -> list[str]:
