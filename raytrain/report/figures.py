@@ -21,12 +21,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import LogLocator, MaxNLocator
 from matplotlib.transforms import offset_copy
 
-from raytrain import results
-from raytrain.naming import COMPLETED
+from raytrain.naming import COMPLETED, METRIC
 from raytrain.report.html_tables import esc
 from raytrain.results import analysis
 
-METRIC = results.METRIC
 MAX_COLOURED = 10  # tab10 has 10 colours, and a legend past ~10 lines is unreadable: the rest go grey
 LOG_SPAN = 10.0  # a positive hyperparameter whose max/min exceeds this is plotted on a log axis
 DPI = 100  # 1 inch of figure = 100 px on the page

@@ -16,10 +16,9 @@ from matplotlib.colors import to_hex
 
 from raytrain import artifacts, results
 from raytrain.formatting import format_duration, is_missing
-from raytrain.naming import DAMAGED
+from raytrain.naming import DAMAGED, METRIC
 from raytrain.results.tables import status_text
 
-METRIC = results.METRIC
 MAX_CONFUSION = 6  # confusion matrices, however many --detail asks for: past a few they stop being compared
 MISSING = "–"  # what a cell shows for a value that is not there
 

@@ -14,8 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from raytrain import results
-from raytrain.naming import PRUNED, search_of
+from raytrain.naming import METRIC, PRUNED, search_of
 from raytrain.report.figures import (
     LOG_SPAN,
     draw_interval,
@@ -29,7 +28,6 @@ from raytrain.report.figures import (
 from raytrain.report.html_tables import esc, format_metric, format_value
 from raytrain.results import analysis
 
-METRIC = results.METRIC
 MANY_POINTS = 50  # past this a scatter's points are drawn small and see-through
 NAMED_POINTS = 12  # up to this many points are named on a hyperparameter plot; more would be an unreadable blot
 MAX_SEARCH_PLOTS = 10  # searches that get a plot against their knobs, the best first

@@ -14,7 +14,7 @@ import pandas as pd
 
 from raytrain import artifacts, results
 from raytrain.errors import UserError
-from raytrain.naming import DAMAGED, FINISHED_STATUSES, PRUNED, search_of
+from raytrain.naming import DAMAGED, FINISHED_STATUSES, METRIC, PRUNED, search_of
 from raytrain.report.figures import group_curves_html, group_order, group_summary, intervals_html, learning_curves_html
 from raytrain.report.html_tables import confusion_html, esc, group_table_html, leaderboard_html, per_class_html
 from raytrain.report.knob_figures import (
@@ -25,7 +25,6 @@ from raytrain.report.knob_figures import (
 )
 from raytrain.results import analysis
 
-METRIC = results.METRIC
 TOP_ROWS = 50  # leaderboard rows; the rest are counted, and all are in the CSV beside the page
 TOP_DETAIL = 10  # experiments with learning curves, per-class F1 rows and confusion matrices
 MAX_NAMED = 10  # names listed in a header note (pruned, damaged, unfinished); the rest are counted
