@@ -92,6 +92,13 @@ def test_every_shipped_config_validates():
         assert config.name == path.stem
 
 
+def test_the_demo_finds_its_three_configs():
+    from raytrain.cli.commands import DEMO_CONFIGS  # found from the package's own location
+
+    assert DEMO_CONFIGS == CONFIGS_DIR / "demo"
+    assert [p.stem for p in find_configs([DEMO_CONFIGS])] == ["baseline_small", "focal_small", "sampler_small"]
+
+
 def test_the_seed_twelve_are_the_default_sweep_input():
     assert [p.stem for p in find_configs([CONFIGS_DIR])] == sorted(SEED_CONFIGS)
 
