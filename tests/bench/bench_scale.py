@@ -53,7 +53,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
-from scratch import scratch_folder  # noqa: E402 (beside this file)
+from scratch import scratch_folder, synthetic_data  # noqa: E402 (beside this file)
 
 TRACE_LOG_ENV = "RAYTRAIN_TRACE_LOG"  # raytrain.trace's; not imported, so --before can run any checkout
 MB = 2**20
@@ -299,28 +299,7 @@ def main() -> None:
 def measure(work: Path, args: argparse.Namespace) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"), PYTHONUNBUFFERED="1")
     env.pop(TRACE_LOG_ENV, None)
-    data = work / "data"
-    size = 24 if args.smoke else 48
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raytrain",
-            "data",
-            "synth",
-            str(data),
-            "--size",
-            str(size),
-            "--per-class",
-            str(args.per_class),
-        ],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL
-    )  # fills the cache
+    data = synthetic_data(work / "data", size=24 if args.smoke else 48, per_class=args.per_class, env=env)
     setup = Setup(work, data, env, args.smoke, args.before, args.repeats)
     runs_cache: dict = {}
     for name, part in PARTS.items():

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from scratch import scratch_folder  # beside this file
+from scratch import scratch_folder, synthetic_data  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGS = ("baseline_small", "focal_small", "sampler_small", "baseline_small_lr")
@@ -61,27 +61,7 @@ def main() -> None:
 
 def measure(work: Path, args: argparse.Namespace) -> None:
     env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"))
-    data = work / "data"
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "raytrain",
-            "data",
-            "synth",
-            str(data),
-            "--size",
-            str(args.size),
-            "--per-class",
-            str(args.per_class),
-        ],
-        check=True,
-        env=env,
-        stdout=subprocess.DEVNULL,
-    )
-    subprocess.run(
-        [sys.executable, "-m", "raytrain", "data", "check", str(data)], env=env, stdout=subprocess.DEVNULL
-    )  # fills the cache
+    data = synthetic_data(work / "data", size=args.size, per_class=args.per_class, env=env)
     configs = work / "configs"
     configs.mkdir()
     names = CONFIGS[:1] if args.smoke else CONFIGS
