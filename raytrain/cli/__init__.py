@@ -2,8 +2,8 @@
 
 Every user error (ConfigError, DatasetError, ...) becomes one message on stderr and exit code 2, with
 no traceback; anything else is a bug and keeps its traceback. A damaged file under runs/ is one
-`warning:` line on stderr, once, and the command goes on. Heavy imports happen inside the verbs
-so `raytrain validate` stays fast.
+`warning:` line on stderr, once, and the command goes on. The CLI may import any package, but
+only inside the verb that needs it, so `raytrain validate` loads no Ray and `compare` no pydantic.
 """
 
 from __future__ import annotations

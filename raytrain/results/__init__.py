@@ -1,6 +1,6 @@
 """Readers of runs/: experiments as DataFrames (`load`, cached by `index`), repeats and baseline
 comparisons (`analysis`, arithmetic in `stats`), the compare leaderboard as data (`leaderboard`)
-and as terminal text (`tables`, `formatting`).
+and as terminal text (`tables`).
 
 Pandas, numpy and scipy only: no torch, ray or pydantic (`make lint` checks), so a notebook reads
 results without a cluster and `compare` starts fast. The notebook API:
