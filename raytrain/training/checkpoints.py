@@ -5,12 +5,13 @@ of the trial as of that epoch; best.pt only where the best epoch changed since t
 checkpoint. A later checkpoint refers to that earlier best.pt instead of carrying a copy: the holder
 is the newest sibling `checkpoint_*` folder whose checkpoint.json says it holds the best weights of
 the same best epoch. Tune keeps the holder because the trainable ranks it highest
-(train.CHECKPOINT_RANK). checkpoint.json, not the presence of best.pt, decides: after a kill -9 Tune
+(naming.CHECKPOINT_RANK). checkpoint.json, not the presence of best.pt, decides: after a kill -9 Tune
 can write a checkpoint into the folder of one it never registered, and files it does not overwrite
 stay there.
 
+Also when a trial saves (CheckpointCadence) and how Tune ranks its checkpoints (checkpoint_rank).
 Everything here goes through the checkpoint's own pyarrow filesystem, so the same code serves a
-local folder and a bucket (`--storage s3://...`). No torch and no Ray import.
+local folder and a bucket (`--storage s3://...`). No torch and no Ray import: the driver prunes with it.
 """
 
 from __future__ import annotations
