@@ -5,8 +5,6 @@ Standard library only: the driver, the readers and the CLI all use it.
 
 from __future__ import annotations
 
-import math
-
 
 def format_duration(seconds: float) -> str:
     """42 s, 2 min 30 s, 1 h 05 min: whole units, the smaller one zero-padded so columns line up."""
@@ -18,8 +16,3 @@ def format_duration(seconds: float) -> str:
         return f"{minutes} min {secs:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
-
-
-def is_missing(value) -> bool:
-    """None or NaN: a number a table shows as a dash."""
-    return value is None or (isinstance(value, float) and math.isnan(value))

@@ -15,7 +15,7 @@ from matplotlib import colormaps
 from matplotlib.colors import to_hex
 
 from raytrain import artifacts, results
-from raytrain.formatting import format_duration, is_missing
+from raytrain.formatting import format_duration
 from raytrain.naming import DAMAGED, METRIC
 from raytrain.results.tables import status_text
 
@@ -244,7 +244,7 @@ def _format_interval(low, high) -> str:
 
 
 def _format_duration(seconds) -> str:
-    return MISSING if is_missing(seconds) else format_duration(seconds)
+    return MISSING if pd.isna(seconds) else format_duration(seconds)
 
 
 def esc(value) -> str:

@@ -19,7 +19,6 @@ from raytrain.results import stats
 from raytrain.results.load import class_names, varying_hyperparameters
 
 CONFIDENCE, ALPHA = 0.95, 0.05
-SEED_COLUMN = SEED_KNOB  # the knob whose values are repeats, not rivals
 
 
 def has_repeats(frame: pd.DataFrame) -> bool:
@@ -31,7 +30,7 @@ def distinguishing_knobs(frame: pd.DataFrame) -> list[str]:
     """The knobs whose values differ between the frame's experiments. With repeats the seed varies
     inside each group and tells no two groups apart, so it is left out."""
     knobs = varying_hyperparameters(frame)
-    return [k for k in knobs if k != SEED_COLUMN] if has_repeats(frame) else knobs
+    return [k for k in knobs if k != SEED_KNOB] if has_repeats(frame) else knobs
 
 
 def summarize_repeats(frame: pd.DataFrame, split: str = "val") -> pd.DataFrame:
@@ -67,7 +66,7 @@ def compare_with_baseline(frame: pd.DataFrame, runs_dir: Path, baseline: str, sp
     """
     done = frame[frame["status"] == COMPLETED]
     groups = {
-        group: dict(zip(members[SEED_COLUMN], members[f"{split}/macro_f1"]))
+        group: dict(zip(members[SEED_KNOB], members[f"{split}/macro_f1"]))
         for group, members in done.groupby("group", sort=False)
     }
     if baseline not in groups:

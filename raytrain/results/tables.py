@@ -12,7 +12,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
-from raytrain.formatting import format_duration, is_missing
+from raytrain.formatting import format_duration
 from raytrain.naming import PRUNED
 
 
@@ -219,4 +219,4 @@ def _signed(value) -> str:
 
 
 def _duration(seconds) -> str:
-    return "-" if is_missing(seconds) else format_duration(seconds)
+    return "-" if pd.isna(seconds) else format_duration(seconds)

@@ -208,6 +208,22 @@ class TrainingRun:
             labels = torch.from_numpy(split.labels).long()
         return TensorSplit(images.to(self.device), labels.to(self.device))
 
+    def train_epoch(self, generator: torch.Generator) -> dict:
+        """One pass over the train split with this trial's model, optimiser and augmentation: the part
+        of run_epoch that trains (bench_vs_seed times it alone)."""
+        return train_one_epoch(
+            self.forward_model,
+            self.splits["train"],
+            augmenter=self.augmenter,
+            loss_fn=self.loss_fn,
+            optimizer=self.optimizer,
+            scheduler=self.scheduler,
+            batch_size=self.cfg.training.batch_size,
+            generator=generator,
+            sample_weights=self.sample_weights,
+            precision=self.precision,
+        )
+
     def run_epoch(self, epoch: int, state: TrainState) -> dict:
         cfg = self.cfg
         start = time.perf_counter()
@@ -216,18 +232,7 @@ class TrainingRun:
         torch.manual_seed(epoch_seed)  # dropout
         generator = torch.Generator(device=self.device).manual_seed(epoch_seed)
         set_backbone_trainable(self.model, epoch > cfg.training.freeze_epochs)
-        train = train_one_epoch(
-            self.forward_model,
-            self.splits["train"],
-            augmenter=self.augmenter,
-            loss_fn=self.loss_fn,
-            optimizer=self.optimizer,
-            scheduler=self.scheduler,
-            batch_size=cfg.training.batch_size,
-            generator=generator,
-            sample_weights=self.sample_weights,
-            precision=self.precision,
-        )
+        train = self.train_epoch(generator)
         lr = self.scheduler.get_last_lr()[0]
         if not np.isfinite(train["loss"]):
             raise FloatingPointError(

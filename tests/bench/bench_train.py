@@ -64,7 +64,7 @@ def main() -> None:
     def model_and_optimizer():
         torch.manual_seed(0)
         model = build_model(args.arch, 7, 1, cfg.model.dropout)
-        if use_channels_last(cpu, precision):  # as train.Trial does
+        if use_channels_last(cpu, precision):  # as TrainingRun does
             model = model.to(memory_format=torch.channels_last)
         return model, build_optimizer(model, cfg.training)
 

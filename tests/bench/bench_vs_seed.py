@@ -36,7 +36,6 @@ from bench_data import load_gray, seed_transform  # noqa: E402
 
 from raytrain.config import load_config  # noqa: E402
 from raytrain.data import generate_synthetic, load_dataset  # noqa: E402
-from raytrain.training.loop import train_one_epoch  # noqa: E402
 from raytrain.training.models import build_model  # noqa: E402
 from raytrain.training.numerics import cpu_has_native_bf16  # noqa: E402
 from raytrain.training.trainable import TrainingRun  # noqa: E402
@@ -78,18 +77,7 @@ def raytrain_rate(dataset, cfg) -> callable:
     trial = TrainingRun(cfg, dataset)
 
     def epoch() -> float:
-        stats = train_one_epoch(
-            trial.forward_model,
-            trial.splits["train"],
-            augmenter=trial.augmenter,
-            loss_fn=trial.loss_fn,
-            optimizer=trial.optimizer,
-            scheduler=trial.scheduler,
-            batch_size=cfg.training.batch_size,
-            generator=torch.Generator().manual_seed(0),
-            sample_weights=trial.sample_weights,
-            precision=trial.precision,
-        )
+        stats = trial.train_epoch(torch.Generator().manual_seed(0))
         return stats["images"] / stats["seconds"]
 
     epoch.precision = trial.precision
