@@ -15,6 +15,16 @@ def test_synth_then_check_folders(tmp_path, run_cli):
     assert "happy" in result.out and "imbalance (max/min train count): 1.0" in result.out
 
 
+def test_synth_then_check_with_relative_paths_as_people_type_them(tmp_path, run_cli, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYTRAIN_CACHE_DIR", "cache")
+    assert run_cli("data", "synth", "data", "--per-class", "20", "--size", "16").code == 0
+    first, again = run_cli("data", "check", "data"), run_cli("data", "check", "data")  # decoded, then cached
+    assert first.code == 0 and "Traceback" not in first.err, first.err
+    assert again.code == 0 and again.out == first.out
+    assert list((tmp_path / "cache").glob("data-*.npz")), "the decoded dataset was not cached"
+
+
 def test_synth_csv_layout_loads_as_fer2013(tmp_path, run_cli):
     result = run_cli("data", "synth", tmp_path / "csv", "--layout", "csv", "--per-class", "10", "--size", "16")
     assert result.code == 0

@@ -76,12 +76,15 @@ def find_source(root: Path) -> Source:
         if root.suffix.lower() != ".csv":
             raise DatasetError(f"{root}: not a folder or a .csv file; pass a folder holding {layouts}")
         return CsvSource(root.resolve())
+    # list the images under the absolute root: the cache key holds each image's path relative to it,
+    # and a relative `data` (as people type it) would not be relative to /abs/data
+    root = root.resolve()
     split_dirs = _split_dirs(root)
     if "train" in split_dirs:
-        return _scan_folders(root.resolve(), split_dirs)
+        return _scan_folders(root, split_dirs)
     csvs = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
     if len(csvs) == 1:
-        return CsvSource(csvs[0].resolve())
+        return CsvSource(csvs[0])
     if len(csvs) > 1:
         names = ", ".join(p.name for p in csvs)
         raise DatasetError(f"{root}: holds {len(csvs)} csv files ({names}); pass the FER2013 csv file itself")
