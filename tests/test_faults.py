@@ -7,7 +7,9 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import signal
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -357,6 +359,129 @@ def test_a_disk_that_fills_during_the_sweep_fails_that_trial_and_resume_finishes
     assert snapshot(runs / done) == kept, "what was published before the disk filled changed"
     statuses = [(r["experiment"], r["status"]) for r in artifacts.read_log(runs)]
     assert statuses.count((done, "completed")) == 1 and statuses[-1] == (full, "completed")
+
+
+# --- a trial that fails on a user error: one line, no retries -------------------------------------------
+
+
+def torch_home_with_weights(tmp_path: Path, arch: str = "resnet18") -> Path:
+    """A TORCH_HOME whose cache holds `arch`'s ImageNet weights file (its name is all the planner
+    checks). Set in a test after the session's Ray started, it is seen by the planner in this process
+    and not by the trials, whose workers keep Ray's environment: a cluster node without the file."""
+    import torchvision
+
+    url = torchvision.models.get_model_weights(arch).DEFAULT.url
+    cache = tmp_path / "torch" / "hub" / "checkpoints"
+    cache.mkdir(parents=True)
+    (cache / url.rsplit("/", 1)[-1]).write_bytes(b"not weights: the trial never reads this copy")
+    return tmp_path / "torch"
+
+
+def test_a_local_sweep_needing_missing_weights_is_refused_before_ray_starts(tmp_path, monkeypatch, run_cli):
+    from tests.conftest import write_config
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "empty-torch-home"))
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    configs = tmp_path / "configs"
+    write_config(configs, "fine")
+    write_config(configs, "needs_weights", model="pretrained: true")
+    write_config(configs, "also_needs", model="pretrained: true")
+    monkeypatch.chdir(tmp_path)
+    result = run_cli("sweep", "configs", "--data-root", "data", "--runs-dir", "runs", "--yes")
+    assert result.code == 2, result.err
+    assert_no_traceback(result)
+    [problem] = result.err.removeprefix("error: ").split("\n", 1)[:1]
+    assert problem.startswith("configs/also_needs.yaml, configs/needs_weights.yaml: model.pretrained: ImageNet weights")
+    assert "(needed by also_needs, needs_weights)" in result.err and "model.pretrained: false" in result.err
+    assert not (tmp_path / "runs").exists(), "nothing is written before the check"
+
+
+def test_retrying_cannot_fix_a_user_error_from_a_trial_but_can_fix_the_rest():
+    from ray.exceptions import RayTaskError
+
+    from raytrain.errors import ModelError, OutOfGPUMemory
+    from raytrain.sweeps.failures import retrying_cannot_fix
+
+    def from_trial(err: Exception) -> Exception:  # what the driver gets back from a trial's train()
+        return RayTaskError("train", "Traceback ...", err).as_instanceof_cause()
+
+    assert retrying_cannot_fix(from_trial(ModelError("model.pretrained: weights missing")))
+    assert retrying_cannot_fix(from_trial(OutOfGPUMemory("out of GPU memory at training.batch_size 512")))
+    assert not retrying_cannot_fix(from_trial(OSError(5, "Input/output error")))
+    assert not retrying_cannot_fix(from_trial(RuntimeError("CUDA error: an illegal memory access")))
+
+
+def test_a_trial_failing_on_a_user_error_says_one_line_and_is_not_retried(
+    ray_session, synthetic_root, tmp_path, monkeypatch, capfd
+):
+    from raytrain.cli import main
+    from tests.conftest import write_config
+
+    monkeypatch.setenv("TORCH_HOME", str(torch_home_with_weights(tmp_path)))
+    config = write_config(tmp_path / "configs", "broken", model="pretrained: true")
+    runs = tmp_path / "runs"
+    code = main(["run", str(config), "--data-root", str(synthetic_root), "--runs-dir", str(runs)])
+    out, err = capfd.readouterr()  # file descriptors: whatever Ray prints, not only Python's sys.stdout
+    assert code == 1
+    console = (out + err).splitlines()
+    after_plan = console[next(i for i, line in enumerate(console) if line.startswith("run 1 trial(s)")) + 1 :]
+    assert len(after_plan) <= 8, "\n".join(console)
+    text = "\n".join(console)
+    for ray_noise in ("Traceback", "Trial task failed", "Trials did not complete", "ray::", 'File "'):
+        assert ray_noise not in text, text
+    error_file = next(runs.glob("_tune/*/broken_*/error.txt"))
+    assert [line for line in after_plan if line.startswith("[broken] FAILED: ModelError: model.pretrained:")]
+    assert "  FAILED broken: ModelError: model.pretrained: ImageNet weights for 'resnet18' not found" in text
+    assert f"(full traceback: {error_file})" in text, "the summary names the error file"
+    assert error_file.read_text().startswith("Failure # 1 "), "a user error was retried"
+    assert error_file.read_text().count("Failure # ") == 1, "a user error was retried"
+    assert 'File "' in error_file.read_text(), "the traceback is kept where the line points"
+
+
+# --- a runs folder moved between the kill and the resume ---------------------------------------------
+
+
+def test_a_moved_runs_folder_resumes_and_publishes_where_it_is_now(subprocesses, synthetic_root, tmp_path):
+    from tests.test_resume import slow_has_checkpointed_twice, start, trial_results, wait_for
+
+    first_home, second_home = tmp_path / "A", tmp_path / "B"
+    for home in (first_home, second_home):
+        home.mkdir()
+    config = first_home / "slow.yaml"
+    config.write_text(
+        f"extends: {Path(__file__).resolve().parent.parent / 'configs/demo/baseline_small.yaml'}\n"
+        "name: slow\ntraining: {epochs: 10, batch_size: 16}\ndata: {img_size: 24}\nother: {patience: 20, workers: 1}\n"
+    )
+    old_runs = first_home / "runs"
+    driver = start(["run", "slow.yaml", "--data-root", str(synthetic_root), "--runs-dir", "runs"], first_home)
+    try:
+        wait_for(lambda: slow_has_checkpointed_twice(old_runs), 240, "slow to checkpoint")
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert max(r["epoch"] for r in trial_results(old_runs, "slow")) < 10, "slow finished before the kill"
+    shutil.move(old_runs, second_home / "runs")
+    assert not old_runs.exists()
+
+    resumed = subprocesses.run(
+        [sys.executable, "-m", "raytrain", "resume", "--runs-dir", "runs"],
+        cwd=second_home,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(tmp_path / "cache")),
+    )
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    assert "1 completed, 0 failed, 0 unfinished" in resumed.stdout
+    new_runs = second_home / "runs"
+    assert not old_runs.exists(), f"the resume wrote into the old place: {sorted(old_runs.rglob('*'))[:10]}"
+    assert artifacts.is_complete(new_runs, "slow")
+    [record] = artifacts.read_log(new_runs)
+    assert record["experiment"] == "slow" and record["status"] == "completed"
+    assert list((new_runs / "_tune").glob("*/slow/events.out.tfevents.*")), "TensorBoard events are elsewhere"
+    assert results.load(new_runs).set_index("experiment").loc["slow", "status"] == "completed"
 
 
 # --- reading a failed sweep after the fact -----------------------------------------------------------

@@ -157,8 +157,9 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(subproce
 
 
 def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, synthetic_root, tmp_path):
-    """A trial that failed (ImageNet weights missing) is retried by `raytrain resume` after the
-    user puts the weights in the torch cache; the finished one is left alone."""
+    """A trial that failed (its ImageNet weights file is torn) fails at once, without Tune's retries,
+    and is retried by `raytrain resume` after the user puts whole weights in the torch cache; the
+    finished one is left alone."""
     import torch
     import torchvision
 
@@ -167,6 +168,10 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, syn
     write_config_like(configs, "needs_weights", "model: {pretrained: true}\n")
     runs = tmp_path / "runs"
     env = dict(os.environ, TORCH_HOME=str(tmp_path / "torch"), RAYTRAIN_CACHE_DIR=str(tmp_path / "cache"))
+    # where torchvision would have downloaded them: $TORCH_HOME/hub/checkpoints/<file of the URL>
+    weights = tmp_path / "torch" / "hub" / "checkpoints" / Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name
+    weights.parent.mkdir(parents=True)
+    weights.write_bytes(b"PK\x03\x04 the first bytes of a copy that stopped here")  # the planner sees a file
     command = [sys.executable, "-m", "raytrain"]
     first = subprocesses.run(
         [*command, "sweep", str(configs), "--data-root", str(synthetic_root), "--runs-dir", str(runs), "--yes"],
@@ -177,11 +182,12 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, syn
         cwd=tmp_path,
     )
     assert first.returncode == 1 and "FAILED needs_weights" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
+    assert f"{weights} does not hold 'resnet18'" in first.stdout and "delete it and copy it again" in first.stdout
+    assert "Traceback" not in first.stdout + first.stderr
+    [error_txt] = runs.glob("_tune/*/needs_weights_*/error.txt")
+    assert error_txt.read_text().count("Failure # ") == 1, "a user error was retried"
     fine_results = trial_results(runs, "fine")
 
-    # where torchvision would have downloaded them: $TORCH_HOME/hub/checkpoints/<file of the URL>
-    weights = tmp_path / "torch" / "hub" / "checkpoints" / Path(torchvision.models.ResNet18_Weights.DEFAULT.url).name
-    weights.parent.mkdir(parents=True)
     torch.save(torchvision.models.resnet18().state_dict(), weights)
 
     resumed = subprocesses.run(

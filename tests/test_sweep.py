@@ -238,12 +238,15 @@ def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, t
     assert result.code == 0 and "nothing to run" in result.out
 
 
-def test_a_failing_trial_is_retried_then_marked_failed_and_the_others_finish(
-    subprocesses, ray_session, synthetic_root, tmp_path, run_cli
+def test_a_failing_trial_is_marked_failed_and_the_others_finish(
+    subprocesses, ray_session, synthetic_root, tmp_path, run_cli, monkeypatch
 ):
+    from tests.test_faults import torch_home_with_weights
+
     configs = tmp_path / "configs"
     write_config(configs, "healthy")
-    # ImageNet weights are not in this machine's torch cache: the trial itself fails, every retry
+    # the planner finds ImageNet weights here; the trial's worker does not: the trial itself fails
+    monkeypatch.setenv("TORCH_HOME", str(torch_home_with_weights(tmp_path)))
     write_config(configs, "broken", model="pretrained: true")
     runs = tmp_path / "runs"
     result = run_cli(*sweep_args([configs], synthetic_root, runs, "--yes"))

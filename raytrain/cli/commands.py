@@ -6,6 +6,7 @@ torch; compare: no pydantic).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         return 0
     if args.data_root is None:
         raise UserError("--data-root is required: a folder of train/<class>/ images or a FER2013 csv")
+    if not (args.address or os.environ.get("RAY_ADDRESS")):
+        _require_pretrained_weights(plan.to_run)  # a local sweep's trials run here: check this machine
     from raytrain.sweeps import driver
     from raytrain.sweeps.outcome import interrupted_sweep
     from raytrain.sweeps.settings import SweepSettings, require_writable, sweep_file
@@ -95,6 +98,28 @@ def cmd_sweep(args: argparse.Namespace) -> int:
         verbose=args.verbose,
     )
     return _finish(driver.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
+
+
+def _require_pretrained_weights(trials) -> None:
+    """Every trial that would fail for want of ImageNet weights in the torch cache, as one error before
+    Ray starts. torch is imported only when a config asks for pretrained weights."""
+    needing: dict[str, list] = {}
+    for trial in trials:
+        if trial.config.model.pretrained:
+            needing.setdefault(trial.config.model.arch, []).append(trial)
+    if not needing:
+        return
+    from raytrain.config import ConfigError
+    from raytrain.training.models import missing_pretrained_weights
+
+    problems = []
+    for arch, planned in needing.items():
+        problem = missing_pretrained_weights(arch)
+        if problem:
+            sources = ", ".join(sorted({str(t.source) for t in planned}))
+            problems.append(f"{sources}: {problem} (needed by {', '.join(t.name for t in planned)})")
+    if problems:
+        raise ConfigError(problems)
 
 
 def _tracking(args: argparse.Namespace) -> dict:

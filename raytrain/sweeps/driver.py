@@ -24,13 +24,14 @@ from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE
 from raytrain.sweeps import storage as tune_storage
+from raytrain.sweeps.failures import fail_user_errors_at_once
 from raytrain.sweeps.outcome import SweepOutcome, summarize
 from raytrain.sweeps.plan import SweepPlan
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
 from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
 from raytrain.sweeps.publisher import RunsPublisher, publish_unpublished
 from raytrain.sweeps.repair import LostCheckpointRepair
-from raytrain.sweeps.settings import SweepError, SweepSettings, sweep_file, unwritable
+from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, sweep_file, unwritable
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
@@ -106,7 +107,10 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     """Run (or restore) the sweep's Tuner to the end or to Ctrl+C / SIGTERM. Trials are published to
     runs/ by the callback as each one finishes, so an interrupted sweep loses no finished trial.
     `verbose`: Ray's own output too (Tune's tables, worker logs), not only raytrain's lines."""
+    register_running(settings)  # where the callbacks publish, whatever a restored pickle says
     _connect(settings.address, verbose=verbose)
+    _quiet_ray_internals(quiet=not verbose)
+    fail_user_errors_at_once()
     datasets = _load_datasets(settings)
     trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
@@ -217,9 +221,9 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
             # are saved with the Tune experiment, so `resume` continues the same trackers
             callbacks=[
                 EpochLines(),
-                RunsPublisher(settings.runs_dir, settings.name),
+                RunsPublisher(settings.name),
                 LostCheckpointRepair(),
-                *tracker_callbacks(settings.runs_dir, settings.name, settings.tracking),
+                *tracker_callbacks(settings.name, settings.tracking),
                 SweepProgress(len(settings.planned_names()), settings.experiments[0]["training"]["epochs"]),
             ],
             # EpochLines prints a line per epoch and SweepProgress the status, instead of Tune's tables
@@ -296,6 +300,25 @@ def _connect(address: str | None, *, verbose: bool = False) -> None:
             # send its token unless told to (docs/ray-notes.md); without it the connection fails after ~20 s
             os.environ.setdefault("RAY_AUTH_MODE", "token")
         ray.init(address=address, log_to_driver=verbose, configure_logging=False)
+
+
+def _quiet_ray_internals(*, quiet: bool) -> None:
+    """Without --verbose the console is raytrain's: a failed trial is one `FAILED` line naming its
+    error.txt, which holds the traceback. Ray's own reports of the same failure are left out: Tune's
+    "Trial task failed" traceback (an environment switch read when fit() starts), its closing "Trials
+    did not complete" line, and the errors the cluster pushes to every driver (a node lost, with the
+    raylet's state dump), which Ray prints however log_to_driver is set (docs/ray-notes.md).
+    Set both ways, so a later sweep in the same process (a notebook, the tests) gets what it asks."""
+    os.environ["TUNE_PRINT_ALL_TRIAL_ERRORS"] = "0" if quiet else "1"
+    tune_logger = logging.getLogger("ray.tune.tune")
+    tune_logger.removeFilter(_drop_incomplete_trials_line)
+    if quiet:
+        tune_logger.addFilter(_drop_incomplete_trials_line)
+    ray._private.worker._worker_logs_enabled = not quiet
+
+
+def _drop_incomplete_trials_line(record: logging.LogRecord) -> bool:
+    return not str(record.msg).startswith("Trials did not complete")
 
 
 @contextmanager

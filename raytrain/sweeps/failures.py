@@ -1,15 +1,22 @@
-"""A failed trial in one line: the message of the exception that ended it, read from the error.txt
-Tune saved beside the trial, and where the whole traceback is. The publisher logs it and the
-outcome prints it, so it lives here, where both import it.
+"""A failed trial: whether running it again can help, and its failure in one line.
+
+Retries: a trial that raises one of raytrain's user errors (a bad config or dataset, missing model
+weights, a batch that does not fit in GPU memory) fails at once; anything else (a lost node, an I/O
+error) keeps Tune's retries. The one line: the message of the exception that ended it, read from the
+error.txt Tune saved beside the trial, and where the whole traceback is. The publisher logs it and
+the outcome prints it, so it lives here, where both import it.
 """
 
 from __future__ import annotations
 
+import functools
 import re
 from pathlib import Path
 
 import ray
+from ray.tune.execution.tune_controller import TuneController
 
+from raytrain.errors import UserError
 from raytrain.sweeps import storage as tune_storage
 
 # a failure's one-line reason (summary, experiment_log.jsonl): enough for the longest of raytrain's
@@ -70,3 +77,38 @@ def failure_reason(error_text: str) -> str:
     if len(message) > MAX_REASON_CHARS:
         message = message[: MAX_REASON_CHARS - 1].rsplit(" ", 1)[0] + " …"
     return message
+
+
+def retrying_cannot_fix(exception: BaseException) -> bool:
+    """Whether a trial's failure is one of raytrain's user errors, which fail the same way on every
+    try. Ray hands the driver the trial's exception as a RayTaskError that is also an instance of the
+    original class; `cause` is that original where the dual class could not be made."""
+    return isinstance(exception, UserError) or isinstance(getattr(exception, "cause", None), UserError)
+
+
+def fail_user_errors_at_once() -> None:
+    """Make Tune fail a trial at its first user error instead of retrying it MAX_FAILURES times.
+
+    Tune has no setting for it: FailureConfig.max_failures counts every failure alike, and Tune
+    decides whether to retry (Trial.should_recover) before any callback hears of the failure. So the
+    one place that sees the exception first, TuneController._process_trial_failure, is wrapped: for a
+    user error the trial's limit is lowered to its failures so far while Tune counts this one and
+    decides, then put back, so a later `resume` retries a lost node as before (docs/ray-notes.md).
+    Idempotent; the driver calls it before each fit()."""
+    original = TuneController._process_trial_failure
+    if getattr(original, "raytrain_no_retry", False):
+        return
+
+    @functools.wraps(original)
+    def process_trial_failure(controller, trial, exception):
+        if not retrying_cannot_fix(exception):
+            return original(controller, trial, exception)
+        limit = trial.max_failures
+        trial.max_failures = trial.run_metadata.num_failures
+        try:
+            return original(controller, trial, exception)
+        finally:
+            trial.max_failures = limit
+
+    process_trial_failure.raytrain_no_retry = True
+    TuneController._process_trial_failure = process_trial_failure

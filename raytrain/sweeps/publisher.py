@@ -1,6 +1,7 @@
 """Publishing, in the driver: as each trial finishes, its artifacts go to runs/<experiment>/ and one
 line to runs/experiment_log.jsonl, then its Tune checkpoints are pruned to the small files.
-A Tune callback, pickled with the experiment: `resume` continues with the same one.
+A Tune callback, pickled with the experiment: `resume` continues with the same one, which finds the
+runs folder where the sweep is now (settings.running), not where it was when it was pickled.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from raytrain.results import index as results_index
 from raytrain.sweeps.failures import error_summary
 from raytrain.sweeps.policy import stopped_by_scheduler
 from raytrain.sweeps.progress import EpochLines
-from raytrain.sweeps.settings import SweepSettings
+from raytrain.sweeps.settings import SweepSettings, running
 from raytrain.sweeps.tune_state import tune_trials
 from raytrain.training import checkpoints
 
@@ -34,7 +35,7 @@ def published(runs_dir: str | Path, experiment: str) -> bool:
 def publish_unpublished(settings: SweepSettings) -> None:
     """Publish every trial Tune finished that is not whole in runs/: its publishing failed (a full
     disk) or the folder was damaged since. The trial's last checkpoint holds every artifact."""
-    publisher = RunsPublisher(settings.runs_dir, settings.name)
+    publisher = RunsPublisher(settings.name)
     for trial in tune_trials(settings) or []:
         if trial.status == "TERMINATED" and not published(settings.runs_dir, trial.config[EXPERIMENT_KEY]["name"]):
             publisher.on_trial_complete(None, [], trial)
@@ -46,10 +47,14 @@ class RunsPublisher(tune.Callback):
     a trial finish again (it finished just before the kill) logs it once; a failed trial that a
     resume retries successfully gets its completed line after the failed one."""
 
-    def __init__(self, runs_dir: str, sweep: str):
-        self.runs_dir = Path(runs_dir)
+    def __init__(self, sweep: str):
         self.sweep = sweep
         self.commit = git_commit()
+
+    @property
+    def runs_dir(self) -> Path:
+        # a property: also over the runs_dir that publishers pickled before raytrain 0.2.1 hold
+        return Path(running(self.sweep).runs_dir)
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         experiment = trial.config[EXPERIMENT_KEY]

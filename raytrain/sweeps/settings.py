@@ -74,6 +74,25 @@ class SweepSettings:
         return self
 
 
+# The sweeps this driver process runs, by name, as they apply here and now. Tune pickles the callbacks
+# into the Tune experiment and `resume` gets them back as they were, paths and all; a runs folder moved
+# since must not send results back to where it was. So the callbacks keep only the sweep's name and
+# look its folders up here, where run_sweep put the settings it was given.
+_RUNNING: dict[str, SweepSettings] = {}
+
+
+def register_running(settings: SweepSettings) -> None:
+    _RUNNING[settings.name] = settings
+
+
+def running(sweep: str) -> SweepSettings:
+    """The settings of sweep `sweep`, which this process is running (run_sweep registered them)."""
+    try:
+        return _RUNNING[sweep]
+    except KeyError:
+        raise RuntimeError(f"sweep {sweep} is not running in this process: run_sweep registers it") from None
+
+
 def sweep_file(runs_dir: Path, name: str) -> Path:
     return Path(runs_dir) / artifacts.TUNE_DIR / f"{name}{SWEEP_FILE_SUFFIX}"
 

@@ -20,6 +20,7 @@ from ray import tune
 from raytrain import artifacts
 from raytrain.errors import UserError
 from raytrain.naming import EXPERIMENT_KEY, FAILED, REPLAYED, first_line
+from raytrain.sweeps.settings import running
 
 # per-epoch keys without a "/" that are still metrics; the rest of Tune's result (time_this_iter_s,
 # pid, training_iteration, ...) is Tune's bookkeeping
@@ -95,19 +96,24 @@ class Tracker(tune.Callback):
 
     name = "tracker"
 
-    def __init__(self, runs_dir: str, sweep: str):
-        self.runs_dir = str(runs_dir)
+    def __init__(self, sweep: str):
         self.sweep = sweep
         self.down = False
 
+    @property
+    def runs_dir(self) -> str:
+        """Where the sweep's runs folder is now, not where it was when Tune pickled this tracker."""
+        return running(self.sweep).runs_dir
+
     def __getstate__(self) -> dict:
-        return {"runs_dir": self.runs_dir, "sweep": self.sweep, **self.settings()}
+        return {"sweep": self.sweep, **self.settings()}
 
     def __setstate__(self, state: dict) -> None:
+        state.pop("runs_dir", None)  # pickled before raytrain 0.2.1: the folder as it was then
         self.__init__(**state)
 
     def settings(self) -> dict:
-        """The constructor's own arguments besides runs_dir and sweep."""
+        """The constructor's own arguments besides sweep."""
         return {}
 
     def setup(self, **info) -> None:
@@ -168,18 +174,18 @@ def check_trackers(tracking: dict | None) -> None:
         check_wandb(tracking["wandb"])
 
 
-def tracker_callbacks(runs_dir: str, sweep: str, tracking: dict | None) -> list[tune.Callback]:
+def tracker_callbacks(sweep: str, tracking: dict | None) -> list[tune.Callback]:
     """TensorBoard always (tensorboardX comes with ray[tune]); MLflow and W&B when asked for."""
     from raytrain.trackers.tensorboard_tracker import TensorBoardTracker
 
     tracking = tracking or {}
-    callbacks: list[tune.Callback] = [TensorBoardTracker(runs_dir, sweep)]
+    callbacks: list[tune.Callback] = [TensorBoardTracker(sweep)]
     if tracking.get("mlflow"):
         from raytrain.trackers.mlflow_tracker import MLflowTracker
 
-        callbacks.append(MLflowTracker(runs_dir, sweep, uri=tracking["mlflow"]))
+        callbacks.append(MLflowTracker(sweep, uri=tracking["mlflow"]))
     if tracking.get("wandb"):
         from raytrain.trackers.wandb_tracker import WandbTracker
 
-        callbacks.append(WandbTracker(runs_dir, sweep, project=tracking["wandb"]))
+        callbacks.append(WandbTracker(sweep, project=tracking["wandb"]))
     return callbacks

@@ -63,8 +63,8 @@ def check_mlflow(uri: str) -> None:
 class MLflowTracker(Tracker):
     name = "MLflow"
 
-    def __init__(self, runs_dir: str, sweep: str, uri: str):
-        super().__init__(runs_dir, sweep)
+    def __init__(self, sweep: str, uri: str):
+        super().__init__(sweep)
         self.uri = uri
         self.client = None
         self.experiment_id: str | None = None

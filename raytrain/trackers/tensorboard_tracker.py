@@ -31,8 +31,8 @@ HPARAM_METRICS = (
 class TensorBoardTracker(Tracker, TBXLoggerCallback):
     name = "TensorBoard"
 
-    def __init__(self, runs_dir: str, sweep: str):
-        Tracker.__init__(self, runs_dir, sweep)
+    def __init__(self, sweep: str):
+        Tracker.__init__(self, sweep)
         self.writers: dict[str, object] = {}  # trial id -> SummaryWriter
 
     def folder(self, trial) -> Path:

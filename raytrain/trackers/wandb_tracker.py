@@ -52,8 +52,8 @@ def run_id(sweep: str, experiment: str) -> str:
 class WandbTracker(Tracker):
     name = "W&B"
 
-    def __init__(self, runs_dir: str, sweep: str, project: str):
-        super().__init__(runs_dir, sweep)
+    def __init__(self, sweep: str, project: str):
+        super().__init__(sweep)
         self.project = project
         self.runs: dict[str, object] = {}  # trial id -> wandb Run
 

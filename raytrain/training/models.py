@@ -7,6 +7,7 @@ lookup (nothing is ever downloaded). Must not import ray, config, data or the tr
 from __future__ import annotations
 
 import os
+import pickle
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -15,16 +16,13 @@ import torchvision
 from torch import nn
 
 from raytrain.config.model_names import is_classification_model, unknown_model_message
-from raytrain.errors import UserError
+from raytrain.errors import ModelError
+from raytrain.naming import first_line
 
 # torchvision builds every classification model with ImageNet's 1000 outputs unless told otherwise;
 # the head search checks for it so a model whose last Linear is not the classifier fails loudly.
 IMAGENET_CLASSES = 1000
 RGB = 3
-
-
-class ModelError(UserError):
-    """An architecture that cannot be built as asked (unknown name, missing pretrained weights)."""
 
 
 def build_model(
@@ -48,7 +46,16 @@ def build_model(
     if pretrained:
         weights = torchvision.models.get_model_weights(arch).DEFAULT
         _require_cached(arch, weights)
-    model = torchvision.models.get_model(arch, weights=weights)
+    try:
+        model = torchvision.models.get_model(arch, weights=weights)
+    except (RuntimeError, pickle.UnpicklingError, EOFError) as err:
+        if weights is None:
+            raise
+        # a torn copy, another file under the same name, or weights for another architecture
+        raise ModelError(
+            f"model.pretrained: {_cache_path(weights)} does not hold {arch!r}'s ImageNet weights "
+            f"({first_line(err, 200, typed=True)}); delete it and copy it again from {weights.url}"
+        ) from err
     _drop_aux_heads(model)
     _replace_head(model, arch, num_classes, dropout)
     if in_channels == 1:
@@ -119,10 +126,22 @@ def _cache_path(weights: torchvision.models.WeightsEnum) -> Path:
 
 def _require_cached(arch: str, weights: torchvision.models.WeightsEnum) -> None:
     """Raise unless the weights file is in the cache: get_model would otherwise try to download it."""
+    problem = _missing_weights_message(arch, weights)
+    if problem:
+        raise ModelError(problem)
+
+
+def missing_pretrained_weights(arch: str) -> str | None:
+    """Why `model.pretrained: true` cannot build `arch` on this machine (its ImageNet weights are not
+    in the torch cache), or None. For planning a local sweep, before any trial starts."""
+    return _missing_weights_message(arch, torchvision.models.get_model_weights(arch).DEFAULT)
+
+
+def _missing_weights_message(arch: str, weights: torchvision.models.WeightsEnum) -> str | None:
     path = _cache_path(weights)
     if path.is_file():
-        return
-    raise ModelError(
+        return None
+    return (
         f"model.pretrained: ImageNet weights for {arch!r} not found: {path} is missing, and raytrain "
         f"never downloads. On a machine with internet run\n"
         f"    curl -L -o {path.name} {weights.url}\n"

@@ -33,6 +33,7 @@ from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import FERDataset, class_weights, sampler_weights
 from raytrain.data.cache import default_cache_dir
+from raytrain.errors import OutOfGPUMemory
 from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED
 from raytrain.training import best_weights, checkpoints
 from raytrain.training.augment import BatchAugmenter
@@ -131,10 +132,6 @@ def _rank_of_finished(last: dict) -> float:
 
 def _rank(state: TrainState, *, holds: bool) -> float:
     return checkpoint_rank(state.best_saved_epoch, holds_best_weights=holds)
-
-
-class OutOfGPUMemory(RuntimeError):
-    """A trial's batch does not fit in its share of the GPU; the message says what to change."""
 
 
 def out_of_memory_message(cfg: ExperimentConfig) -> str:
