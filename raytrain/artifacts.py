@@ -124,16 +124,22 @@ def is_complete(runs_dir: Path, experiment: str) -> bool:
 
 
 def publish_experiment(runs_dir: Path, experiment: str, trial_files: Path, config_yaml: str) -> Path:
-    """Copy a trial's artifacts from its checkpoint folder into runs/<experiment>/, each atomically.
+    """Copy a trial's artifacts from its checkpoint folder into runs/<experiment>/, each atomically,
+    and remove those of an earlier run that this one does not have (a --force re-run on data without
+    a test split must not keep the old model's test scores).
 
     config.yaml goes last: is_complete() reads it as the sign that everything else is there.
     """
     folder = experiment_dir(runs_dir, experiment)
     for name in TRIAL_ARTIFACTS:
         source = Path(trial_files) / name
-        if name != CONFIG and source.is_file():
+        if name == CONFIG:
+            continue
+        if source.is_file():
             with atomic_path(folder / name) as tmp:
                 tmp.write_bytes(source.read_bytes())
+        else:
+            (folder / name).unlink(missing_ok=True)
     write_text(folder / CONFIG, config_yaml)
     return folder
 

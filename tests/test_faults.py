@@ -484,6 +484,48 @@ def test_a_moved_runs_folder_resumes_and_publishes_where_it_is_now(subprocesses,
     assert results.load(new_runs).set_index("experiment").loc["slow", "status"] == "completed"
 
 
+# --- --force and resources -----------------------------------------------------------------------------
+
+
+def test_publishing_again_removes_what_the_new_run_does_not_write(tmp_path):
+    """A --force re-run on data without a test split: the old model's test scores must not stay."""
+    earlier, later, runs = tmp_path / "earlier", tmp_path / "later", tmp_path / "runs"
+    for folder, names in ((earlier, artifacts.TRIAL_ARTIFACTS), (later, artifacts.REQUIRED_ARTIFACTS)):
+        folder.mkdir()
+        for name in names:
+            (folder / name).write_text(f"{folder.name} {name}")
+    artifacts.publish_experiment(runs, "alpha", earlier, "config: earlier\n")
+    assert (runs / "alpha" / artifacts.TEST_METRICS).read_text() == f"earlier {artifacts.TEST_METRICS}"
+    artifacts.publish_experiment(runs, "alpha", later, "config: later\n")
+    assert sorted(p.name for p in (runs / "alpha").iterdir()) == sorted(artifacts.REQUIRED_ARTIFACTS)
+    assert (runs / "alpha" / artifacts.BEST_WEIGHTS).read_text() == f"later {artifacts.BEST_WEIGHTS}"
+    assert (runs / "alpha" / artifacts.CONFIG).read_text() == "config: later\n"
+
+
+def test_resources_decide_which_interrupted_sweep_a_command_is(tmp_path):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "configs", "alpha")
+    named = {cpus: plan_sweep([config], runs_dir=tmp_path / "runs", cpus_per_trial=cpus).name for cpus in (64, 1)}
+    assert named[64] != named[1], "the corrected command would offer to resume the sweep that asked for 64 CPUs"
+    assert plan_sweep([config], runs_dir=tmp_path / "runs", cpus_per_trial=1).name == named[1]
+
+
+def test_resources_no_node_has_are_an_error_before_any_trial(ray_session, synthetic_root, tmp_path, run_cli):
+    from tests.conftest import write_config
+
+    config = write_config(tmp_path / "configs", "greedy")
+    runs = tmp_path / "runs"
+    result = run_cli("run", config, "--data-root", synthetic_root, "--runs-dir", runs, "--set", "resources.cpu=64")
+    assert result.code == 2
+    assert_no_traceback(result)
+    assert (
+        "greedy: resources.cpu: asks for 64 CPU per trial, but the largest node of the Ray cluster has 2" in result.err
+    )
+    assert "--cpus-per-trial" in result.err
+    assert not list(runs.rglob("*.sweep.json")) and not artifacts.read_log(runs), "a sweep was recorded"
+
+
 # --- reading a failed sweep after the fact -----------------------------------------------------------
 
 

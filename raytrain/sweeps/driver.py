@@ -111,6 +111,7 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     _connect(settings.address, verbose=verbose)
     _quiet_ray_internals(quiet=not verbose)
     fail_user_errors_at_once()
+    _require_resources_fit(settings.experiments)
     datasets = _load_datasets(settings)
     trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
@@ -359,6 +360,26 @@ def _with_concrete_resources(config: ExperimentConfig) -> dict:
         )
     data["resources"] = {"cpu": config.resources.cpu, "gpu": gpu}
     return data
+
+
+def _require_resources_fit(experiments: list[dict]) -> None:
+    """Each trial's CPUs and GPUs on one node of the cluster, or one error naming the trials that do
+    not fit: Tune would keep such a trial PENDING forever (a trial's resources are one placement-group
+    bundle, so they must fit on a single node). Checked on `resume` too: the cluster may have changed."""
+    nodes = [node.get("Resources", {}) for node in ray.nodes() if node.get("Alive")]
+    largest = {kind: max((node.get(kind, 0) for node in nodes), default=0) for kind in ("CPU", "GPU")}
+    problems = []
+    for experiment in experiments:
+        for key, kind, flag in (("cpu", "CPU", "--cpus-per-trial"), ("gpu", "GPU", "--gpus-per-trial")):
+            asked = experiment["resources"][key]
+            if asked > largest[kind]:
+                problems.append(
+                    f"{experiment['name']}: resources.{key}: asks for {asked:g} {kind} per trial, but the largest node "
+                    f"of the Ray cluster has {largest[kind]:g}; lower it ({flag} or resources.{key}), or connect to a "
+                    "cluster with larger nodes (--address)"
+                )
+    if problems:
+        raise SweepError(problems[0] if len(problems) == 1 else "\n".join(problems))
 
 
 @contextmanager

@@ -152,14 +152,17 @@ def _default_name(trials: list[PlannedTrial]) -> str:
 
 
 def _identity(trial: PlannedTrial) -> list:
+    # the resources too, though the config hash leaves them out (they do not change a result): a sweep
+    # that asked for more than the cluster has is not the one the corrected command should resume
+    identity = [
+        trial.name,
+        config_hash(trial.config),
+        json.dumps(trial.config.resources.model_dump(mode="json"), sort_keys=True),
+    ]
     # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
     if trial.adaptive:
-        return [
-            trial.name,
-            config_hash(trial.config),
-            json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True),
-        ]
-    return [trial.name, config_hash(trial.config)]
+        identity.append(json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True))
+    return identity
 
 
 STATUS_TEXT = {
