@@ -9,11 +9,17 @@ import sys
 
 import pytest
 
-from raytrain.sweeps.progress import CLEAR_LINE, StatusLineOutput, TrialState, sweep_status
+from raytrain.sweeps.progress import (
+    CLEAR_LINE,
+    StatusLineOutput,
+    TrialState,
+    counting_started_as_running,
+    sweep_status,
+)
 
 
-def state(name, status, done, planned=4, seconds_per_epoch=10.0, best=None) -> TrialState:
-    return TrialState(name, status, done, planned, done * seconds_per_epoch, best)
+def state(name, status, done, planned=4, seconds_per_epoch=10.0, best=None, cpu=1.0, gpu=0.0) -> TrialState:
+    return TrialState(name, status, done, planned, done * seconds_per_epoch, best, cpu, gpu)
 
 
 def test_counts_best_and_an_eta_from_the_epochs_left_and_the_epoch_times():
@@ -43,6 +49,27 @@ def test_before_any_epoch_there_is_no_eta_and_at_the_end_it_says_so():
     assert starting.eta_s is None and "best - " in starting.line(3) and "ETA -" in starting.line(3)
     ended = sweep_status([state("a", "TERMINATED", 4, best=0.4)], planned=1, epochs_per_unproposed=4)
     assert ended.line(60).endswith("1 min 00 s elapsed, ended")
+
+
+def test_a_trial_whose_process_is_starting_counts_as_running_not_pending():
+    # two CPUs, one-CPU trials: Tune starts b while a runs; b is PENDING until its process is up
+    trials = [state("a", "RUNNING", 0), state("b", "PENDING", 0), state("c", "PENDING", 0)]
+    status = sweep_status(counting_started_as_running(trials, {"CPU": 2.0}), planned=3, epochs_per_unproposed=1)
+    assert (status.running, status.pending) == (2, 1), "c waits for a CPU; b is being started"
+    # the ETA is shared by the two that run
+    timed = [state("a", "RUNNING", 1), state("b", "PENDING", 0), state("d", "TERMINATED", 1)]
+    eta = sweep_status(counting_started_as_running(timed, {"CPU": 2.0}), planned=3, epochs_per_unproposed=1).eta_s
+    assert eta == pytest.approx((3 + 4) * 10.0 / 2), "the epochs left of a and b, at 10 s each, two at a time"
+
+
+def test_started_trials_respect_gpus_fractions_and_the_concurrency_limit():
+    packed = [state(n, "PENDING", 0, cpu=0.6) for n in "abcd"]
+    assert [t.status for t in counting_started_as_running(packed, {"CPU": 1.8})] == ["RUNNING"] * 3 + ["PENDING"]
+    assert [t.status for t in counting_started_as_running(packed, {"CPU": 2.0}, max_concurrent=2)].count("RUNNING") == 2
+    gpu = [state("a", "RUNNING", 1, gpu=1.0), state("b", "PENDING", 0, gpu=1.0)]
+    assert counting_started_as_running(gpu, {"CPU": 16.0, "GPU": 1.0})[1].status == "PENDING", "the GPU is taken"
+    failed = [state("a", "ERROR", 1), state("b", "PENDING", 0)]
+    assert counting_started_as_running(failed, {"CPU": 1.0})[1].status == "RUNNING", "a failed trial frees its CPU"
 
 
 class Terminal(io.StringIO):

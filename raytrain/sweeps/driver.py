@@ -225,7 +225,11 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
                 RunsPublisher(settings.name),
                 LostCheckpointRepair(),
                 *tracker_callbacks(settings.name, settings.tracking),
-                SweepProgress(len(settings.planned_names()), settings.experiments[0]["training"]["epochs"]),
+                SweepProgress(
+                    len(settings.planned_names()),
+                    settings.experiments[0]["training"]["epochs"],
+                    settings.max_concurrent or (settings.search or {}).get("max_concurrent"),
+                ),
             ],
             # EpochLines prints a line per epoch and SweepProgress the status, instead of Tune's tables
             verbose=1 if verbose else 0,

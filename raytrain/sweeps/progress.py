@@ -8,11 +8,13 @@ and at most once a minute otherwise, so a log file stays readable.
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
 
+import ray
 from ray import tune
 
 from raytrain.formatting import format_duration
@@ -33,6 +35,8 @@ class TrialState:
     epochs_planned: int
     seconds: float  # training time so far
     best: float | None  # its best val macro F1 so far
+    cpu: float = 0.0  # what it asks of the cluster
+    gpu: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,36 @@ def sweep_status(trials: list[TrialState], planned: int, epochs_per_unproposed: 
     )
 
 
+def counting_started_as_running(
+    trials: list[TrialState], capacity: dict[str, float], max_concurrent: int | None = None
+) -> list[TrialState]:
+    """The trials with those being started counted as RUNNING. Tune calls a trial RUNNING only once
+    its process is up, which on a small machine is seconds of a one-epoch trial; until then it is
+    PENDING like one still waiting for resources. A pending trial that the free CPUs and GPUs (and
+    the concurrency limit) admit, taken in Tune's order, is one Tune is starting."""
+    running = [t for t in trials if t.status == "RUNNING"]
+    free = {
+        "cpu": capacity.get("CPU", 0.0) - sum(t.cpu for t in running),
+        "gpu": capacity.get("GPU", 0.0) - sum(t.gpu for t in running),
+    }
+    slots = len(trials) if max_concurrent is None else max_concurrent - len(running)
+    counted = []
+    for trial in trials:
+        # a little slack: fractional CPUs (0.6 per trial) add up to 1.7999999999999998
+        if (
+            trial.status == "PENDING"
+            and slots > 0
+            and trial.cpu <= free["cpu"] + 1e-9
+            and trial.gpu <= free["gpu"] + 1e-9
+        ):
+            trial = dataclasses.replace(trial, status="RUNNING")
+            free["cpu"] -= trial.cpu
+            free["gpu"] -= trial.gpu
+            slots -= 1
+        counted.append(trial)
+    return counted
+
+
 def trial_state(trial, status: str | None = None) -> TrialState:
     experiment = trial.config[EXPERIMENT_KEY]
     result = trial.last_result or {}
@@ -93,6 +127,8 @@ def trial_state(trial, status: str | None = None) -> TrialState:
         epochs_planned=int(experiment["training"]["epochs"]),
         seconds=float(result.get("time_total_s") or 0.0),
         best=float(best) if best is not None else None,
+        cpu=float(experiment["resources"]["cpu"]),
+        gpu=float(experiment["resources"]["gpu"] or 0.0),
     )
 
 
@@ -118,9 +154,10 @@ class SweepProgress(tune.Callback):
     """The status line of a running sweep. Holds only plain values: Tune pickles its callbacks with
     the experiment and a resumed sweep runs this same object again."""
 
-    def __init__(self, planned: int, epochs_per_trial: int):
+    def __init__(self, planned: int, epochs_per_trial: int, max_concurrent: int | None = None):
         self.planned = planned
         self.epochs_per_trial = epochs_per_trial
+        self.max_concurrent = max_concurrent
         self._reset()
 
     def _reset(self) -> None:
@@ -128,16 +165,22 @@ class SweepProgress(tune.Callback):
         self._last_drawn = self._last_printed = 0.0
         self._last_status: SweepStatus | None = None
         self._shown: StatusLineOutput | None = None
+        self._capacity: dict[str, float] = {}
 
     def __getstate__(self) -> dict:
-        return {"planned": self.planned, "epochs_per_trial": self.epochs_per_trial}
+        return {
+            "planned": self.planned,
+            "epochs_per_trial": self.epochs_per_trial,
+            "max_concurrent": self.max_concurrent,
+        }
 
     def __setstate__(self, state: dict) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"max_concurrent": None, **state})  # pickled before 0.2.1 without it
         self._reset()
 
     def setup(self, **info) -> None:
         self._reset()
+        self._capacity = ray.cluster_resources()
         if sys.stdout.isatty():
             self._shown = StatusLineOutput.install()
 
@@ -185,6 +228,7 @@ class SweepProgress(tune.Callback):
 
     def _status(self, trials, finished) -> SweepStatus:
         states = [trial_state(t, finished[1] if finished and t is finished[0] else None) for t in trials]
+        states = counting_started_as_running(states, self._capacity, self.max_concurrent)
         return sweep_status(states, self.planned, self.epochs_per_trial)
 
 
