@@ -526,6 +526,134 @@ def test_resources_no_node_has_are_an_error_before_any_trial(ray_session, synthe
     assert not list(runs.rglob("*.sweep.json")) and not artifacts.read_log(runs), "a sweep was recorded"
 
 
+# --- two commands on one runs folder ------------------------------------------------------------------
+
+
+def test_sweep_locks_refuse_a_second_holder_and_claimed_experiments(tmp_path):
+    import json
+    import socket
+
+    from raytrain.sweeps.locks import SweepBusy, hold_sweep, lock_file
+
+    runs = tmp_path / "runs"
+    with hold_sweep(runs, "sweep-a", ["alpha", "beta"]) as first:
+        assert first.refused == {} and first.previous is None
+        with pytest.raises(SweepBusy, match=rf"sweep sweep-a is already running \(PID {os.getpid()} on host "):
+            hold_sweep(runs, "sweep-a", ["alpha"])
+        with hold_sweep(runs, "sweep-b", ["beta", "gamma"]) as second:
+            assert list(second.refused) == ["beta"] and second.refused["beta"].host == socket.gethostname()
+            assert json.loads(lock_file(runs, "sweep-b").read_text())["experiments"] == ["gamma"]
+        with hold_sweep(runs, "sweep-c", ["alpha"], force=True) as forced:
+            assert forced.refused == {}, "--force runs it here too"
+    assert lock_file(runs, "sweep-a").read_text() == "", "released: nothing to take over"
+    with hold_sweep(runs, "sweep-b", ["beta"]) as again:
+        assert again.refused == {} and again.previous is None, "sweep-a is gone: its claims went with it"
+    # what a holder killed with -9 leaves: its record, with no lock on it
+    lock_file(runs, "sweep-d").write_text(json.dumps({"pid": 4242, "host": "h", "since": "t", "experiments": ["x"]}))
+    with hold_sweep(runs, "sweep-e", ["x"]) as other:
+        assert other.refused == {}, "a dead holder's claim held"
+    with hold_sweep(runs, "sweep-d", ["x"]) as taken_over:
+        assert taken_over.previous.pid == 4242
+
+
+def slow_config(folder: Path, name: str = "slow", epochs: int = 10) -> Path:
+    folder.mkdir(exist_ok=True)
+    path = folder / f"{name}_{epochs}.yaml"
+    path.write_text(
+        f"extends: {Path(__file__).resolve().parent.parent / 'configs/demo/baseline_small.yaml'}\n"
+        f"name: {name}\ntraining: {{epochs: {epochs}, batch_size: 16}}\ndata: {{img_size: 24}}\n"
+        "other: {patience: 20, workers: 1}\n"
+    )
+    return path
+
+
+def raytrain_here(subprocesses, cwd: Path, *args: str, timeout: float = 300):
+    return subprocesses.run(
+        [sys.executable, "-m", "raytrain", *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(cwd / "cache")),
+    )
+
+
+def test_one_writer_per_sweep_and_experiment_and_a_killed_holder_loses_its_lock(subprocesses, synthetic_root, tmp_path):
+    import socket
+
+    from tests.test_resume import slow_has_checkpointed_twice, start, trial_results, wait_for
+
+    slow_config(tmp_path / "configs", epochs=40)  # still training while the other commands try
+    runs = tmp_path / "runs"
+    sweep = ["sweep", "configs", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"]
+    driver = start(sweep, tmp_path)
+    try:
+        wait_for(lambda: slow_has_checkpointed_twice(runs), 240, "slow to checkpoint")
+        holder = f"PID {driver.pid} on host {socket.gethostname()}"
+
+        second_resume = raytrain_here(subprocesses, tmp_path, "resume", "--runs-dir", "runs")
+        assert second_resume.returncode == 2, second_resume.stdout + second_resume.stderr
+        assert "is already running" in second_resume.stderr and holder in second_resume.stderr
+        assert "resuming sweep" not in second_resume.stdout, "it went on"
+
+        same_command = raytrain_here(subprocesses, tmp_path, *sweep)  # offers to resume: the same refusal
+        assert same_command.returncode == 2 and holder in same_command.stderr, same_command.stderr
+
+        (tmp_path / "other").mkdir()
+        slow_config(tmp_path / "other", epochs=39)  # the same experiment name, another config
+        other_sweep = raytrain_here(
+            subprocesses, tmp_path, "sweep", "other", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"
+        )
+        assert other_sweep.returncode == 2, other_sweep.stdout + other_sweep.stderr
+        assert f"slow: another sweep is running it ({holder}" in other_sweep.stderr and "--force" in other_sweep.stderr
+        for result in (second_resume, same_command, other_sweep):
+            assert "Traceback" not in result.stdout + result.stderr
+        assert driver.poll() is None, "the first sweep was disturbed"
+
+        os.killpg(driver.pid, signal.SIGKILL)  # the holder dies without a word: its lock must not outlive it
+        driver.wait(timeout=60)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    assert max(r["epoch"] for r in trial_results(runs, "slow")) < 40, "slow finished: the test proves nothing"
+
+    (tmp_path / "driver.log").unlink()
+    resumed = start(["resume", "--runs-dir", "runs"], tmp_path)
+    try:
+        wait_for(lambda: "resuming sweep" in (tmp_path / "driver.log").read_text(), 120, "the resume to go on")
+        said = (tmp_path / "driver.log").read_text()
+        assert f"last run ({holder}" in said and "ended without finishing" in said, said
+    finally:
+        os.killpg(resumed.pid, signal.SIGKILL)
+        resumed.wait(timeout=60)
+
+
+def test_a_run_another_sweep_published_meanwhile_is_kept_and_this_trial_fails(
+    subprocesses, synthetic_root, tiny_runs, tmp_path
+):
+    from raytrain.config import config_hash, load_config
+    from tests.test_resume import start, wait_for
+
+    slow_config(tmp_path / "configs", name="alpha", epochs=3)
+    runs = tmp_path / "runs"
+    driver = start(["sweep", "configs", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"], tmp_path)
+    try:
+        wait_for(lambda: list(runs.glob("_tune/*/alpha_*/result.json")), 240, "alpha to start training")
+        # meanwhile another sweep (of another alpha) finished and published into the same runs folder
+        shutil.copytree(tiny_runs / "alpha", runs / "alpha", ignore=shutil.ignore_patterns("checkpoint_*"))
+        kept = config_hash(load_config(runs / "alpha" / artifacts.CONFIG))
+        code = driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            os.killpg(driver.pid, signal.SIGKILL)
+    said = (tmp_path / "driver.log").read_text()
+    assert code == 1, said[-3000:]
+    assert f"[alpha] FAILED: {runs.resolve() / 'alpha'} holds another run of alpha (config hash {kept})" in said
+    assert "Traceback" not in said
+    assert config_hash(load_config(runs / "alpha" / artifacts.CONFIG)) == kept, "the other sweep's run was replaced"
+    assert artifacts.read_experiment(runs, "alpha"), "the other run is no longer whole"
+
+
 # --- reading a failed sweep after the fact -----------------------------------------------------------
 
 

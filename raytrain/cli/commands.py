@@ -6,6 +6,7 @@ torch; compare: no pydantic).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import sys
 from pathlib import Path
@@ -69,8 +70,9 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     if not (args.address or os.environ.get("RAY_ADDRESS")):
         _require_pretrained_weights(plan.to_run)  # a local sweep's trials run here: check this machine
     from raytrain.sweeps import driver
+    from raytrain.sweeps.locks import hold_sweep
     from raytrain.sweeps.outcome import interrupted_sweep
-    from raytrain.sweeps.settings import SweepSettings, require_writable, sweep_file
+    from raytrain.sweeps.settings import SweepSettings, require_writable, sweep_file, unused_sweep_name
     from raytrain.trackers import check_trackers
 
     interrupted = interrupted_sweep(args.runs_dir, plan.name)
@@ -87,17 +89,40 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     require_writable(args.runs_dir, args.storage)
     tracking = _tracking(args)
     check_trackers(tracking)  # a tracker that cannot be used is an error before Ray starts
-    settings = driver.start_sweep(
-        plan,
-        data_root=args.data_root,
-        runs_dir=args.runs_dir,
-        storage=args.storage,
-        address=args.address,
-        max_concurrent=args.max_concurrent,
-        tracking=tracking,
-        verbose=args.verbose,
+    name = unused_sweep_name(args.runs_dir, plan.name)
+    claims = [experiment for trial in plan.to_run for experiment in trial.experiment_names]
+    with hold_sweep(args.runs_dir, name, claims, force=plan.force) as lock:
+        plan = _without_refused(plan, lock.refused)
+        settings = driver.start_sweep(
+            plan,
+            name=name,
+            data_root=args.data_root,
+            runs_dir=args.runs_dir,
+            storage=args.storage,
+            address=args.address,
+            max_concurrent=args.max_concurrent,
+            tracking=tracking,
+            verbose=args.verbose,
+        )
+        return _finish(driver.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
+
+
+def _without_refused(plan, refused: dict):
+    """The plan less the experiments another live sweep runs (locks.hold_sweep refused them), with a
+    note for each; none left is an error."""
+    from raytrain.sweeps.locks import SweepBusy
+
+    if not refused:
+        return plan
+    busy = [t for t in plan.to_run if any(name in refused for name in t.experiment_names)]
+    holders = {refused[name].describe() for t in busy for name in t.experiment_names if name in refused}
+    said = f"{', '.join(t.name for t in busy)}: another sweep is running {'it' if len(busy) == 1 else 'them'} " + (
+        f"({'; '.join(sorted(holders))})"
     )
-    return _finish(driver.run_sweep(settings, verbose=args.verbose), args.runs_dir, settings.storage)
+    if len(busy) == len(plan.to_run):
+        raise SweepBusy(f"{said}; run this command again once it has finished, or pass --force to run them here too")
+    print(f"note: skipping {said}; run this command again once it has finished")
+    return dataclasses.replace(plan, trials=[t for t in plan.trials if t not in busy])
 
 
 def _require_pretrained_weights(trials) -> None:
@@ -139,21 +164,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume(settings, args: argparse.Namespace, *, asked_tracking: dict | None = None) -> int:
     """Continue an interrupted sweep: `resume`, or a `sweep` command run again that said yes."""
     from raytrain.sweeps import driver
+    from raytrain.sweeps.locks import SweepBusy, hold_sweep
     from raytrain.sweeps.settings import require_writable
-    from raytrain.trackers import check_trackers
 
-    require_writable(Path(settings.runs_dir), settings.storage)
-    if asked_tracking and asked_tracking != (settings.tracking or {}):
-        # the trackers are saved with the Tune experiment; Tune restores them as they were
+    # first: a second command on a running sweep must leave its files alone
+    with hold_sweep(settings.runs_dir, settings.name, settings.planned_names(), force=settings.force) as lock:
+        if lock.refused:
+            holders = "; ".join(sorted({holder.describe() for holder in lock.refused.values()}))
+            raise SweepBusy(
+                f"sweep {settings.name} cannot resume now: another sweep is running {', '.join(sorted(lock.refused))} "
+                f"({holders}); resume once it has finished"
+            )
+        if lock.previous is not None:
+            print(f"note: sweep {settings.name}'s last run ({lock.previous.describe()}) ended without finishing")
+        require_writable(Path(settings.runs_dir), settings.storage)
+        if asked_tracking and asked_tracking != (settings.tracking or {}):
+            # the trackers are saved with the Tune experiment; Tune restores them as they were
+            print(
+                f"note: sweep {settings.name} resumes with the trackers it started with "
+                f"({settings.tracking or 'none'}), not {asked_tracking}"
+            )
+        from raytrain.trackers import check_trackers
+
+        check_trackers(settings.tracking)  # the trackers the sweep started with: resumed trials continue their runs
         print(
-            f"note: sweep {settings.name} resumes with the trackers it started with "
-            f"({settings.tracking or 'none'}), not {asked_tracking}"
+            f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last "
+            "checkpoint"
         )
-    check_trackers(settings.tracking)  # the trackers the sweep started with: resumed trials continue their runs
-    print(
-        f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last checkpoint"
-    )
-    return _finish(driver.run_sweep(settings, restore=True, verbose=args.verbose), args.runs_dir, settings.storage)
+        outcome = driver.run_sweep(settings, restore=True, verbose=args.verbose)
+    return _finish(outcome, args.runs_dir, settings.storage)
 
 
 def cmd_submit(args: argparse.Namespace) -> int:

@@ -12,7 +12,6 @@ import signal
 import socket
 import sys
 from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
 
 import ray
@@ -31,7 +30,7 @@ from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
 from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
 from raytrain.sweeps.publisher import RunsPublisher, publish_unpublished
 from raytrain.sweeps.repair import LostCheckpointRepair
-from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, sweep_file, unwritable
+from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, unwritable
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
@@ -40,6 +39,7 @@ MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before
 def start_sweep(
     plan: SweepPlan,
     *,
+    name: str,
     data_root: Path,
     runs_dir: Path,
     storage: str | None = None,
@@ -49,7 +49,8 @@ def start_sweep(
     verbose: bool = False,
 ) -> SweepSettings:
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
-    saves for `resume`). One Tuner has one scheduler: ASHA when any planned config asks for it."""
+    saves for `resume`) as sweep `name` (settings.unused_sweep_name). One Tuner has one scheduler:
+    ASHA when any planned config asks for it."""
     _connect(address, verbose=verbose)
     # a relative folder would resolve inside each trial's Ray staging folder (docs/ray-notes.md)
     if storage and not tune_storage.is_remote(storage):
@@ -61,9 +62,6 @@ def start_sweep(
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     if search is not None:
         asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
-    name = plan.name
-    if sweep_file(runs_dir, name).exists():  # the same trials ran before (--force): keep that record
-        name = f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
     return SweepSettings(
         name=name,
         data_root=str(Path(data_root).expanduser().resolve()),
@@ -77,6 +75,7 @@ def start_sweep(
         address=address,
         search=_search_settings(plan.to_run[0].config, max_concurrent) if search is not None else None,
         tracking=tracking or None,
+        force=plan.force,
     )
 
 

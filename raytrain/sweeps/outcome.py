@@ -49,6 +49,8 @@ def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
         name = experiment["name"]
         if trial.status == "ERROR":
             failed[name] = error_summary(trial)
+        elif trial.status == "TERMINATED" and (refused := _logged_error(settings, name)):
+            failed[name] = refused  # trained, but not published: runs/ holds another sweep's run of it
         elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
             failed[name] = (
                 _logged_error(settings, name)

@@ -41,6 +41,13 @@ class PlannedTrial:
         """A whole adaptive search: up to search.num_samples trials, proposed while it runs."""
         return is_adaptive(self.config)
 
+    @property
+    def experiment_names(self) -> list[str]:
+        """The runs/ folders it may publish: its own, or an adaptive search's whole budget."""
+        if self.adaptive:
+            return [adaptive_trial_name(self.name, n) for n in range(1, self.config.search.num_samples + 1)]
+        return [self.name]
+
 
 @dataclass
 class SweepPlan:

@@ -12,11 +12,12 @@ from pathlib import Path
 from ray import tune
 
 from raytrain import artifacts
-from raytrain.config import ExperimentConfig, config_hash, to_yaml
+from raytrain.config import ConfigError, ExperimentConfig, config_hash, load_config, to_yaml
 from raytrain.naming import COMPLETED, EXPERIMENT_KEY, FAILED, FINISHED_STATUSES, PRUNED
 from raytrain.provenance import git_commit
 from raytrain.results import index as results_index
 from raytrain.sweeps.failures import error_summary
+from raytrain.sweeps.locks import runs_folder_lock
 from raytrain.sweeps.policy import stopped_by_scheduler
 from raytrain.sweeps.progress import EpochLines
 from raytrain.sweeps.settings import SweepSettings, running
@@ -81,8 +82,14 @@ class RunsPublisher(tune.Callback):
                         ),
                     )
                     return
-                config_yaml = to_yaml(ExperimentConfig.model_validate(experiment))
-                artifacts.publish_experiment(self.runs_dir, name, folder, config_yaml)
+                config = ExperimentConfig.model_validate(experiment)
+                # one publish at a time into the runs folder: two sweeps never mix their files in one
+                with runs_folder_lock(self.runs_dir):
+                    other = self._another_run_in_place(name, config)
+                    if other is not None:
+                        self._append(trial, FAILED, error=other)
+                        return
+                    artifacts.publish_experiment(self.runs_dir, name, folder, to_yaml(config))
                 best = artifacts.read_json(folder / artifacts.BEST_METRICS)
                 test_path = folder / artifacts.TEST_METRICS
                 test = artifacts.read_json(test_path) if test_path.is_file() else None
@@ -100,6 +107,24 @@ class RunsPublisher(tune.Callback):
         self._append(trial, status, best=best, test=test)
         results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
         _prune(trial.checkpoint, name)
+
+    def _another_run_in_place(self, name: str, config: ExperimentConfig) -> str | None:
+        """Why this trial must not replace runs/<name>/, or None. It holds a whole run of another
+        config that this sweep did not plan to replace (it was absent or damaged at planning, or the
+        sweep ran without --force): another sweep published it while this one trained."""
+        folder = artifacts.experiment_dir(self.runs_dir, name)
+        if running(self.sweep).force or not published(self.runs_dir, name):
+            return None
+        try:
+            there = config_hash(load_config(folder / artifacts.CONFIG))
+        except ConfigError:  # a config this version cannot read: not a run to keep over this one
+            return None
+        if there == config_hash(config):
+            return None
+        return (
+            f"{folder} holds another run of {name} (config hash {there}), published by another sweep while this one "
+            f"trained it; kept that one. `raytrain sweep --force` runs this config ({config_hash(config)}) in its place"
+        )
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:

@@ -6,6 +6,7 @@ Plain data and file checks: no Tuner here.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from raytrain import artifacts
@@ -37,6 +38,8 @@ class SweepSettings:
     search: dict | None = None
     # the experiment trackers to mirror runs/ to: {"mlflow": tracking URI, "wandb": project}; None: TensorBoard only
     tracking: dict | None = None
+    # started with --force: may replace an experiment in runs/ that holds another config's run
+    force: bool = False
 
     @property
     def experiment_path(self) -> str:
@@ -95,6 +98,14 @@ def running(sweep: str) -> SweepSettings:
 
 def sweep_file(runs_dir: Path, name: str) -> Path:
     return Path(runs_dir) / artifacts.TUNE_DIR / f"{name}{SWEEP_FILE_SUFFIX}"
+
+
+def unused_sweep_name(runs_dir: Path, name: str) -> str:
+    """`name`, or `name` and the time where a sweep of that name ran before (the same trials, run
+    again with --force): that sweep's record is kept."""
+    if sweep_file(runs_dir, name).exists():
+        return f"{name}-{datetime.now():%Y%m%d-%H%M%S}"
+    return name
 
 
 def latest_sweep(runs_dir: Path) -> Path:
