@@ -105,6 +105,14 @@ def test_compare_export_with_repeats_is_the_group_table_shown(repeated_runs, run
     assert table.loc["other_lr", "delta"] == pytest.approx(comparisons.loc["other_lr", "diff"])
     assert table.loc["other_lr", "p_holm"] == pytest.approx(comparisons.loc["other_lr", "p_holm"])
     assert pd.isna(table.loc["base", "delta"]), "the baseline is not compared with itself"
+    frame = results.load(repeated_runs)
+    assert set(results.hyperparameter_columns(frame)) <= set(table.columns)
+    assert list(table.loc["base", "other.seed"]) == [1, 2, 3], "the seeds the group's statistics are over"
+    members = frame[frame["group"] == "other_lr"]
+    for metric in ("precision", "recall", "f1", "support"):
+        for statistic in ("mean", "std", "low", "high"):
+            assert {f"val/{metric}/{c}/{statistic}" for c in results.class_names(frame)} <= set(table.columns)
+        assert table.loc["other_lr", f"val/{metric}/happy/mean"] == pytest.approx(members[f"val/{metric}/happy"].mean())
     line = next(line for line in result.out.splitlines() if " other_lr " in line)
     assert f"{table.loc['other_lr', 'val/macro_f1/mean']:.3f} ± {table.loc['other_lr', 'val/macro_f1/std']:.3f}" in line
     assert " other_lr " in line and " base " in result.out, "names show whole at 120 columns"

@@ -122,7 +122,11 @@ def test_compare_export_writes_the_table_shown_and_export_runs_every_column(
         "duration_s",
         "status",
     } <= set(table.columns)
-    assert "model.arch" not in table, "the knobs the table leaves out (equal in every row) are not exported either"
+    # the seed's export: every hyperparameter (those equal in every row too) and per-emotion precision, recall, F1
+    assert set(results.hyperparameter_columns(frame)) <= set(table.columns) and "model.arch" in table
+    for metric in ("precision", "recall", "f1", "support"):
+        assert {f"val/{metric}/{emotion}" for emotion in CANONICAL_CLASSES} <= set(table.columns)
+    assert not any(c.startswith("test/") for c in table.columns), "the chosen split's metrics"
     for _, row in table.iterrows():
         line = next(line for line in lines if f" {row['experiment']} " in line)
         assert f"{row['val/macro_f1']:.3f}" in line

@@ -19,6 +19,7 @@ from raytrain.results.stats import (
     paired_bootstrap,
     paired_t_test,
     t_interval,
+    t_intervals,
 )
 
 # the test_metrics example: class 3 present twice and never predicted, class 4 neither present nor predicted
@@ -283,3 +284,19 @@ def test_bootstrap_rejects_unknown_metric_and_bad_labels():
         paired_bootstrap(y_true, y_pred, y_pred, num_classes=5)
     with pytest.raises(ValueError, match="same shape"):
         paired_bootstrap(y_true, y_pred, y_pred[:-1])
+
+
+def test_t_intervals_are_t_interval_for_a_whole_table_at_once():
+    groups = [[0.61, 0.64, 0.58], [0.5, 0.5, 0.5], [0.7], [0.2, 0.9, 0.4, 0.55, 0.61]]
+    mean = [np.mean(g) for g in groups]
+    std = [np.std(g, ddof=1) if len(g) > 1 else math.nan for g in groups]
+    low, high = t_intervals(np.array(mean), np.array(std), np.array([len(g) for g in groups]), 0.9)
+    for values, a, b in zip(groups, low, high):
+        one = t_interval(values, 0.9)
+        if len(values) == 1:
+            assert math.isnan(a) and math.isnan(b), "one value: no interval, as t_interval says"
+        else:
+            assert (a, b) == pytest.approx((one.low, one.high), abs=1e-15)
+    assert low[1] == high[1] == 0.5, "identical values: a zero-width interval"
+    with pytest.raises(ValueError, match="confidence"):
+        t_intervals(np.array(mean), np.array(std), np.array([3, 3, 1, 5]), 95)

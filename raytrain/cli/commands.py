@@ -290,9 +290,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
     _print_left_out(len(board.table) - len(shown), "experiments", args)
     # the files hold every row of the table, not only the ones the terminal had room for
     if args.export:
+        export = board.export  # the rows above with every config key and every metric of the split
         print(
-            f"wrote {results.write_table(board.table, args.export)}: the table above, every row and column "
-            f"({len(board.table)} rows)"
+            f"wrote {results.write_table(export, args.export)}: the table above, every row, with every config key "
+            f"and {args.split} metric ({len(export)} rows, {len(export.columns)} columns)"
         )
     if args.export_runs:
         runs = board.runs

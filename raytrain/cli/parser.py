@@ -93,7 +93,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--export",
         type=_table_file,
         metavar="FILE",
-        help="also write the table shown, every row and column, to FILE.csv or FILE.parquet",
+        help="also write the rows shown (every one) with every config key and every metric of the split "
+        "(per class: precision, recall, F1, support), to FILE.csv or FILE.parquet",
     )
     compare.add_argument(
         "--export-runs",

@@ -24,6 +24,7 @@ from raytrain.results.load import (
     load_history,
     load_per_class,
     per_class_rows,
+    split_metrics,
     varying_hyperparameters,
     write_table,
 )
@@ -45,6 +46,7 @@ __all__ = [
     "load_history",
     "load_per_class",
     "per_class_rows",
+    "split_metrics",
     "varying_hyperparameters",
     "write_table",
 ]

@@ -1,8 +1,9 @@
 """The comparison `raytrain compare` shows, as data: one DataFrame per table, with numbers, not text.
 
-tables.py renders these frames for the terminal and `compare --export` writes them as they are, so
-the file a user gets holds the rows and columns they saw (every column, whatever the terminal had
-room for). Column names follow results.load: metrics carry their split (`val/macro_f1`), repeats
+tables.py renders these frames for the terminal. `compare --export` writes the export beside each:
+the rows shown, in the order shown, with every column the seed's export promised (every config key,
+every metric of the split, per class precision, recall, F1 and support) and the baseline comparison's
+every number. Column names follow results.load: metrics carry their split (`val/macro_f1`), repeats
 add the statistic (`val/macro_f1/mean`), and a baseline comparison adds `delta` columns.
 No Ray, no torch.
 """
@@ -15,8 +16,9 @@ from pathlib import Path
 import pandas as pd
 
 from raytrain.errors import UserError
+from raytrain.naming import COMPLETED, SEED_KNOB
 from raytrain.results import analysis
-from raytrain.results.load import class_names
+from raytrain.results.load import class_names, hyperparameter_columns, split_metrics
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Leaderboard:
     sort_column: str
     repeats: bool
     ranked_by_test: bool
+    export: pd.DataFrame  # `--export`: the table's rows in its order, with every column (experiments_export)
 
 
 def compare(
@@ -71,10 +74,12 @@ def compare(
     hyperparameters = analysis.distinguishing_knobs(frame)
     ranked_by_test = split == "test" or column.startswith("test/")
     if per_class:
-        return Leaderboard(frame, frame, classes, column, repeats, ranked_by_test)
+        return Leaderboard(frame, frame, classes, column, repeats, ranked_by_test, export=frame)
     if repeats:
-        # seeds are repeats, not rivals: rank the groups by their mean
-        summary = analysis.summarize_repeats(frame, split).sort_values("macro_f1/mean", ascending=False, kind="stable")
+        # seeds are repeats, not rivals: rank the groups by their mean. Every metric is summarised
+        # once, for the export; the table shows the few it has room for.
+        summary = analysis.summarize_repeats(frame, split, split_metrics(frame, split))
+        summary = summary.sort_values("macro_f1/mean", ascending=False, kind="stable")
         table = repeats_table(
             summary,
             split=split,
@@ -83,8 +88,9 @@ def compare(
             hyperparameters=frame.groupby("group", sort=False)[hyperparameters].first(),
             comparisons=comparisons,
         )
+        export = repeats_export(table, summary, frame, split=split, comparisons=comparisons, baseline=baseline)
         runs = frame[frame["group"].isin(table["experiment"])]
-        return Leaderboard(table, runs, classes, column, repeats, ranked_by_test)
+        return Leaderboard(table, runs, classes, column, repeats, ranked_by_test, export=export)
     plain_baseline = None
     if baseline and comparisons is None:
         plain_baseline = (baseline, float(frame.loc[frame["group"] == baseline, f"{split}/macro_f1"].iloc[0]))
@@ -96,7 +102,8 @@ def compare(
         baseline=plain_baseline,
         comparisons=comparisons,
     )
-    return Leaderboard(table, frame, classes, column, repeats, ranked_by_test)
+    export = experiments_export(table, frame, split=split, comparisons=comparisons)
+    return Leaderboard(table, frame, classes, column, repeats, ranked_by_test, export=export)
 
 
 def experiments_table(
@@ -153,6 +160,78 @@ def repeats_table(
     for cls in classes:
         table[f"{split}/f1/{cls}/mean"] = summary[f"f1/{cls}/mean"].to_numpy()
     return table
+
+
+def experiments_export(
+    table: pd.DataFrame, frame: pd.DataFrame, *, split: str, comparisons: pd.DataFrame | None = None
+) -> pd.DataFrame:
+    """experiments_table's rows (built from `frame`, row for row) with every column: rank, name, every
+    config key, the split's headline metrics (accuracy, macro F1, loss), the difference to the
+    baseline with all of the paired test, every per-class metric (precision, recall, F1, support),
+    best epoch, duration, status. Whole columns at a time: as cheap at 10,000 rows as at 10."""
+    headline, per_class = _headline_and_per_class(frame, split)
+    columns = {"rank": table["rank"].to_numpy(), "experiment": table["experiment"].to_numpy()}
+    columns |= {key: frame[key].to_numpy() for key in hyperparameter_columns(frame)}
+    columns |= {f"{split}/{metric}": frame[f"{split}/{metric}"].to_numpy() for metric in headline}
+    columns |= _comparison_export(table, frame["group"].to_numpy(), comparisons, baseline_group=None)
+    columns |= {f"{split}/{metric}": frame[f"{split}/{metric}"].to_numpy() for metric in per_class}
+    columns |= {name: table[name].to_numpy() for name in ("best_epoch", "duration_s", "status", "epochs_run")}
+    return pd.DataFrame(columns)
+
+
+def repeats_export(
+    table: pd.DataFrame,
+    summary: pd.DataFrame,
+    frame: pd.DataFrame,
+    *,
+    split: str,
+    comparisons: pd.DataFrame | None = None,
+    baseline: str | None = None,
+) -> pd.DataFrame:
+    """repeats_table's rows (built from `summary`, row for row) with every column: rank, name, n,
+    every config key (the seed as the list of seeds the n runs used), mean, std and 95% interval of
+    every metric `summary` holds (analysis.summarize_repeats over split_metrics), and the paired
+    difference to the baseline with all of its test."""
+    groups = summary["group"].to_numpy()
+    headline, per_class = _headline_and_per_class(frame, split)
+    columns = {name: table[name].to_numpy() for name in ("rank", "experiment", "n")}
+    knobs = hyperparameter_columns(frame)
+    first = frame.groupby("group", sort=False)[knobs].first().loc[groups]
+    columns |= {key: first[key].to_numpy() for key in knobs}
+    if SEED_KNOB in columns:
+        # the seed differs inside a group: its value is the seeds of the runs the statistics are over, in order
+        done = frame[frame["status"] == COMPLETED].sort_values(SEED_KNOB, kind="stable")
+        seeds, members = done[SEED_KNOB].to_numpy(), done.groupby("group", sort=False).indices
+        columns[SEED_KNOB] = [seeds[members[group]].tolist() for group in groups]
+    statistics = ("mean", "std", "low", "high")
+    columns |= {f"{split}/{m}/{s}": summary[f"{m}/{s}"].to_numpy() for m in headline for s in statistics}
+    columns |= _comparison_export(table, groups, comparisons, baseline_group=baseline)
+    columns |= {f"{split}/{m}/{s}": summary[f"{m}/{s}"].to_numpy() for m in per_class for s in statistics}
+    return pd.DataFrame(columns)
+
+
+def _headline_and_per_class(frame: pd.DataFrame, split: str) -> tuple[list[str], list[str]]:
+    """The split's metrics: the whole-split ones (`macro_f1`), then the per-class ones (`recall/happy`)."""
+    metrics = split_metrics(frame, split)
+    return [m for m in metrics if "/" not in m], [m for m in metrics if "/" in m]
+
+
+# what analysis.compare_with_baseline says beyond the table's columns, under the names the export gives it
+_COMPARISON_DETAILS = {"p_value": "p_value", "n_pairs": "n_pairs", "paired_test": "method"}
+
+
+def _comparison_export(
+    table: pd.DataFrame, groups, comparisons: pd.DataFrame | None, *, baseline_group: str | None
+) -> dict:
+    """The table's difference columns and, from a paired comparison, the rest of its numbers: the raw
+    p-value, the pairs it was over and which test it was. Empty for the baseline and unpaired groups."""
+    shown = ("delta", "delta/low", "delta/high", "p_holm", "significant")
+    columns = {name: table[name].to_numpy() for name in shown if name in table}
+    if comparisons is not None:
+        by_group = comparisons.set_index("group").reindex(groups)
+        is_baseline = groups == baseline_group
+        columns |= {name: by_group[source].mask(is_baseline).to_numpy() for name, source in _COMPARISON_DETAILS.items()}
+    return columns
 
 
 def _with_comparisons(

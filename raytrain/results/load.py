@@ -171,6 +171,13 @@ def class_names(frame: pd.DataFrame, split: str = "val") -> list[str]:
     return _class_names(frame.columns, split)
 
 
+def split_metrics(frame: pd.DataFrame, split: str = "val") -> list[str]:
+    """Every metric the frame holds for `split`, by its name within the split, in column order:
+    `accuracy`, `macro_f1`, `loss`, then per class `precision/<c>`, `recall/<c>`, `f1/<c>`, `support/<c>`."""
+    prefix = f"{split}/"
+    return [c[len(prefix) :] for c in frame.columns if c.startswith(prefix)]
+
+
 def hyperparameter_columns(frame: pd.DataFrame) -> list[str]:
     """The dotted config columns (training.lr, ...)."""
     return [c for c in frame.columns if "." in c and "/" not in c]

@@ -93,6 +93,22 @@ def t_interval(values: Sequence[float] | np.ndarray, confidence: float = 0.95) -
     return Interval(mean, mean - half_width, mean + half_width, std, n)
 
 
+def t_intervals(
+    mean: np.ndarray, std: np.ndarray, n: np.ndarray, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """t_interval's (low, high) for many means at once, from each one's mean, sample std (ddof=1)
+    and count: one array operation for a whole table, however many groups and metrics. nan where
+    n < 2, as t_interval gives for one value; a zero std gives a zero-width interval."""
+    _check_confidence(confidence)
+    mean, std, n = (np.asarray(x, dtype=np.float64) for x in (mean, std, n))
+    from scipy import special  # see _t_critical
+
+    with np.errstate(invalid="ignore", divide="ignore"):
+        critical = special.stdtrit(np.where(n > 1, n - 1, np.nan), (1 + confidence) / 2)
+        half_width = critical * std / np.sqrt(n)
+    return mean - half_width, mean + half_width
+
+
 def paired_t_test(
     baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | np.ndarray, confidence: float = 0.95
 ) -> PairedResult:
