@@ -18,6 +18,7 @@ from raytrain import artifacts, results
 from raytrain.artifacts import DamagedRunsWarning
 from raytrain.results import index as results_index
 from raytrain.sweeps.plan import plan_sweep
+from tests.test_cluster_script import local_cluster  # noqa: F401 - a fixture: a real two-node Ray cluster
 
 EXPERIMENTS = ["alpha", "beta", "gamma"]
 TABLES = {
@@ -708,3 +709,68 @@ def test_a_submitted_job_records_the_submitting_checkouts_commit(subprocesses, m
     # inside the job, where the upload has no .git, the sweep records what submit passed on
     monkeypatch.setenv(COMMIT_ENV_VAR, "abc1234")
     assert git_commit() == "abc1234"
+
+
+# --- a node lost mid-trial ----------------------------------------------------------------------------
+
+
+def test_a_node_lost_mid_trial_is_survived_and_ray_internals_stay_off_the_console(
+    subprocesses,
+    local_cluster,  # noqa: F811 - the fixture imported above
+    synthetic_root,
+    tmp_path,
+):
+    from tests.test_resume import trial_results, wait_for
+
+    for name in ("left", "right"):  # one CPU each: the head and the worker node take one trial apiece
+        path = slow_config(tmp_path / "configs", name=name, epochs=8)
+        path.write_text(path.read_text() + "resources: {cpu: 1}\n")
+    runs = tmp_path / "runs"
+    env = {**local_cluster["env"], "RAY_AUTH_MODE": "token", "PYTHONUNBUFFERED": "1"}
+    env["RAYTRAIN_CACHE_DIR"] = str(tmp_path / "cache")
+    address = f"127.0.0.1:{local_cluster['port']}"
+    log = tmp_path / "driver.log"
+    with open(log, "wb") as out:
+        driver = subprocesses.Popen(
+            [sys.executable, "-m", "raytrain", "sweep", "configs", "--data-root", str(synthetic_root)]
+            + ["--runs-dir", "runs", "--address", address, "--yes"],
+            cwd=tmp_path,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    try:
+
+        def both_checkpointed() -> bool:
+            try:
+                return all(max(r["epoch"] for r in trial_results(runs, n)) >= 2 for n in ("left", "right"))
+            except ValueError:  # a trial folder not there yet
+                return False
+
+        wait_for(both_checkpointed, 240, "both trials to checkpoint")
+        # the worker node's raylet (its --temp-dir is <cluster dir>/w1): the node and its trial die with it
+        worker_dir = f"{local_cluster['env']['RAYTRAIN_CLUSTER_DIR']}/w1/"
+        processes = subprocesses.run(["ps", "-ww", "-eo", "pid=,args="], capture_output=True, text=True).stdout
+        [raylet] = [
+            int(line.split()[0]) for line in processes.splitlines() if "raylet/raylet " in line and worker_dir in line
+        ]
+        at_kill = {n: max(r["epoch"] for r in trial_results(runs, n)) for n in ("left", "right")}
+        assert max(at_kill.values()) < 8, "a trial had finished: the test proves nothing"
+        os.kill(raylet, signal.SIGKILL)
+        code = driver.wait(timeout=300)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+    said = log.read_text()
+    assert code == 0, said[-3000:]
+    assert "2 completed, 0 failed, 0 unfinished" in said
+    for internals in ("Traceback", "state-dump", "Trial task failed", "(raylet)", "ray::", "RayActorError"):
+        assert internals not in said, f"{internals!r} reached the console:\n{said[-3000:]}"
+    records = artifacts.read_log(runs)
+    assert sorted((r["experiment"], r["status"]) for r in records) == [("left", "completed"), ("right", "completed")]
+    restored = [
+        n
+        for n in ("left", "right")
+        if any(r["iterations_since_restore"] == 1 and r["epoch"] > 1 for r in trial_results(runs, n))
+    ]
+    assert len(restored) == 1, "the lost trial did not continue from its checkpoint"
