@@ -443,37 +443,19 @@ def test_a_trial_failing_on_a_user_error_says_one_line_and_is_not_retried(
 
 
 def test_a_moved_runs_folder_resumes_and_publishes_where_it_is_now(subprocesses, synthetic_root, tmp_path):
-    from tests.test_resume import slow_has_checkpointed_twice, start, trial_results, wait_for
+    from tests.test_resume import slow_has_checkpointed_twice, start, trial_results
 
     first_home, second_home = tmp_path / "A", tmp_path / "B"
-    for home in (first_home, second_home):
-        home.mkdir()
-    config = first_home / "slow.yaml"
-    config.write_text(
-        f"extends: {Path(__file__).resolve().parent.parent / 'configs/demo/baseline_small.yaml'}\n"
-        "name: slow\ntraining: {epochs: 10, batch_size: 16}\ndata: {img_size: 24}\nother: {patience: 20, workers: 1}\n"
-    )
+    second_home.mkdir()
+    config = slow_config(first_home, epochs=10)
     old_runs = first_home / "runs"
-    driver = start(["run", "slow.yaml", "--data-root", str(synthetic_root), "--runs-dir", "runs"], first_home)
-    try:
-        wait_for(lambda: slow_has_checkpointed_twice(old_runs), 240, "slow to checkpoint")
-        os.killpg(driver.pid, signal.SIGKILL)
-        driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
+    driver = start(["run", config.name, "--data-root", str(synthetic_root), "--runs-dir", "runs"], first_home)
+    kill_once(driver, lambda: slow_has_checkpointed_twice(old_runs), "slow to checkpoint")
     assert max(r["epoch"] for r in trial_results(old_runs, "slow")) < 10, "slow finished before the kill"
     shutil.move(old_runs, second_home / "runs")
     assert not old_runs.exists()
 
-    resumed = subprocesses.run(
-        [sys.executable, "-m", "raytrain", "resume", "--runs-dir", "runs"],
-        cwd=second_home,
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env=dict(os.environ, RAYTRAIN_CACHE_DIR=str(tmp_path / "cache")),
-    )
+    resumed = raytrain_here(subprocesses, second_home, "resume", "--runs-dir", "runs")
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     assert "1 completed, 0 failed, 0 unfinished" in resumed.stdout
     new_runs = second_home / "runs"
@@ -557,6 +539,17 @@ def test_sweep_locks_refuse_a_second_holder_and_claimed_experiments(tmp_path):
         assert taken_over.previous.pid == 4242
 
 
+def kill_once(driver: subprocess.Popen, condition, what: str, timeout_s: float = 240) -> None:
+    """SIGKILL the driver and the Ray it started (its own session) once `condition` holds, as a crash."""
+    from tests.test_resume import wait_for
+
+    try:
+        wait_for(condition, timeout_s, what)
+    finally:
+        os.killpg(driver.pid, signal.SIGKILL)
+        driver.wait(timeout=60)
+
+
 def slow_config(folder: Path, name: str = "slow", epochs: int = 10) -> Path:
     folder.mkdir(exist_ok=True)
     path = folder / f"{name}_{epochs}.yaml"
@@ -610,23 +603,16 @@ def test_one_writer_per_sweep_and_experiment_and_a_killed_holder_loses_its_lock(
         for result in (second_resume, same_command, other_sweep):
             assert "Traceback" not in result.stdout + result.stderr
         assert driver.poll() is None, "the first sweep was disturbed"
-
+    finally:
         os.killpg(driver.pid, signal.SIGKILL)  # the holder dies without a word: its lock must not outlive it
         driver.wait(timeout=60)
-    finally:
-        if driver.poll() is None:
-            os.killpg(driver.pid, signal.SIGKILL)
     assert max(r["epoch"] for r in trial_results(runs, "slow")) < 40, "slow finished: the test proves nothing"
 
     (tmp_path / "driver.log").unlink()
     resumed = start(["resume", "--runs-dir", "runs"], tmp_path)
-    try:
-        wait_for(lambda: "resuming sweep" in (tmp_path / "driver.log").read_text(), 120, "the resume to go on")
-        said = (tmp_path / "driver.log").read_text()
-        assert f"last run ({holder}" in said and "ended without finishing" in said, said
-    finally:
-        os.killpg(resumed.pid, signal.SIGKILL)
-        resumed.wait(timeout=60)
+    kill_once(resumed, lambda: "resuming sweep" in (tmp_path / "driver.log").read_text(), "the resume to go on")
+    said = (tmp_path / "driver.log").read_text()
+    assert f"last run ({holder}" in said and "ended without finishing" in said, said
 
 
 def test_a_run_another_sweep_published_meanwhile_is_kept_and_this_trial_fails(

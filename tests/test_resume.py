@@ -182,7 +182,10 @@ def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, syn
         cwd=tmp_path,
     )
     assert first.returncode == 1 and "FAILED needs_weights" in first.stdout, first.stdout[-2000:] + first.stderr[-2000:]
-    assert f"{weights} does not hold 'resnet18'" in first.stdout and "delete it and copy it again" in first.stdout
+    assert (
+        f"{weights} does not hold the ImageNet weights of 'resnet18'" in first.stdout
+        and "delete it and copy it again" in first.stdout
+    )
     assert "Traceback" not in first.stdout + first.stderr
     [error_txt] = runs.glob("_tune/*/needs_weights_*/error.txt")
     assert error_txt.read_text().count("Failure # ") == 1, "a user error was retried"

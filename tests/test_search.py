@@ -216,10 +216,12 @@ def test_sweep_max_concurrent_limits_the_searcher_not_a_second_limiter(ray_sessi
 
     plan = plan_sweep([PROJECT_ROOT / "configs/search/lr_search_optuna.yaml"], runs_dir=tmp_path / "runs")
     assert [t.name for t in plan.trials] == ["lr_search_optuna"] and plan.trials[0].adaptive
-    settings = start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs", max_concurrent=2)
+    settings = start_sweep(plan, name=plan.name, data_root=tmp_path, runs_dir=tmp_path / "runs", max_concurrent=2)
     assert settings.max_concurrent is None and settings.search["max_concurrent"] == 2  # the smaller of 4 and 2
     assert settings.scheduler["type"] == "asha" and "search" not in settings.experiments[0]
-    assert start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs").search["max_concurrent"] == 4
+    assert (
+        start_sweep(plan, name=plan.name, data_root=tmp_path, runs_dir=tmp_path / "runs").search["max_concurrent"] == 4
+    )
 
 
 def test_search_seed_also_seeds_grid_random_draws(tmp_path):

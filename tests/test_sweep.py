@@ -335,8 +335,8 @@ def test_a_config_asking_for_asha_gets_it_for_the_sweep(ray_session, tmp_path):
 
     plan = plan_sweep([CONFIGS_DIR / "search" / "lr_search.yaml"], runs_dir=tmp_path / "runs")
     assert all(t.scheduler == {"type": "asha", "grace_period": 3, "reduction_factor": 3.0} for t in plan.trials)
-    settings = start_sweep(plan, data_root=tmp_path, runs_dir=tmp_path / "runs", storage=None)
+    settings = start_sweep(plan, name=plan.name, data_root=tmp_path, runs_dir=tmp_path / "runs", storage=None)
     assert settings.scheduler["type"] == "asha" and len(settings.experiments) == 24
     assert {e["resources"]["gpu"] for e in settings.experiments} == {0.0}, "no GPU here: trials train on the CPU"
     plain = plan_sweep([CONFIGS_DIR / "lr_low.yaml"], runs_dir=tmp_path / "runs")
-    assert start_sweep(plain, data_root=tmp_path, runs_dir=tmp_path / "runs").scheduler is None
+    assert start_sweep(plain, name=plain.name, data_root=tmp_path, runs_dir=tmp_path / "runs").scheduler is None

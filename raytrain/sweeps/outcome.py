@@ -44,17 +44,18 @@ def summarize(settings: SweepSettings) -> SweepOutcome:
 
 def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
     completed, failed, unfinished, pruned = [], {}, [], []
+    logged = _last_logged(settings)
     for trial in trials:
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
         if trial.status == "ERROR":
             failed[name] = error_summary(trial)
-        elif trial.status == "TERMINATED" and (refused := _logged_error(settings, name)):
-            failed[name] = refused  # trained, but not published: runs/ holds another sweep's run of it
-        elif trial.status == "TERMINATED" and not published(settings.runs_dir, name):
+        elif trial.status == "TERMINATED" and (
+            # trained, but its publishing failed (a full disk; another sweep's run of it was there)
+            (error := _logged_error(logged, name)) or not published(settings.runs_dir, name)
+        ):
             failed[name] = (
-                _logged_error(settings, name)
-                or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
+                error or f"trained, but is not whole in {settings.runs_dir}/{name}/; `raytrain resume` copies it"
             )
         elif trial.status == "TERMINATED" and stopped_by_scheduler(experiment, trial.last_result or {}):
             pruned.append(name)
@@ -70,8 +71,9 @@ def _summarize_trials(settings: SweepSettings, trials: list) -> SweepOutcome:
 
 def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
     completed, failed, unfinished, pruned = [], {}, [], []
+    logged = _last_logged(settings)
     for name in settings.planned_names():
-        last = artifacts.last_logged(Path(settings.runs_dir), settings.name, name)
+        last = logged.get(name)
         if published(settings.runs_dir, name):
             (pruned if last and last["status"] == PRUNED else completed).append(name)
         elif last and last["status"] == FAILED:
@@ -81,8 +83,14 @@ def _summarize_from_log(settings: SweepSettings) -> SweepOutcome:
     return SweepOutcome(sorted(completed), failed, sorted(unfinished), sorted(pruned))
 
 
-def _logged_error(settings: SweepSettings, name: str) -> str | None:
-    last = artifacts.last_logged(Path(settings.runs_dir), settings.name, name)
+def _last_logged(settings: SweepSettings) -> dict[str, dict]:
+    """The sweep's latest log record of each experiment, from one read of the log (a sweep of
+    thousands of trials must not read it once per trial)."""
+    return {r["experiment"]: r for r in artifacts.read_log(Path(settings.runs_dir)) if r.get("sweep") == settings.name}
+
+
+def _logged_error(logged: dict[str, dict], name: str) -> str | None:
+    last = logged.get(name)
     return last.get("error") if last and last["status"] == FAILED else None
 
 

@@ -53,7 +53,7 @@ def build_model(
             raise
         # a torn copy, another file under the same name, or weights for another architecture
         raise ModelError(
-            f"model.pretrained: {_cache_path(weights)} does not hold {arch!r}'s ImageNet weights "
+            f"model.pretrained: {_cache_path(weights)} does not hold the ImageNet weights of {arch!r} "
             f"({first_line(err, 200, typed=True)}); delete it and copy it again from {weights.url}"
         ) from err
     _drop_aux_heads(model)
