@@ -113,8 +113,23 @@ EXPERIMENT_LOG = "experiment_log.jsonl"
 TUNE_DIR = "_tune"
 
 
+class OutsideRuns(UserError):
+    """A name that would put a file outside runs/ (or the storage): never written."""
+
+
+def within(folder: Path, relative: str) -> Path:
+    """folder/relative, which must stay inside `folder`: every path raytrain makes from a name goes
+    through here before anything is written there. Names are checked when configs are validated
+    (naming.name_problem); this is the last guard, by the path's text alone (no disk access)."""
+    path = Path(folder) / relative
+    inner = os.path.relpath(path, folder)  # `..` parts resolved by their text, as the OS would
+    if Path(relative).is_absolute() or inner == os.curdir or inner.split(os.sep)[0] == os.pardir:
+        raise OutsideRuns(f"{relative!r} would lie outside {folder}; names must be one plain folder name")
+    return path
+
+
 def experiment_dir(runs_dir: Path, experiment: str) -> Path:
-    return Path(runs_dir) / experiment
+    return within(runs_dir, experiment)
 
 
 def is_complete(runs_dir: Path, experiment: str) -> bool:

@@ -15,7 +15,43 @@ import re
 NAME_CHARS = r"[A-Za-z0-9_.\-]+"
 SEED_SUFFIX = "/seed-"
 MEMBER_FOLDER = re.compile(r"seed-[0-9]+|t[0-9]{3,}")  # runs/<name>/seed-2/, runs/<search>/t007/
-EXPERIMENT_NAME_PATTERN = rf"^{NAME_CHARS}(/(?:{MEMBER_FOLDER.pattern}))?$"
+# A name becomes a folder (runs/<name>/, _tune/<sweep>/, TensorBoard's) and part of file names
+# (<sweep>.sweep.json): well under the 255 bytes a file system allows in one component.
+MAX_NAME_CHARS = 100
+# raytrain's own files in runs/ end so (experiment_log.jsonl, results.csv, report.html, <sweep>.lock):
+# an experiment of such a name would turn one of them into a folder
+RESERVED_ENDINGS = (".jsonl", ".json", ".csv", ".parquet", ".html", ".yaml", ".lock", ".tmp", ".pt", ".npz", ".npy")
+
+
+def name_problem(name: str) -> str | None:
+    """Why `name` (an experiment's, a search's or a sweep's own name, without a member suffix) cannot
+    be one folder inside runs/, or None. A name that passes cannot leave runs/ (no `..`, no `/`), hide
+    (a leading `.`), land in raytrain's own folders (`_tune`, `_index`: a leading `_`) or replace one
+    of its files."""
+    if not name:
+        return "must not be empty"
+    if len(name) > MAX_NAME_CHARS:
+        return f"is {len(name)} characters long; the limit is {MAX_NAME_CHARS} (it names folders and files)"
+    if not re.fullmatch(NAME_CHARS, name):
+        return f"may hold only letters, digits, '_', '-' and '.', got {name!r}"
+    if name[0] in "._":
+        return f"must not start with '.' or '_' (runs/ keeps raytrain's own folders so: _tune, _index), got {name!r}"
+    ending = next((e for e in RESERVED_ENDINGS if name.lower().endswith(e)), None)
+    if ending:
+        return (
+            f"must not end in {ending!r}: raytrain's own files in runs/ do (experiment_log.jsonl, results.csv), "
+            f"got {name!r}"
+        )
+    return None
+
+
+def experiment_name_problem(name: str) -> str | None:
+    """name_problem for an experiment's name as configs hold it: a user's own name, or raytrain's
+    `<name>/seed-2` / `<search>/t007` for the members it made."""
+    own, _, member = name.partition("/")
+    if member and not MEMBER_FOLDER.fullmatch(member):
+        return f"may hold only letters, digits, '_', '-' and '.', got {name!r}"
+    return name_problem(own)
 
 
 def repeat_name(name: str, seed: int) -> str:

@@ -4,7 +4,73 @@ and file modes. Each case reproduces what an adversarial pass found and fails wi
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import pytest
+
+CONFIGS = Path(__file__).resolve().parent.parent / "configs"
+
 # --- names ----------------------------------------------------------------------------------------------
+
+ESCAPING_NAMES = {
+    "..": "must not start with '.' or '_'",
+    ".": "must not start with '.' or '_'",
+    "../t001": "must not start with '.' or '_'",
+    "a/../../t001": "may hold only letters",
+    "_tune": "must not start with '.' or '_'",
+    "_index": "must not start with '.' or '_'",
+    ".hidden": "must not start with '.' or '_'",
+    "experiment_log.jsonl": "must not end in '.jsonl'",
+    "results.csv": "must not end in '.csv'",
+    "x" * 300: "is 300 characters long; the limit is 100",
+}
+
+
+@pytest.mark.parametrize("name", list(ESCAPING_NAMES), ids=lambda n: n[:20])
+def test_a_name_that_is_not_one_plain_folder_is_refused_before_anything_is_written(
+    name, tmp_path, monkeypatch, run_cli
+):
+    work = tmp_path / "W"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "bad.yaml").write_text(f"extends: {CONFIGS / 'demo/baseline_small.yaml'}\nname: {name!r}\n")
+    (work / "good.yaml").write_text(f"extends: {CONFIGS / 'demo/baseline_small.yaml'}\nname: fine\n")
+    before = sorted(tmp_path.rglob("*"))
+    for command in (["validate", "bad.yaml", "good.yaml"], ["run", "bad.yaml", "--data-root", "data"]):
+        result = run_cli(*command)
+        assert result.code == 2, result.out + result.err
+        assert "Traceback" not in result.err
+        [line] = [line for line in result.err.splitlines() if "bad.yaml" in line]
+        assert line.startswith("error: bad.yaml: name: ") and ESCAPING_NAMES[name] in line
+        assert "good.yaml" not in result.err, "one message per config, for the bad one"
+    assert sorted(tmp_path.rglob("*")) == before, "something was written"
+
+
+@pytest.mark.parametrize("name", ["../../escape", "..", "_tune", "x" * 101])
+def test_a_sweep_name_or_resume_argument_that_escapes_is_refused(name, tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "ok.yaml").write_text(f"extends: {CONFIGS / 'demo/baseline_small.yaml'}\nname: ok\n")
+    sweep = run_cli("sweep", "ok.yaml", "--name", name, "--data-root", "data", "--runs-dir", "W/runs", "--yes")
+    assert sweep.code == 2 and sweep.err.startswith("error: --name: "), sweep.err
+    resume = run_cli("resume", name, "--runs-dir", "W/runs")
+    assert resume.code == 2 and resume.err.startswith("error: SWEEP: "), resume.err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ok.yaml"], "something was written"
+
+
+def test_every_path_made_from_a_name_stays_inside_its_folder():
+    from raytrain import artifacts
+    from raytrain.sweeps.locks import lock_file
+    from raytrain.sweeps.settings import sweep_file
+
+    assert artifacts.experiment_dir(Path("runs"), "baseline/seed-2") == Path("runs/baseline/seed-2")
+    assert artifacts.within(Path("."), "alpha") == Path("alpha")
+    for escaping in ("..", ".", "../x", "a/../../x", "/etc/passwd", ""):
+        with pytest.raises(artifacts.OutsideRuns):
+            artifacts.experiment_dir(Path("runs"), escaping)
+    for make in (sweep_file, lock_file):
+        with pytest.raises(artifacts.OutsideRuns):
+            make(Path("runs"), "../../escape")
+
 
 # --- pickles and trust ----------------------------------------------------------------------------------
 

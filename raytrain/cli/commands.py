@@ -153,8 +153,11 @@ def _tracking(args: argparse.Namespace) -> dict:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from raytrain.naming import name_problem
     from raytrain.sweeps.settings import SweepError, SweepSettings, latest_sweep, sweep_file
 
+    if args.sweep and (problem := name_problem(args.sweep)):
+        raise SweepError(f"SWEEP: {problem}; `ls {args.runs_dir}/_tune` lists the sweeps")
     path = sweep_file(args.runs_dir, args.sweep) if args.sweep else latest_sweep(args.runs_dir)
     if not path.is_file():
         raise SweepError(f"{path}: no such sweep; `ls {args.runs_dir}/_tune` lists them")

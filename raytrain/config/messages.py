@@ -83,10 +83,6 @@ def error_message(e: dict) -> str:
         choices = ctx.get("expected", "")
         hint = closest(str(got), [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
         return f"must be one of {choices}, got {got!r}" + (f"; did you mean {hint!r}?" if hint else "")
-    if kind == "string_pattern_mismatch":
-        return f"may hold only letters, digits, '_', '-' and '.', got {got!r}"
-    if kind == "string_too_short":
-        return "must not be empty"
     if kind == "value_error":
         return str(ctx.get("error", e["msg"]))
     if kind in _FIX_FOR_TYPE:

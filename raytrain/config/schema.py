@@ -13,7 +13,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from raytrain.config.model_names import is_classification_model, unknown_model_message
-from raytrain.naming import EXPERIMENT_NAME_PATTERN, dotted
+from raytrain.naming import dotted, experiment_name_problem
 
 # ---------------------------------------------------------------------------------------------------
 # Schema. Field defaults are the seed's; comments say when to change them.
@@ -188,7 +188,7 @@ class SearchConfig(_Section):
 
 
 class ExperimentConfig(_Section):
-    name: str = Field("experiment", min_length=1, pattern=EXPERIMENT_NAME_PATTERN)
+    name: str = "experiment"
     description: str = ""
     model: ModelConfig = ModelConfig()
     training: TrainingConfig = TrainingConfig()
@@ -198,6 +198,14 @@ class ExperimentConfig(_Section):
     other: OtherConfig = OtherConfig()
     resources: ResourcesConfig = ResourcesConfig()
     search: SearchConfig | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _one_folder_inside_runs(cls, name: str) -> str:
+        problem = experiment_name_problem(name)
+        if problem:
+            raise ValueError(problem)
+        return name
 
 
 # Sections whose values change what a trial computes; the hash covers these and nothing else, so a

@@ -50,7 +50,7 @@ class Holder:
 
 
 def lock_file(runs_dir: Path, sweep: str) -> Path:
-    return Path(runs_dir) / artifacts.TUNE_DIR / f"{sweep}{LOCK_SUFFIX}"
+    return artifacts.within(Path(runs_dir) / artifacts.TUNE_DIR, f"{sweep}{LOCK_SUFFIX}")
 
 
 @contextmanager

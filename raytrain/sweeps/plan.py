@@ -16,7 +16,7 @@ from rich.table import Table
 from raytrain import artifacts
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
 from raytrain.config.search_space import expand, is_adaptive
-from raytrain.naming import adaptive_trial_name
+from raytrain.naming import adaptive_trial_name, name_problem
 from raytrain.results.tables import render, short_value
 
 DEFAULT_CONFIGS = Path("configs")
@@ -72,6 +72,8 @@ def plan_sweep(
     name: str | None = None,
 ) -> SweepPlan:
     """Load and expand every config (all problems at once), mark what runs/ already holds."""
+    if name is not None and (problem := name_problem(name)):
+        raise ConfigError([f"--name: {problem}"])
     files = find_configs(paths or [DEFAULT_CONFIGS])
     if not files:
         raise ConfigError([f"{', '.join(map(str, paths or [DEFAULT_CONFIGS]))}: no .yaml configs found"])

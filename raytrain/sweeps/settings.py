@@ -97,7 +97,7 @@ def running(sweep: str) -> SweepSettings:
 
 
 def sweep_file(runs_dir: Path, name: str) -> Path:
-    return Path(runs_dir) / artifacts.TUNE_DIR / f"{name}{SWEEP_FILE_SUFFIX}"
+    return artifacts.within(Path(runs_dir) / artifacts.TUNE_DIR, f"{name}{SWEEP_FILE_SUFFIX}")
 
 
 def unused_sweep_name(runs_dir: Path, name: str) -> str:

@@ -36,7 +36,9 @@ class TensorBoardTracker(Tracker, TBXLoggerCallback):
         self.writers: dict[str, object] = {}  # trial id -> SummaryWriter
 
     def folder(self, trial) -> Path:
-        return Path(self.runs_dir) / artifacts.TUNE_DIR / self.sweep / trial.config[EXPERIMENT_KEY]["name"]
+        return artifacts.within(
+            Path(self.runs_dir) / artifacts.TUNE_DIR, f"{self.sweep}/{trial.config[EXPERIMENT_KEY]['name']}"
+        )
 
     def _writer(self, trial, purge_step: int | None = None):
         if trial.trial_id not in self.writers:
