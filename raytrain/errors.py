@@ -14,7 +14,7 @@ class UserError(ValueError):
 EXIT_USER_ERROR = 2  # what the CLI exits with for a UserError: nothing ran, fix the input and run again
 
 
-# The driver unpickles a trial's exception to tell a user error from a lost node. These two are raised
+# The driver unpickles a trial's exception to tell a user error from a lost node. These three are raised
 # by torch code (training/models.py, training/trainable.py) but defined here, in the standard library
 # only: a class defined in a torch module would make that unpickling import torch into the driver.
 
@@ -25,3 +25,8 @@ class ModelError(UserError):
 
 class OutOfGPUMemory(UserError):
     """A trial's batch does not fit in its share of the GPU; the message says what to change."""
+
+
+class DamagedCheckpoint(UserError):
+    """No checkpoint of a trial can be loaded as the plain tensors and numbers raytrain writes: torn,
+    or replaced by something else (a planted pickle is refused, never run)."""

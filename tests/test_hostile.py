@@ -74,6 +74,54 @@ def test_every_path_made_from_a_name_stays_inside_its_folder():
 
 # --- pickles and trust ----------------------------------------------------------------------------------
 
+
+class Planted:
+    """A pickle that runs a shell command when loaded, as an attacker with write access to the
+    storage would plant in place of a checkpoint's state.pt."""
+
+    def __init__(self, command: str):
+        self.command = command
+
+    def __reduce__(self):
+        import os
+
+        return (os.system, (self.command,))
+
+
+def test_resuming_never_runs_a_planted_pickle_and_a_torn_tuner_pkl_is_one_line(subprocesses, synthetic_root, tmp_path):
+    import pickle
+
+    from tests.test_faults import kill_once, raytrain_here, slow_config
+    from tests.test_resume import slow_has_checkpointed_twice, start
+
+    slow_config(tmp_path / "configs", epochs=10)
+    runs = tmp_path / "runs"
+    driver = start(["sweep", "configs", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"], tmp_path)
+    kill_once(driver, lambda: slow_has_checkpointed_twice(runs), "slow to checkpoint")
+
+    [tuner_pkl] = runs.glob("_tune/*/tuner.pkl")
+    whole = tuner_pkl.read_bytes()
+    tuner_pkl.write_bytes(whole[: len(whole) // 2])
+    torn = raytrain_here(subprocesses, tmp_path, "resume", "--runs-dir", "runs")
+    assert torn.returncode == 2, torn.stdout[-2000:] + torn.stderr[-2000:]
+    assert torn.stderr.startswith(f"error: {tuner_pkl.resolve()}: sweep ") and "cannot be resumed" in torn.stderr
+    assert "Traceback" not in torn.stdout + torn.stderr and len(torn.stderr.strip().splitlines()) == 1
+    tuner_pkl.write_bytes(whole)
+
+    witness = tmp_path / "PWNED"
+    states = list(runs.glob("_tune/*/slow_*/checkpoint_*/state.pt"))
+    assert states, "no checkpoint to plant in"
+    for state in states:
+        state.write_bytes(pickle.dumps(Planted(f"touch {witness}")))
+    resumed = raytrain_here(subprocesses, tmp_path, "resume", "--runs-dir", "runs")
+    said = resumed.stdout + resumed.stderr
+    assert not witness.exists(), "resume ran the planted pickle"
+    assert resumed.returncode == 1, said[-3000:]
+    assert "[slow] FAILED: DamagedCheckpoint: no checkpoint of this trial can be restored" in said
+    assert "holds more than the tensors and numbers raytrain writes; refused, not run" in said
+    assert "Traceback" not in said
+
+
 # --- the private local Ray ------------------------------------------------------------------------------
 
 # --- YAML -----------------------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
+import pickle
 import signal
 import socket
 import sys
@@ -21,7 +22,7 @@ from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, resolved_dict
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
-from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE
+from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
 from raytrain.sweeps import storage as tune_storage
 from raytrain.sweeps.failures import fail_user_errors_at_once
 from raytrain.sweeps.outcome import SweepOutcome, summarize
@@ -167,9 +168,16 @@ def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tune
             f"{settings.experiment_path}: sweep {settings.name}'s Tune state cannot be read "
             f"({type(err).__name__}: {str(err)[:200]}), so it cannot be resumed. {rerun}"
         ) from None
-    return tune.Tuner.restore(
-        settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
-    )
+    try:
+        # Tune unpickles tuner.pkl here: the one file under the storage that must be trusted (docs/trust.md)
+        return tune.Tuner.restore(
+            settings.experiment_path, trainable, resume_unfinished=True, resume_errored=True, param_space=param_space
+        )
+    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError) as err:
+        raise SweepError(
+            f"{tune_storage.join(settings.experiment_path, 'tuner.pkl')}: sweep {settings.name}'s Tune state cannot "
+            f"be read ({first_line(err, 200, typed=True)}), so it cannot be resumed. {rerun}"
+        ) from None
 
 
 def _param_space(settings: SweepSettings) -> dict:

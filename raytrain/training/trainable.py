@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import io
 import os
+import pickle
 import shutil
 import tempfile
 import time
@@ -33,8 +34,8 @@ from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import FERDataset, class_weights, sampler_weights
 from raytrain.data.cache import default_cache_dir
-from raytrain.errors import OutOfGPUMemory
-from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED
+from raytrain.errors import DamagedCheckpoint, OutOfGPUMemory
+from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED, first_line
 from raytrain.training import best_weights, checkpoints
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
@@ -46,6 +47,15 @@ from raytrain.training.numerics import resolve_precision, use_channels_last
 from raytrain.training.optim import build_optimizer, build_scheduler
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
+# What state.pt's numpy arrays (the best epoch's confusion matrix and probabilities) unpickle with:
+# numpy's own array and scalar rebuilding and its dtype classes, which make arrays and run nothing else
+NUMPY_ARRAY_GLOBALS = [
+    np.ndarray,
+    np.dtype,
+    np._core.multiarray._reconstruct,
+    np._core.multiarray.scalar,
+    *(getattr(np.dtypes, name) for name in np.dtypes.__all__),
+]
 # torch.compile's backend for training.compile: true. inductor generates fused kernels; aot_eager
 # traces the same graphs without code generation (to tell a tracing problem from a codegen one, and
 # for tests, where inductor's C++ build of resnet18 takes minutes on 2 cores)
@@ -354,15 +364,14 @@ class TrainingRun:
         for location in [given, *(s for s in given.siblings() if s.path != given.path)]:
             try:
                 return self._restore_from(location)
-            except (
-                OSError,
-                RuntimeError,
-                KeyError,
-                EOFError,
-                ValueError,
-            ) as err:  # torch.load of a torn file: RuntimeError
-                problems.append(f"{location.path}: {type(err).__name__}: {str(err)[:200]}")
-        raise FileNotFoundError(
+            except pickle.UnpicklingError:  # weights_only met a global it does not allow: code, maybe planted
+                problems.append(
+                    f"{location.path}/{STATE_FILE}: holds more than the tensors and numbers raytrain writes; refused, "
+                    "not run"
+                )
+            except (OSError, RuntimeError, KeyError, EOFError, ValueError) as err:  # a torn file: RuntimeError
+                problems.append(f"{location.path}: {first_line(err, 200, typed=True)}")
+        raise DamagedCheckpoint(
             "no checkpoint of this trial can be restored (" + "; ".join(problems) + "); run its config again"
         )
 
@@ -370,7 +379,10 @@ class TrainingRun:
         holder = checkpoints.best_weights_holder(location)
         if holder is None:
             raise FileNotFoundError(f"no checkpoint holds the {artifacts.BEST_WEIGHTS} it refers to")
-        saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location=self.device, weights_only=False)
+        # weights_only: tensors, plain values and numpy arrays only. The storage is data, not code: a
+        # state.pt that holds anything else is refused, never run (docs/trust.md)
+        with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
+            saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location=self.device, weights_only=True)
         best = torch.load(io.BytesIO(holder.read_bytes(artifacts.BEST_WEIGHTS)), map_location="cpu", weights_only=True)
         state = TrainState(**saved["state"])
         self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
