@@ -124,6 +124,55 @@ def test_resuming_never_runs_a_planted_pickle_and_a_torn_tuner_pkl_is_one_line(s
 
 # --- the private local Ray ------------------------------------------------------------------------------
 
+
+def listening_addresses(root_pid: int, subprocesses) -> list[tuple[str, str]]:
+    """(local address, process name) of every TCP listener of `root_pid` and its descendants."""
+    import re
+
+    parents = {}
+    for line in subprocesses.run(["ps", "-eo", "pid=,ppid="], capture_output=True, text=True).stdout.splitlines():
+        pid, parent = map(int, line.split())
+        parents[pid] = parent
+    tree, grew = {root_pid}, True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if parent in tree and pid not in tree:
+                tree.add(pid)
+                grew = True
+    found = []
+    for line in subprocesses.run(["ss", "-ltnpH"], capture_output=True, text=True).stdout.splitlines():
+        if {int(p) for p in re.findall(r"pid=(\d+)", line)} & tree:
+            found.append((line.split()[3], re.findall(r'\("([^"]+)"', line)[0]))
+    return found
+
+
+def test_the_private_local_ray_listens_on_loopback_only(subprocesses, synthetic_root, tmp_path):
+    import shutil
+
+    from tests.test_faults import kill_once, slow_config
+    from tests.test_resume import start
+
+    if shutil.which("ss") is None:
+        pytest.skip("needs ss (iproute2) to list listening sockets")
+    slow_config(tmp_path / "configs", epochs=20)
+    driver = start(["sweep", "configs", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"], tmp_path)
+    seen = []
+
+    def training_and_listed() -> bool:
+        if "epoch 1/20" not in (tmp_path / "driver.log").read_text():
+            return False
+        seen[:] = listening_addresses(driver.pid, subprocesses)
+        return True
+
+    kill_once(driver, training_and_listed, "the trial's first epoch")
+    names = {name for _, name in seen}
+    assert {"gcs_server", "raylet"} <= names, f"not Ray's processes: {seen}"
+    loopback = ("127.0.0.1:", "[::ffff:127.0.0.1]:", "[::1]:")
+    exposed = [(address, name) for address, name in seen if not address.startswith(loopback)]
+    assert not exposed, f"reachable from other machines: {exposed}"
+
+
 # --- YAML -----------------------------------------------------------------------------------------------
 
 # --- file modes -----------------------------------------------------------------------------------------

@@ -304,6 +304,10 @@ def _connect(address: str | None, *, verbose: bool = False) -> None:
             # would the idle workers it starts for the driver, one per CPU: Tune starts each trial on a
             # worker of its own, so they only take CPU from ray.init (docs/ray-notes.md)
             os.environ.setdefault("RAY_prestart_worker_first_driver", "0")
+            # ...and reachable from this machine only. Given a node IP of 127.0.0.1, Ray binds the GCS,
+            # raylet, workers and agents to loopback, but ray.init swaps 127.0.0.1 for the routable IP
+            # unless Ray's own "no clusters on this OS" switch is off (docs/ray-notes.md)
+            ray._private.ray_constants.ENABLE_RAY_CLUSTER = False
             ray.init(include_dashboard=False, log_to_driver=verbose, configure_logging=False)
             trace.mark("ray_init_done")
             return
