@@ -175,6 +175,54 @@ def test_the_private_local_ray_listens_on_loopback_only(subprocesses, synthetic_
 
 # --- YAML -----------------------------------------------------------------------------------------------
 
+
+def alias_bomb(levels: int) -> str:
+    """Anchors that each hold the previous one nine times: 9**levels values once expanded."""
+    lines = ["name: bomb", "a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels + 1)]
+    return "\n".join([*lines, f"training: {{lr: *a{levels}}}"]) + "\n"
+
+
+@pytest.mark.timeout(60)  # a guard against a hang, not a timing: the bomb is refused before it expands
+@pytest.mark.parametrize("levels", [7, 10])
+def test_a_yaml_alias_bomb_is_one_short_error(levels, tmp_path, monkeypatch, run_cli):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "bomb.yaml").write_text(alias_bomb(levels))
+    result = run_cli("validate", "bomb.yaml")
+    assert result.code == 2
+    assert result.err == (
+        "error: bomb.yaml: expands to more than 100,000 values through its aliases (*name); a config needs a few "
+        "hundred: is this an alias bomb?\n"
+    )
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("name: x\ntraining: &a {lr: 0.1, again: *a}\n", "a value holds itself through an alias"),
+        ("name: x\ntraining: {lr: " + "[" * 5000 + "]" * 5000 + "}\n", "nested too deeply to be a config"),
+    ],
+    ids=["self-reference", "deep nesting"],
+)
+def test_a_config_that_holds_itself_or_nests_without_end_is_one_error(text, expected, tmp_path, run_cli):
+    (tmp_path / "odd.yaml").write_text(text)
+    result = run_cli("validate", tmp_path / "odd.yaml")
+    assert result.code == 2 and expected in result.err and "Traceback" not in result.err, result.err[-500:]
+
+
+def test_a_huge_yaml_is_refused_by_its_size_and_a_long_wrong_value_is_quoted_short(tmp_path, run_cli):
+    huge = tmp_path / "huge.yaml"
+    huge.write_text("name: huge\ndescription: '" + "z" * 1_200_000 + "'\n")
+    result = run_cli("validate", huge)
+    assert result.code == 2 and "1,200,027 bytes; a config is a few KB (the limit is 1,000,000)" in result.err
+
+    long_value = tmp_path / "long.yaml"
+    long_value.write_text("name: x\ntraining: {lr: '" + "z" * 5000 + "'}\n")
+    result = run_cli("validate", long_value)
+    assert result.code == 2 and "training.lr: must be a number, got 'zzz" in result.err
+    assert "(5002 characters)" in result.err and len(result.err) < 300
+
+
 # --- file modes -----------------------------------------------------------------------------------------
 
 # --- images, csv encodings and relative paths (data/, predict) ------------------------------------------

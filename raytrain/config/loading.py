@@ -60,17 +60,77 @@ def parse_override(text: str) -> tuple[str, Any]:
     if not sep or not dotted:
         raise ConfigError([f"--set {text}: expected KEY=VALUE, e.g. --set training.lr=0.001"])
     try:
-        parsed = yaml.safe_load(value) if value.strip() else ""
+        parsed = bounded_yaml(value, f"--set {dotted}") if value.strip() else ""
     except yaml.YAMLError:
         parsed = value
     return dotted, parsed
 
 
+# A config is a few KB. These bounds keep a hostile one (a 50 MB file, an alias bomb: anchors that each
+# hold the previous one nine times expand to 9^10 values) to an error within a second, in little memory.
+MAX_CONFIG_BYTES = 1_000_000
+MAX_CONFIG_VALUES = 100_000  # after aliases (`*anchor`) are expanded, as validation and hashing see them
+
+
+def bounded_yaml(text: str, where: str):
+    """yaml.safe_load, refusing a document whose aliases expand to more than MAX_CONFIG_VALUES values
+    or that nests too deeply. PyYAML builds an alias as a reference (cheap); everything after it
+    (merging, validation, the hash, an error that quotes the value) walks the expanded tree."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is None:
+            return None
+        values = _expanded_values(node, {})
+        if values is None:
+            raise ConfigError([f"{where}: a value holds itself through an alias (&name ... *name); no config can"])
+        if values > MAX_CONFIG_VALUES:
+            raise ConfigError(
+                [
+                    f"{where}: expands to more than {MAX_CONFIG_VALUES:,} values through its aliases (*name); "
+                    "a config needs a few hundred: is this an alias bomb?"
+                ]
+            )
+        return loader.construct_document(node)
+    except RecursionError:
+        raise ConfigError([f"{where}: nested too deeply to be a config"]) from None
+    finally:
+        loader.dispose()
+
+
+def _expanded_values(node: yaml.Node, counted: dict[int, int | None]) -> int | None:
+    """How many values `node` stands for with every alias expanded, or None if it holds itself
+    (`&a [*a]`: infinite). Each node is counted once (an alias is the same node object again), so this
+    is linear in the document however big the expansion."""
+    if id(node) in counted:
+        return counted[id(node)]  # None while it is being counted: reached again from inside itself
+    counted[id(node)] = None
+    children = node.value if isinstance(node, yaml.SequenceNode) else ()
+    if isinstance(node, yaml.MappingNode):
+        children = [part for pair in node.value for part in pair]
+    total = 1
+    for child in children:
+        values = _expanded_values(child, counted)
+        if values is None:
+            return None
+        total += values
+    counted[id(node)] = total
+    return total
+
+
 def _read_yaml(path: Path) -> dict:
     if not path.is_file():
         raise ConfigError([f"{path}: file not found"])
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            [
+                f"{path}: {size:,} bytes; a config is a few KB (the limit is {MAX_CONFIG_BYTES:,}): is this the "
+                "right file?"
+            ]
+        )
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = bounded_yaml(path.read_text(encoding="utf-8"), str(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""

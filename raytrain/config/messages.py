@@ -69,8 +69,17 @@ _FIX_FOR_TYPE = {
 }
 
 
+MAX_ECHO_CHARS = 80  # a wrong value quoted back: enough to recognise it, never the whole of a huge one
+
+
+def echo(value) -> str:
+    """`value` as a message quotes it, cut to MAX_ECHO_CHARS."""
+    text = repr(value)
+    return text if len(text) <= MAX_ECHO_CHARS else f"{text[: MAX_ECHO_CHARS - 1]}… ({len(text)} characters)"
+
+
 def error_message(e: dict) -> str:
-    kind, ctx, got = e["type"], e.get("ctx", {}), e.get("input")
+    kind, ctx, got = e["type"], e.get("ctx", {}), echo(e.get("input"))
     if kind == "extra_forbidden":
         return _unknown_key_message(e["loc"])
     if kind == "missing":
@@ -78,16 +87,16 @@ def error_message(e: dict) -> str:
     bounds = {"greater_than": ">", "greater_than_equal": ">=", "less_than": "<", "less_than_equal": "<="}
     if kind in bounds:
         limit = next(iter(ctx.values()))
-        return f"must be {bounds[kind]} {limit}, got {got!r}"
+        return f"must be {bounds[kind]} {limit}, got {got}"
     if kind == "literal_error":
         choices = ctx.get("expected", "")
-        hint = closest(str(got), [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
-        return f"must be one of {choices}, got {got!r}" + (f"; did you mean {hint!r}?" if hint else "")
+        hint = closest(str(e.get("input")), [c.strip(" '") for c in choices.replace(" or ", ", ").split(",")])
+        return f"must be one of {choices}, got {got}" + (f"; did you mean {hint!r}?" if hint else "")
     if kind == "value_error":
         return str(ctx.get("error", e["msg"]))
     if kind in _FIX_FOR_TYPE:
-        return f"{_FIX_FOR_TYPE[kind]}, got {got!r}"
-    return f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got!r}"
+        return f"{_FIX_FOR_TYPE[kind]}, got {got}"
+    return f"{e['msg'][0].lower()}{e['msg'][1:]}, got {got}"
 
 
 def closest(name: str, candidates) -> str | None:
