@@ -50,14 +50,28 @@ TRIAL_ARTIFACTS = (
 )
 
 
+def _usual_mode() -> int:
+    """The mode open() gives a new file under this process's umask (0644 under the usual 022)."""
+    umask = os.umask(0o022)  # reading the umask means setting it: set it straight back
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+# read once, at import, before any thread: setting the umask to read it is process-wide
+USUAL_MODE = _usual_mode()
+
+
 @contextmanager
 def atomic_path(path: Path) -> Iterator[Path]:
-    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes."""
+    """Yield a temporary path beside `path`; it replaces `path` only if the block finishes. The file
+    gets the usual mode (umask), like any other new file: mkstemp's owner-only mode would make a
+    shared runs folder unreadable to the rest of a team."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     os.close(fd)
     try:
         yield Path(tmp)
+        os.chmod(tmp, USUAL_MODE)
         # on disk before the rename: after a power cut the name holds the old file or the new, not zeros
         with open(tmp, "rb") as written:
             os.fsync(written.fileno())

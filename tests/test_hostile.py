@@ -225,4 +225,23 @@ def test_a_huge_yaml_is_refused_by_its_size_and_a_long_wrong_value_is_quoted_sho
 
 # --- file modes -----------------------------------------------------------------------------------------
 
+
+def test_files_written_atomically_get_the_umasks_usual_mode_like_the_log(tmp_path):
+    import os
+    import stat
+
+    import pandas as pd
+
+    from raytrain import artifacts, results
+
+    artifacts.write_json(tmp_path / "runs" / "alpha" / artifacts.BEST_METRICS, {"macro_f1": 0.5})
+    results.write_table(pd.DataFrame({"a": [1]}), tmp_path / "runs" / results.RESULTS_CSV)
+    artifacts.append_log(tmp_path / "runs", {"experiment": "alpha", "status": "completed"})
+    modes = {path.name: stat.S_IMODE(path.stat().st_mode) for path in (tmp_path / "runs").rglob("*") if path.is_file()}
+    assert modes == dict.fromkeys(modes, artifacts.USUAL_MODE), modes
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert artifacts.USUAL_MODE == 0o666 & ~umask, "not what open() gives a new file (0644 under umask 022)"
+
+
 # --- images, csv encodings and relative paths (data/, predict) ------------------------------------------

@@ -6,7 +6,6 @@ out here from the tables of `html_tables` and the plots of `figures` and `knob_f
 
 from __future__ import annotations
 
-import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -42,11 +41,9 @@ def write_report(runs_dir: str | Path, out_path: str | Path, *, top: int = TOP_R
     frame = _load(runs_dir)
     csv_path = out_path.with_suffix(".csv")
     results.write_table(frame, csv_path)
-    os.chmod(csv_path, 0o644)
     page = render_report(runs_dir, frame=frame, top=top, detail=detail, csv_name=csv_path.name)
     with artifacts.atomic_path(out_path) as tmp:
         tmp.write_text(page, encoding="utf-8")
-        os.chmod(tmp, 0o644)  # mkstemp makes files owner-only; a report is made to be shared
     return out_path
 
 
