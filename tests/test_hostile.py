@@ -15,3 +15,18 @@ from __future__ import annotations
 # --- file modes -----------------------------------------------------------------------------------------
 
 # --- images, csv encodings and relative paths (data/, predict) ------------------------------------------
+
+
+def test_a_fer_csv_whose_header_starts_with_a_utf8_bom_loads(tmp_path, run_cli, monkeypatch):
+    import numpy as np
+    from data_fixtures import fer_csv_text
+
+    monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))
+    rng = np.random.default_rng(0)
+    rows = [(i % 7, rng.integers(0, 256, 16), usage) for usage in ("Training", "PublicTest") for i in range(70)]
+    csv = tmp_path / "fer2013.csv"
+    csv.write_text(fer_csv_text(rows), encoding="utf-8-sig")  # as Excel saves "CSV UTF-8"
+    assert csv.read_bytes().startswith(b"\xef\xbb\xbfemotion,")
+    result = run_cli("data", "check", csv)
+    assert result.code == 0, result.err
+    assert "FER2013 csv" in result.out and "images:  4x4" in result.out

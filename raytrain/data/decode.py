@@ -166,7 +166,8 @@ def _read_fer_rows(path: Path) -> tuple[list[int], list[str], list[str], bool]:
 
 
 def _read_fer_rows_unchecked(path: Path) -> tuple[list[int], list[str], list[str], bool]:
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a csv saved by Excel or Windows tools starts with a BOM, which would stick to "emotion"
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in FER_COLUMNS[:2] if c not in header]
