@@ -30,3 +30,69 @@ def test_a_fer_csv_whose_header_starts_with_a_utf8_bom_loads(tmp_path, run_cli, 
     result = run_cli("data", "check", csv)
     assert result.code == 0, result.err
     assert "FER2013 csv" in result.out and "images:  4x4" in result.out
+
+
+def _png_declaring(path, width: int, height: int):
+    """An 8-bit grayscale PNG whose header declares width x height, followed by one row of pixels: all
+    a decompression bomb shows before it is decoded, in a few hundred bytes instead of 400 MB of RAM."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8 bits, grey, no interlace
+    body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(bytes(width + 1))) + chunk(b"IEND", b"")
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + body)
+    return path
+
+
+def _sixteen_bit_png(path):
+    """A 16-bit grayscale PNG (PIL mode I;16) of a ramp over the whole 16-bit range; returns its pixels."""
+    import numpy as np
+    from PIL import Image
+
+    pixels = (np.arange(64, dtype=np.uint16) * 1000).reshape(8, 8)  # 0 .. 63000
+    Image.fromarray(pixels).save(path)
+    assert Image.open(path).mode == "I;16"
+    return pixels
+
+
+def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_and_data_check_says_so(tmp_path, run_cli, monkeypatch):
+    import numpy as np
+    from data_fixtures import make_folders
+
+    from raytrain.data import load_dataset
+
+    monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))
+    root = make_folders(tmp_path / "d", {"happy": 12, "sad": 12}, splits=("train", "test"), size=8)
+    wide = _sixteen_bit_png(root / "test" / "happy" / "000.png")
+    expected = (wide >> 8).astype(np.uint8)  # PIL's own convert("L") clips: 99% white
+    dataset = load_dataset(root, workers=1)
+    np.testing.assert_array_equal(dataset.splits["test"].images[0, 0], expected)
+    result = run_cli("data", "check", root)
+    assert result.code == 0, result.out + result.err
+    assert "note: 1 of 48 images had 16-bit pixels; scaled to 8 bits (>> 8), not clipped" in result.out
+
+
+def test_data_check_lists_every_undecodable_file_bounded_with_a_count_and_loads_the_rest(tmp_path, run_cli):
+    import pytest
+    from data_fixtures import make_folders
+
+    from raytrain.data import DamagedDataWarning, load_dataset
+
+    root = make_folders(tmp_path / "d", {"happy": 30, "sad": 30}, size=8)
+    torn = sorted((root / "train" / "happy").glob("*.png"))[:24]
+    for path in torn:
+        path.write_bytes(path.read_bytes()[:60])  # a valid header, torn pixel data
+    huge = _png_declaring(root / "train" / "sad" / "huge.png", 20_000, 20_000)
+    result = run_cli("data", "check", root, "--channels", "1")
+    assert result.code == 1 and "Traceback" not in result.err, result.err
+    assert "25 image file(s) could not be decoded and were left out:" in result.out
+    listed = [line.strip() for line in result.out.splitlines() if line.startswith("      ")]
+    assert len(listed) == 21 and listed[-1] == "... and 5 more"
+    assert listed[0] == f"{torn[0]}: unreadable or corrupt image (image file is truncated); replace or delete the file"
+    with pytest.warns(DamagedDataWarning, match=r"d: 25 image file\(s\) could not be decoded and were left out"):
+        dataset = load_dataset(root, workers=1, cache_dir=tmp_path / "cache")
+    assert len(dataset.skipped) == 25 and dataset.skipped[-1].startswith(f"{huge}: 400 megapixels")
+    assert sum(len(split) for split in dataset.splits.values()) == 60 - 24  # the rest loads, the bomb left out
