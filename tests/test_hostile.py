@@ -63,6 +63,7 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_and_data_check_says_so(t
     from data_fixtures import make_folders
 
     from raytrain.data import load_dataset
+    from raytrain.training.predict import read_image
 
     monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))
     root = make_folders(tmp_path / "d", {"happy": 12, "sad": 12}, splits=("train", "test"), size=8)
@@ -70,6 +71,7 @@ def test_a_16_bit_image_is_scaled_to_8_bits_not_clipped_and_data_check_says_so(t
     expected = (wide >> 8).astype(np.uint8)  # PIL's own convert("L") clips: 99% white
     dataset = load_dataset(root, workers=1)
     np.testing.assert_array_equal(dataset.splits["test"].images[0, 0], expected)
+    np.testing.assert_array_equal(read_image(root / "test" / "happy" / "000.png", channels=1)[0, 0], expected)
     result = run_cli("data", "check", root)
     assert result.code == 0, result.out + result.err
     assert "note: 1 of 48 images had 16-bit pixels; scaled to 8 bits (>> 8), not clipped" in result.out
@@ -96,3 +98,42 @@ def test_data_check_lists_every_undecodable_file_bounded_with_a_count_and_loads_
         dataset = load_dataset(root, workers=1, cache_dir=tmp_path / "cache")
     assert len(dataset.skipped) == 25 and dataset.skipped[-1].startswith(f"{huge}: 400 megapixels")
     assert sum(len(split) for split in dataset.splits.values()) == 60 - 24  # the rest loads, the bomb left out
+
+
+def _tiny_best_pt(path):
+    """A best.pt as a trial saves it, with untrained weights: what predict reads, without training."""
+    from raytrain.data import CANONICAL_CLASSES
+    from raytrain.training.best_weights import save_best_weights
+    from raytrain.training.models import build_model
+
+    model = build_model("mobilenet_v3_small", len(CANONICAL_CLASSES), in_channels=1, dropout=0.0)
+    save_best_weights(
+        path,
+        model.state_dict(),
+        arch="mobilenet_v3_small",
+        class_names=list(CANONICAL_CLASSES),
+        in_channels=1,
+        img_size=24,
+        mean=(0.5,),
+        std=(0.25,),
+        config={"model": {"dropout": 0.0}},
+        epoch=1,
+    )
+    return path
+
+
+def test_predict_names_a_decompression_bomb_in_one_line_and_still_classifies_the_rest(tmp_path, run_cli):
+    from data_fixtures import write_image
+
+    weights = _tiny_best_pt(tmp_path / "best.pt")
+    ok = write_image(tmp_path / "ok.png", [[0, 128], [255, 64]])
+    huge = _png_declaring(tmp_path / "huge.png", 20_000, 20_000)
+    result = run_cli("predict", weights, ok, huge, ok)
+    assert result.code == 1, "one image failed: the exit code says so"
+    assert result.out.count(f"{ok}: ") == 2, result.out  # the image after the bomb is classified too
+    assert result.err.splitlines() == [
+        f"error: {huge}: 400 megapixels, over the 89-megapixel limit on one image (a guard against "
+        "decompression bombs); downscale it or remove it"
+    ]
+    result = run_cli("predict", weights, huge)
+    assert result.code == 2 and result.out == "", "nothing classified: bad input"
