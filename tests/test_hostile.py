@@ -137,3 +137,26 @@ def test_predict_names_a_decompression_bomb_in_one_line_and_still_classifies_the
     ]
     result = run_cli("predict", weights, huge)
     assert result.code == 2 and result.out == "", "nothing classified: bad input"
+
+
+def test_data_and_predict_commands_take_relative_paths_from_the_working_directory(tmp_path, run_cli, monkeypatch):
+    from raytrain.data import CANONICAL_CLASSES
+    from tests.conftest import write_config
+    from tests.test_compare_export import publish
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAYTRAIN_CACHE_DIR", "cache")
+    assert run_cli("data", "synth", "data", "--per-class", "12", "--size", "16").code == 0
+    assert run_cli("data", "synth", "csv", "--layout", "csv", "--per-class", "12", "--size", "16").code == 0
+    for root in ("data", "csv", "csv/fer2013.csv", "./data/../data"):
+        result = run_cli("data", "check", root)
+        assert result.code == 0 and "error" not in result.err, f"{root}: {result.err}"
+    _tiny_best_pt(tmp_path / "best.pt")
+    images = [f"data/test/{name}/{next((tmp_path / 'data/test' / name).iterdir()).name}" for name in CANONICAL_CLASSES]
+    result = run_cli("predict", "best.pt", *images)
+    assert result.code == 0 and [line.split(": ")[0] for line in result.out.splitlines()] == images, result.err
+    write_config(tmp_path / "configs", "alpha")
+    assert run_cli("validate", "configs/alpha.yaml").code == 0
+    publish(tmp_path / "runs", "alpha", {}, 0.6, seed=1)  # a finished run as a trial leaves it
+    assert run_cli("compare", "--runs-dir", "runs", "--export", "out/table.csv").code == 0
+    assert (tmp_path / "out" / "table.csv").is_file()
