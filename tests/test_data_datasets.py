@@ -12,6 +12,7 @@ from data_fixtures import fer_csv_text, make_folders, write_image
 
 from raytrain.data import (
     CANONICAL_CLASSES,
+    DamagedDataWarning,
     DatasetError,
     carve_val,
     check_dataset,
@@ -157,14 +158,15 @@ def test_decoding_in_worker_processes_matches_decoding_here(tmp_path, monkeypatc
         np.testing.assert_array_equal(serial.splits[name].labels, pooled.splits[name].labels)
 
 
-def test_a_corrupt_image_in_a_worker_process_is_named(tmp_path, monkeypatch, pools):
+def test_a_corrupt_image_in_a_worker_process_is_named_and_left_out(tmp_path, monkeypatch, pools):
     make_folders(tmp_path / "d", {"happy": 12, "sad": 12})
     bad = tmp_path / "d/train/sad/007.png"
     bad.write_bytes(bad.read_bytes()[:40])  # a valid header, truncated pixel data
     monkeypatch.setattr(decode, "_FILES_PER_PROCESS", 8)
-    with pytest.raises(DatasetError, match=rf"{bad}: unreadable or corrupt image .*replace or delete the file"):
-        load_dataset(tmp_path / "d", workers=2)
+    with pytest.warns(DamagedDataWarning, match=rf"{bad}: unreadable or corrupt image .*replace or delete the file"):
+        ds = load_dataset(tmp_path / "d", workers=2)
     assert pools == [2]
+    assert len(ds.skipped) == 1 and len(ds.splits["train"]) + len(ds.splits["val"]) == 23
 
 
 # --- FER2013 csv ------------------------------------------------------------------------------------
@@ -373,11 +375,20 @@ def test_a_class_folder_with_no_images(tmp_path):
         load_dataset(tmp_path / "d")
 
 
-def test_a_corrupt_image_is_named(tmp_path):
+def test_a_corrupt_image_is_named_and_left_out(tmp_path):
     make_folders(tmp_path / "d", {"happy": 2, "sad": 2})
     bad = tmp_path / "d/train/happy/broken.jpg"
     bad.write_bytes(b"\xff\xd8 definitely not a jpeg")
-    with pytest.raises(DatasetError, match=rf"{bad}: unreadable or corrupt image"):
+    with pytest.warns(DamagedDataWarning, match=rf"{bad}: unreadable or corrupt image"):
+        ds = load_dataset(tmp_path / "d")
+    assert len(ds.splits["train"]) + len(ds.splits["val"]) == 4
+
+
+def test_a_split_with_no_decodable_image_is_an_error(tmp_path):
+    make_folders(tmp_path / "d", {"happy": 2, "sad": 2}, splits=("train", "test"))
+    for path in (tmp_path / "d/test").rglob("*.png"):
+        path.write_bytes(b"not a png")
+    with pytest.raises(DatasetError, match=rf"{tmp_path / 'd/test'}: none of its 4 images could be decoded"):
         load_dataset(tmp_path / "d")
 
 

@@ -84,7 +84,7 @@ def test_predict_errors_are_one_clear_message(digits_run, run_cli, tmp_path):
     broken = tmp_path / "broken.png"
     broken.write_bytes(b"not a png")
     result = run_cli("predict", kept / artifacts.BEST_WEIGHTS, broken)
-    assert result.code == 2 and f"{broken}: not a readable image" in result.err
+    assert result.code == 2 and f"{broken}: unreadable or corrupt image" in result.err
     result = run_cli("predict", tmp_path / "missing.pt", broken)
     assert result.code == 2 and "missing.pt: not found" in result.err
     result = run_cli("predict", broken, broken)

@@ -376,9 +376,17 @@ def cmd_data_check(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    from raytrain.errors import EXIT_USER_ERROR
     from raytrain.training.predict import predict
 
-    for path, ranked in zip(args.images, predict(args.weights, args.images)):
-        shown = ", ".join(f"{name} {probability:.1%}" for name, probability in ranked[: max(1, args.top)])
-        print(f"{path}: {shown}")
-    return 0
+    failed = 0
+    for result in predict(args.weights, args.images):
+        if result.error:  # one line, and the other images are still classified
+            failed += 1
+            print(f"error: {result.error}", file=sys.stderr, flush=True)
+            continue
+        shown = ", ".join(f"{name} {probability:.1%}" for name, probability in result.ranked[: max(1, args.top)])
+        print(f"{result.path}: {shown}", flush=True)
+    if failed == len(args.images):
+        return EXIT_USER_ERROR  # nothing classified: bad input
+    return 1 if failed else 0  # as a sweep: 1 when some failed

@@ -19,12 +19,13 @@ from raytrain.data.datasets import (
     load_dataset,
     sampler_weights,
 )
-from raytrain.data.sources import CANONICAL_CLASSES, DatasetError
+from raytrain.data.sources import CANONICAL_CLASSES, DamagedDataWarning, DatasetError
 from raytrain.data.synthetic import generate_synthetic
 
 __all__ = [
     "CANONICAL_CLASSES",
     "SPLIT_SEED",
+    "DamagedDataWarning",
     "DatasetError",
     "DatasetReport",
     "FERDataset",

@@ -21,7 +21,8 @@ from raytrain.data.decode import Decoded
 from raytrain.data.sources import Source
 
 # Bump when the cached arrays or the alias table change meaning: old cache files then stop matching.
-CACHE_FORMAT_VERSION = 1
+# 2: 16-bit images scaled (1 clipped them), undecodable images left out and listed (1 had none)
+CACHE_FORMAT_VERSION = 2
 CACHE_ENV_VAR = "RAYTRAIN_CACHE_DIR"
 
 
@@ -58,7 +59,7 @@ def read_cache(path: Path) -> Decoded | None:
             splits = {s: (npz[f"{s}_images"], npz[f"{s}_labels"]) for s in meta["splits"]}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None  # a truncated or foreign file: decode again and overwrite it
-    return Decoded(meta["class_names"], splits, tuple(meta["notes"]))
+    return Decoded(meta["class_names"], splits, tuple(meta["notes"]), tuple(meta["skipped"]))
 
 
 def write_cache(path: Path, decoded: Decoded) -> None:
@@ -69,6 +70,7 @@ def write_cache(path: Path, decoded: Decoded) -> None:
         "class_names": decoded.class_names,
         "splits": list(decoded.splits),
         "notes": list(decoded.notes),
+        "skipped": list(decoded.skipped),
     }
     arrays = {"meta": np.array(json.dumps(meta))}
     for split, (images, labels) in decoded.splits.items():

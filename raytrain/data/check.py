@@ -7,17 +7,21 @@ from __future__ import annotations
 
 import hashlib
 import math
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from raytrain.data.datasets import FERDataset, class_counts, load_dataset
+from raytrain.data.sources import DamagedDataWarning
 
 # below this many train images a class's F1 swings by whole points between seeds
 MIN_TRAIN_PER_CLASS = 10
 # max/min train count above which the report suggests class weights or the weighted sampler
 IMBALANCE_HINT = 10.0
+# undecodable files named one per line, the rest counted: a folder of 30,000 broken files stays readable
+MAX_LISTED_FILES = 20
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,19 @@ def check_dataset(
     """Load `root` as a sweep would (so it also fills the cache) and report on it.
 
     Errors that make the data unusable raise DatasetError; things that make results less
-    trustworthy (a split missing a class, tiny classes, train images repeated in val/test,
-    blank images) are listed in `problems`.
+    trustworthy (image files that could not be decoded, a split missing a class, tiny classes,
+    train images repeated in val/test, blank images) are listed in `problems`.
     """
-    dataset = load_dataset(root, channels=channels, val_fraction=val_fraction, workers=workers, cache_dir=cache_dir)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DamagedDataWarning)  # listed in full below, not warned about
+        dataset = load_dataset(root, channels=channels, val_fraction=val_fraction, workers=workers, cache_dir=cache_dir)
     k = dataset.num_classes
     counts = {name: class_counts(split.labels, k).tolist() for name, split in dataset.splits.items()}
     train = counts["train"]
     ratio = max(train) / min(train) if min(train) > 0 else math.inf
     problems = (
-        _missing_class_problems(dataset.class_names, counts)
+        _undecodable_problems(dataset.skipped)
+        + _missing_class_problems(dataset.class_names, counts)
         + _small_class_problems(dataset.class_names, train)
         + _leak_problems(dataset)
         + _blank_problems(dataset)
@@ -105,6 +112,15 @@ def check_dataset(
         problems=problems,
         notes=notes,
     )
+
+
+def _undecodable_problems(skipped: tuple[str, ...]) -> list[str]:
+    if not skipped:
+        return []
+    listed = "".join(f"\n      {line}" for line in skipped[:MAX_LISTED_FILES])
+    if len(skipped) > MAX_LISTED_FILES:
+        listed += f"\n      ... and {len(skipped) - MAX_LISTED_FILES} more"
+    return [f"{len(skipped)} image file(s) could not be decoded and were left out:{listed}"]
 
 
 def _missing_class_problems(class_names: list[str], counts: dict[str, list[int]]) -> list[str]:

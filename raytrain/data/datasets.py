@@ -5,6 +5,7 @@ numpy only: it must not import torch or ray, so a dataset pickles into Ray's obj
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,7 +13,7 @@ import numpy as np
 
 from raytrain.data.cache import cache_path, default_cache_dir, read_cache, write_cache
 from raytrain.data.decode import Decoded, decode_source
-from raytrain.data.sources import SPLIT_NAMES, DatasetError, Source, find_source
+from raytrain.data.sources import SPLIT_NAMES, DamagedDataWarning, DatasetError, Source, find_source
 
 # The val carve's seed. It is NOT the experiment seed: every experiment must be scored on the same
 # images, whatever its own seed. Changing it changes every carved val split (and so every score).
@@ -35,7 +36,8 @@ class FERDataset:
     """A decoded dataset: plain numpy, picklable, shared read-only by every trial.
 
     `splits` always holds "train" and "val" (carved from train when the data has none, see
-    `val_carved`) and "test" when the data has one. `notes` says what loading changed (resizing).
+    `val_carved`) and "test" when the data has one. `notes` says what loading changed (resizing,
+    16-bit scaling); `skipped` lists the image files that could not be decoded ("<path>: <why>").
     """
 
     class_names: list[str]
@@ -44,6 +46,7 @@ class FERDataset:
     layout: str  # "folders" or "csv"
     val_carved: bool
     notes: tuple[str, ...] = ()
+    skipped: tuple[str, ...] = ()
 
     @property
     def num_classes(self) -> int:
@@ -76,7 +79,8 @@ def load_dataset(
     `val_fraction` is carved from train with the fixed SPLIT_SEED. The decoded arrays are cached in
     `cache_dir` (default: `default_cache_dir()`), keyed by the files' paths, sizes and mtimes, so a
     second load is near-instant and any changed, added or removed file triggers a fresh decode.
-    Raises DatasetError naming the file or folder at fault.
+    Raises DatasetError naming the file or folder at fault. An image file that cannot be decoded
+    (torn, not an image, too large) is left out with a DamagedDataWarning; `skipped` lists them all.
     """
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
@@ -88,6 +92,14 @@ def load_dataset(
     if decoded is None:
         decoded = decode_source(source, channels, workers)
         write_cache(cached_at, decoded)
+    if decoded.skipped:
+        # on every load, the cached one too: a sweep on this data trains without these images
+        warnings.warn(
+            f"{source.root}: {len(decoded.skipped)} image file(s) could not be decoded and were left out "
+            f"(`raytrain data check` lists them); the first: {decoded.skipped[0]}",
+            DamagedDataWarning,
+            stacklevel=2,
+        )
     return _assemble(source, decoded, val_fraction)
 
 
@@ -180,4 +192,5 @@ def _assemble(source: Source, decoded: Decoded, val_fraction: float) -> FERDatas
         layout=source.layout,
         val_carved=carved,
         notes=decoded.notes,
+        skipped=decoded.skipped,
     )

@@ -1,5 +1,7 @@
 """Decoding a source into uint8 arrays per split: image folders (in a process pool when large enough
-to pay for one) and the FER2013 csv (parsed at C speed, a bad row named by its line number).
+to pay for one; an image that cannot be decoded is left out and listed) and the FER2013 csv (parsed
+at C speed, a bad row named by its line number). `decode_image` is the one way an image file becomes
+8-bit pixels, for `predict` too: 16-bit pixels are scaled, never clipped, and oversized images refused.
 
 numpy and PIL only: it must not import torch or ray, so the spawned decoding workers start fast.
 """
@@ -10,6 +12,7 @@ import csv
 import math
 import multiprocessing
 import os
+import re
 import warnings
 from collections import Counter
 from collections.abc import Iterator
@@ -41,6 +44,7 @@ class Decoded:
     class_names: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     notes: tuple[str, ...]
+    skipped: tuple[str, ...] = ()  # "<path>: <why>" for each image file that could not be decoded, left out
 
 
 def decode_source(source: Source, channels: int, workers: int) -> Decoded:
@@ -59,21 +63,55 @@ def _decode_folders(source: FolderSource, channels: int, workers: int) -> Decode
     mode = "L" if channels == 1 else "RGB"
     with _chunk_mapper(len(paths), workers) as map_chunks:
         sizes = [size for chunk in map_chunks(_read_sizes, paths) for size in chunk]
-        size_counts = Counter(sizes)
-        (width, height), _ = size_counts.most_common(1)[0]
-        images = np.concatenate(map_chunks(_decode_images, paths, mode, (width, height)))
+        # a file that cannot be decoded is left out and listed (`data check`), not fatal: one torn
+        # download among 30,000 images should not stop a sweep
+        failures = {i: size for i, size in enumerate(sizes) if isinstance(size, str)}
+        readable = [i for i in range(len(paths)) if i not in failures]
+        if not readable:
+            raise DatasetError(
+                f"{source.root}: none of its {len(paths)} images could be decoded; the first: {sizes[0]}"
+            )
+        (width, height), _ = Counter(sizes[i] for i in readable).most_common(1)[0]
+        chunks = map_chunks(_decode_images, [paths[i] for i in readable], mode, (width, height))
+    images = np.concatenate([images for images, _, _ in chunks])
+    errors = [error for _, chunk_errors, _ in chunks for error in chunk_errors]
+    failures |= {i: error for i, error in zip(readable, errors) if error}
+    kept = np.array([i for i in readable if i not in failures], dtype=np.int64)
+    if len(kept) < len(readable):
+        images = images[[i not in failures for i in readable]]
     # (N, H, W) or (N, H, W, 3) -> (N, C, H, W)
     images = images[:, None] if channels == 1 else np.ascontiguousarray(images.transpose(0, 3, 1, 2))
-    splits, start = {}, 0
-    for split, items in source.files.items():
-        labels = np.array([label for _, label in items], dtype=np.int64)
-        splits[split] = (images[start : start + len(items)], labels)
-        start += len(items)
-    notes = ()
-    resized = len(paths) - size_counts[(width, height)]
+    splits = _split_kept(source, paths, images, kept, failures)
+    notes = []
+    resized = sum(sizes[i] != (width, height) for i in kept)
     if resized:
-        notes = (f"{resized} of {len(paths)} images were resized to {height}x{width}, the most common size",)
-    return Decoded(source.class_names, splits, notes)
+        notes.append(f"{resized} of {len(kept)} images were resized to {height}x{width}, the most common size")
+    scaled = sum(n for _, _, n in chunks)
+    if scaled:
+        notes.append(f"{scaled} of {len(kept)} images had 16-bit pixels; scaled to 8 bits (>> 8), not clipped")
+    skipped = tuple(failures[i] for i in sorted(failures))
+    return Decoded(source.class_names, splits, tuple(notes), skipped)
+
+
+def _split_kept(
+    source: FolderSource, paths: list[str], images: np.ndarray, kept: np.ndarray, failures: dict[int, str]
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per split, (images, labels) of the files in `kept` (indices into `paths`, sorted)."""
+    labels = np.array([label for items in source.files.values() for _, label in items], dtype=np.int64)
+    split_of = np.repeat(np.arange(len(source.files)), [len(items) for items in source.files.values()])
+    # files are listed split by split, so each split's kept images are one slice (a view, not a copy)
+    bounds = np.searchsorted(split_of[kept], np.arange(len(source.files) + 1))
+    splits = {}
+    for s, (split, items) in enumerate(source.files.items()):
+        start, stop = bounds[s], bounds[s + 1]
+        if start == stop:
+            first = int(np.flatnonzero(split_of == s)[0])
+            raise DatasetError(
+                f"{Path(paths[first]).parent.parent}: none of its {len(items)} images could be decoded; "
+                f"the first: {failures[first]}"
+            )
+        splits[split] = (images[start:stop], labels[kept[start:stop]])
+    return splits
 
 
 @contextmanager
@@ -95,37 +133,106 @@ def _chunk_mapper(n_items: int, workers: int):
         yield map_chunks
 
 
-@contextmanager
-def _open_image(path: str) -> Iterator[Image.Image]:
-    """Image.open; a file that fails to open or to decode inside the block raises a DatasetError naming it."""
-    try:
-        with Image.open(path) as img:
-            yield img
-    except (OSError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); replace or delete the file") from None
-
-
-def _read_sizes(paths: list[str]) -> list[tuple[int, int]]:
-    """(width, height) of each image from its header, without decoding the pixels."""
-    sizes = []
+def _read_sizes(paths: list[str]) -> list[tuple[int, int] | str]:
+    """(width, height) of each image from its header, without decoding the pixels; for a file that
+    cannot be opened, the message that says why."""
+    sizes: list[tuple[int, int] | str] = []
     for path in paths:
-        with _open_image(path) as img:
-            sizes.append(img.size)
+        try:
+            with _open_image(path) as img:
+                sizes.append(img.size)
+        except DatasetError as err:
+            sizes.append(str(err))
     return sizes
 
 
-def _decode_images(paths: list[str], mode: str, size: tuple[int, int]) -> np.ndarray:
-    """Decode, convert to `mode` ("L" or "RGB") and resize to `size` (w, h) where needed."""
+def _decode_images(paths: list[str], mode: str, size: tuple[int, int]) -> tuple[np.ndarray, list[str | None], int]:
+    """Decode, convert to `mode` ("L" or "RGB") and resize to `size` (w, h) where needed. Returns the
+    pixels, per image None or why it could not be decoded (its row is left zero), and how many images
+    had 16-bit pixels."""
     width, height = size
     shape = (len(paths), height, width) if mode == "L" else (len(paths), height, width, 3)
-    out = np.empty(shape, dtype=np.uint8)
+    out = np.zeros(shape, dtype=np.uint8)
+    errors: list[str | None] = []
+    scaled = 0
     for i, path in enumerate(paths):
-        with _open_image(path) as img:
-            img = img.convert(mode)
-            if img.size != size:
-                img = img.resize(size, Image.Resampling.BILINEAR)
-            out[i] = np.asarray(img)
-    return out
+        try:
+            with _open_image(path) as img:
+                converted, was_16_bit = _to_8_bit(img, mode, path)
+                if converted.size != size:
+                    converted = converted.resize(size, Image.Resampling.BILINEAR)
+                out[i] = np.asarray(converted)
+        except DatasetError as err:
+            errors.append(str(err))
+            continue
+        errors.append(None)
+        scaled += was_16_bit
+    return out, errors, scaled
+
+
+def decode_image(path: str | Path, mode: str) -> np.ndarray:
+    """One image file as uint8 pixels in `mode` ("L": (H, W), "RGB": (H, W, 3)), writable.
+    Raises DatasetError naming the file when it cannot be opened, is too large or has no 8-bit scale."""
+    with _open_image(str(path)) as img:
+        converted, _ = _to_8_bit(img, mode, str(path))
+        return np.array(converted)
+
+
+@contextmanager
+def _open_image(path: str) -> Iterator[Image.Image]:
+    """Image.open; a file that fails to open or to decode inside the block, or has more pixels than
+    PIL's decompression-bomb limit (Image.MAX_IMAGE_PIXELS), raises a DatasetError naming it."""
+    try:
+        with warnings.catch_warnings():
+            # PIL only warns between 1x and 2x its limit, then decodes it anyway (GBs for a crafted file)
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            img = Image.open(path)
+    except (Image.DecompressionBombWarning, Image.DecompressionBombError) as err:
+        raise DatasetError(_too_large_message(path, err)) from None
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); replace or delete the file") from None
+    try:
+        with img:
+            yield img
+    except DatasetError:
+        raise  # a ValueError too, already naming the file
+    except (OSError, ValueError) as err:
+        raise DatasetError(f"{path}: unreadable or corrupt image ({err}); replace or delete the file") from None
+
+
+def _too_large_message(path: str, err: Exception) -> str:
+    limit = Image.MAX_IMAGE_PIXELS or 0
+    found = re.search(r"\((\d+) pixels\)", str(err))  # PIL's message is the only place it says the size
+    size = f"{int(found[1]) / 1e6:.0f} megapixels" if found else "too many pixels"
+    return (
+        f"{path}: {size}, over the {limit / 1e6:.0f}-megapixel limit on one image (a guard against "
+        "decompression bombs); downscale it or remove it"
+    )
+
+
+# modes whose pixels are wider than 8 bits: PIL's convert("L") clips them at 255, which turns a
+# 16-bit scan almost all white. "I" is a 32-bit container, but PIL opens 16-bit PGMs into it.
+def _wide_mode(mode: str) -> bool:
+    return mode == "I" or mode.startswith("I;16")
+
+
+def _to_8_bit(img: Image.Image, mode: str, path: str) -> tuple[Image.Image, bool]:
+    """`img` in `mode` ("L" or "RGB"), and whether it had 16-bit pixels, which are scaled by their bit
+    depth (>> 8), not clipped. Floating-point or wider integer pixels have no known scale: refused."""
+    if _wide_mode(img.mode):
+        pixels = np.asarray(img)
+        low, high = int(pixels.min(initial=0)), int(pixels.max(initial=0))
+        if low < 0 or high > 0xFFFF:
+            raise DatasetError(
+                f"{path}: integer pixels from {low} to {high} do not fit 16 bits, so they have no known 8-bit "
+                "scale; save the image with 8- or 16-bit pixels"
+            )
+        return Image.fromarray((pixels >> 8).astype(np.uint8), "L").convert(mode), True
+    if img.mode == "F":
+        raise DatasetError(
+            f"{path}: floating-point pixels have no known 8-bit scale; save the image with 8- or 16-bit pixels"
+        )
+    return img.convert(mode), False
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -166,7 +273,8 @@ def _read_fer_rows(path: Path) -> tuple[list[int], list[str], list[str], bool]:
 
 
 def _read_fer_rows_unchecked(path: Path) -> tuple[list[int], list[str], list[str], bool]:
-    with open(path, newline="", encoding="utf-8") as f:
+    # utf-8-sig: a csv saved by Excel or Windows tools starts with a BOM, which would stick to "emotion"
+    with open(path, newline="", encoding="utf-8-sig") as f:
         reader = csv.reader(f)
         header = [h.strip().lower() for h in next(reader, [])]
         missing = [c for c in FER_COLUMNS[:2] if c not in header]

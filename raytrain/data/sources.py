@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+from raytrain.artifacts import DamagedRunsWarning
 from raytrain.errors import UserError
 
 CANONICAL_CLASSES = ("angry", "disgusted", "fearful", "happy", "sad", "surprised", "neutral")
@@ -30,6 +31,11 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 class DatasetError(UserError):
     """A dataset that cannot be used; the message names the file or folder and the fix.
     A ValueError (through UserError), so the CLI prints it as one message with exit code 2."""
+
+
+class DamagedDataWarning(DamagedRunsWarning):
+    """Image files of a dataset that could not be decoded and were left out; the rest loads. A
+    DamagedRunsWarning, so that the CLI prints it as damage under runs/ is: one line, no source line."""
 
 
 @dataclass(frozen=True)
