@@ -283,6 +283,43 @@ def test_a_search_of_few_trials_is_too_few():
     assert found.too_few and f"fANOVA needs at least {importance.MIN_TRIALS}" in found.reason
 
 
+def one_at_a_time_rows(rng, seeds=(1,)) -> list[dict]:
+    """configs/ as shipped: a baseline and variants that each change one knob; lr_low costs 0.1."""
+    base = {"training.lr": 3e-4, "training.epochs": 30, "loss.type": "ce", "data.weighted_sampler": False}
+    variants = {
+        "baseline": {},
+        "lr_low": {"training.lr": 1e-4},
+        "lr_high": {"training.lr": 1e-3},
+        "epochs_10": {"training.epochs": 10},
+        "epochs_50": {"training.epochs": 50},
+        "loss_focal": {"loss.type": "focal"},
+        "balance_weighted_sampler": {"data.weighted_sampler": True},
+    }
+    return [
+        {
+            "experiment": f"{name}/seed-{seed}" if len(seeds) > 1 else name,
+            "status": "completed",
+            "other.seed": seed,
+            **base,
+            **change,
+            "val/macro_f1": 0.6 - 0.1 * (name == "lr_low") + rng.normal(0, 0.01),
+        }
+        for name, change in variants.items()
+        for seed in seeds
+    ]
+
+
+def test_configs_that_each_change_one_knob_need_seeds_and_then_get_an_anova():
+    rng = np.random.default_rng(16)
+    once = importance.analyze(pd.DataFrame(one_at_a_time_rows(rng)))
+    assert once.too_few and "leave 0 degree(s) of freedom" in once.reason and "other.seed: [1, 2, 3]" in once.reason
+    found = importance.analyze(pd.DataFrame(one_at_a_time_rows(rng, seeds=(1, 2, 3))))
+    assert found.method == ANOVA and found.design == "21 runs at 7 settings, 3 runs (seeds) per setting"
+    assert found.table["knob"].iloc[0] == "training.lr" and found.table["matters"].iloc[0]
+    assert found.table["best"].iloc[0] != "0.0001", "the best learning rate is not the one that costs 0.1"
+    assert not found.table["matters"].iloc[1:].any(), "nothing else was planted"
+
+
 def test_seeds_alone_are_not_a_knob():
     rows = [
         r for r in grid_rows(np.random.default_rng(7)) if r["group"] == grid_rows(np.random.default_rng(7))[0]["group"]

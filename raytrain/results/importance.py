@@ -5,10 +5,10 @@ a Holm-corrected p-value and a one-line summary of its effect (`raytrain importa
 The data choose the method. Knobs set on a grid (each value shared by several runs; seeds are
 replicates): an ANOVA of the per-run metric, importance as omega squared (eta squared less what noise
 alone gives it) with a noncentral-F interval. Knobs searched over a range (a value per trial): fANOVA
-(optuna's evaluator), importance as the share a knob explains beyond what it gets when its values are
-shuffled, a permutation test and a bootstrap over the trials. Too few runs: the reason, and no table.
-The arithmetic of tests and intervals is in stats.py. Pandas, numpy and scipy; optuna and scikit-learn
-for fANOVA, imported there. No torch, ray or pydantic.
+(main effects as optuna's evaluator computes them), importance as the share a knob explains beyond what
+it gets when its values are shuffled, a permutation test and a bootstrap over the trials. Too few runs:
+the reason, and no table. The arithmetic of tests and intervals is in stats.py. Pandas, numpy and
+scipy; scikit-learn's forests for fANOVA, imported there. No torch, ray or pydantic.
 """
 
 from __future__ import annotations
@@ -32,14 +32,16 @@ MIN_RUNS = 3  # fewer runs than this say nothing about what varies with what
 # An F test's noise estimate from 1 degree of freedom is close to a guess (its 95% critical F is 161 on
 # one knob of 2 levels): a 2 x 2 grid without seeds has 1, and is told to add seeds.
 MIN_RESIDUAL_DF = 2
-# fANOVA below this many trials: the forest has little to split and the bootstrap's resamples share most
-# of their trials. The planted-effect test finds a strong knob at 16 trials; at 10 its interval is wide.
-MIN_TRIALS = 10
+# fANOVA below this many trials is a table of noise: a learning rate explaining ~80% of the variance
+# (tests/test_importance.py's planted search) came out distinguishable in 0 of 16 searches of 10-20
+# trials, 1 of 4 at 25, 4 of 4 at 30 and 6 of 6 at 40: on few trials the bootstrap's forests are too
+# unsettled for its interval to clear 0.
+MIN_TRIALS = 30
 RESAMPLES = 200  # bootstrap resamples of the settings: 5 in each 2.5% tail of a 95% interval
 PERMUTATIONS_PER_KNOB = 20  # shuffles of each knob for fANOVA's test: see permutations_for
 POINT_FITS = 8  # forests on every run averaged into the point estimate
-# Trees per fANOVA forest (optuna's default is 64): the test and the interval each average over a hundred
-# forests or more, and a fit of 8 trees takes ~25 ms on 30 trials, so an answer takes seconds, not minutes.
+# Trees per fANOVA forest (optuna's default is 64): the test and the interval each take a hundred forests
+# or more, and a fit of 8 trees takes ~11 ms on 30 trials, so an answer takes seconds, not minutes.
 TREES = 8
 MANY_LEVELS = 6  # a numeric knob with more values than this is summarised as a range, not level by level
 RANGE_BINS = 4  # a range knob's values are cut into this many equal-count bins for its summary
@@ -96,6 +98,12 @@ class Knob:
     def as_range(self) -> bool:
         """Summarised as a direction and a best range (a searched number), not by level (a grid)."""
         return self.numbers is not None and len(self.levels) > MANY_LEVELS
+
+    def searched(self, n_settings: int) -> bool:
+        """A number searched over a range: a new value in most settings. A grid's or a config's knob has
+        a few values, each shared by several settings, and fANOVA's shuffles, which assume knobs drawn
+        independently, are no test of configs that each change one knob."""
+        return self.as_range and len(self.levels) >= n_settings / 2
 
 
 @dataclass
@@ -244,22 +252,25 @@ def analyze(frame: pd.DataFrame, metric: str = METRIC, *, seed: int = 0) -> Impo
         return nothing(f"every run scored the same {metric} ({y[0]:g}): no knob made a difference to measure")
     grid = _GridModel([k.codes for k in knobs], [len(k.levels) for k in knobs])
     n_points = int(points.max()) + 1
+    searched = any(knob.searched(n_points) for knob in knobs)
     if grid.identifiable and grid.df_error >= MIN_RESIDUAL_DF:
         rows = _anova_rows(grid, knobs, y)
         interaction, note = _strongest_interaction(grid, knobs, y, n_points)
         method = ANOVA
-    elif n_points >= MIN_TRIALS:
+    elif searched and n_points >= MIN_TRIALS:
         rows, interaction, note, method = _fanova_rows(knobs, y, points, seed), None, None, FANOVA
-    elif grid.identifiable:
+    elif grid.identifiable and not searched:
         return nothing(
             f"{len(runs)} runs of {n_points} settings leave {max(grid.df_error, 0)} degree(s) of freedom to measure "
             f"the noise between runs with; an ANOVA needs {MIN_RESIDUAL_DF}: repeat each setting over seeds "
             f"(other.seed: [1, 2, 3]), or add settings"
         )
+    elif searched:
+        return nothing(f"{n_points} trials of a search; fANOVA needs at least {MIN_TRIALS}: run more of the search")
     else:
         return nothing(
-            f"{n_points} settings, not a grid (the knobs vary together); fANOVA needs at least {MIN_TRIALS} "
-            "finished trials: run more of the search"
+            f"the knobs vary together in the {n_points} settings, so no method can tell their effects apart, and "
+            "none was searched over a range: sweep a grid of them, or a search"
         )
     levels = {}
     for k, (row, knob) in enumerate(zip(rows, knobs)):
