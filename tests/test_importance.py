@@ -320,6 +320,15 @@ def test_configs_that_each_change_one_knob_need_seeds_and_then_get_an_anova():
     assert not found.table["matters"].iloc[1:].any(), "nothing else was planted"
 
 
+def test_a_search_of_many_settings_is_fitted_on_a_sample_of_them_with_their_seeds():
+    points = np.repeat(np.arange(700), 2)  # 700 settings, 2 seeds each
+    sample = importance._fanova_sample(points, seed=0)
+    assert (
+        len(np.unique(points[sample])) == importance.FANOVA_SETTINGS and len(sample) == 2 * importance.FANOVA_SETTINGS
+    )
+    assert np.array_equal(importance._fanova_sample(points[:60], seed=0), np.arange(60)), "few settings: every run"
+
+
 def test_seeds_alone_are_not_a_knob():
     rows = [
         r for r in grid_rows(np.random.default_rng(7)) if r["group"] == grid_rows(np.random.default_rng(7))[0]["group"]

@@ -43,6 +43,10 @@ POINT_FITS = 8  # forests on every run averaged into the point estimate
 # Trees per fANOVA forest (optuna's default is 64): the test and the interval each take a hundred forests
 # or more, and a fit of 8 trees takes ~11 ms on 30 trials, so an answer takes seconds, not minutes.
 TREES = 8
+# fANOVA's forests, fully grown, have a leaf per trial, and its main effects cost leaves x cuts a tree:
+# past this many settings it fits a random sample of them (an answer took 5-7 s from 30 to 1,000 trials
+# on a shared 2-core machine)
+FANOVA_SETTINGS = 500
 MANY_LEVELS = 6  # a numeric knob with more values than this is summarised as a range, not level by level
 RANGE_BINS = 4  # a range knob's values are cut into this many equal-count bins for its summary
 TOGETHER = " + "  # joins the names of knobs that always changed together: their effects are one
@@ -98,6 +102,10 @@ class Knob:
     def as_range(self) -> bool:
         """Summarised as a direction and a best range (a searched number), not by level (a grid)."""
         return self.numbers is not None and len(self.levels) > MANY_LEVELS
+
+    def subset(self, rows: np.ndarray) -> Knob:
+        """The knob as the runs `rows` set it."""
+        return Knob(self.name, self.labels[rows], None if self.numbers is None else self.numbers[rows])
 
     def searched(self, n_settings: int) -> bool:
         """A number searched over a range: a new value in most settings. A grid's or a config's knob has
@@ -250,23 +258,30 @@ def analyze(frame: pd.DataFrame, metric: str = METRIC, *, seed: int = 0) -> Impo
         )
     if np.ptp(y) == 0:
         return nothing(f"every run scored the same {metric} ({y[0]:g}): no knob made a difference to measure")
-    grid = _GridModel([k.codes for k in knobs], [len(k.levels) for k in knobs])
     n_points = int(points.max()) + 1
     searched = any(knob.searched(n_points) for knob in knobs)
-    if grid.identifiable and grid.df_error >= MIN_RESIDUAL_DF:
+    df_error = len(runs) - 1 - sum(len(k.levels) - 1 for k in knobs)  # were no two knobs confounded
+    # the model's matrices are runs x levels: built only where it could leave noise to test against
+    grid = _GridModel([k.codes for k in knobs], [len(k.levels) for k in knobs]) if df_error >= MIN_RESIDUAL_DF else None
+    if grid is not None and grid.identifiable:
         rows = _anova_rows(grid, knobs, y)
         interaction, note = _strongest_interaction(grid, knobs, y, n_points)
         method = ANOVA
     elif searched and n_points >= MIN_TRIALS:
-        rows, interaction, note, method = _fanova_rows(knobs, y, points, seed), None, None, FANOVA
-    elif grid.identifiable and not searched:
+        sample = _fanova_sample(points, seed)
+        if len(sample) < len(runs):
+            design += f"; fANOVA on a random {FANOVA_SETTINGS} of the settings (its forests grow with the trials)"
+        subset = [knob.subset(sample) for knob in knobs]
+        rows = _fanova_rows(subset, y[sample], settings_of(subset, len(sample)), seed)
+        interaction, note, method = None, None, FANOVA
+    elif searched:
+        return nothing(f"{n_points} trials of a search; fANOVA needs at least {MIN_TRIALS}: run more of the search")
+    elif grid is None:
         return nothing(
-            f"{len(runs)} runs of {n_points} settings leave {max(grid.df_error, 0)} degree(s) of freedom to measure "
+            f"{len(runs)} runs of {n_points} settings leave {max(df_error, 0)} degree(s) of freedom to measure "
             f"the noise between runs with; an ANOVA needs {MIN_RESIDUAL_DF}: repeat each setting over seeds "
             f"(other.seed: [1, 2, 3]), or add settings"
         )
-    elif searched:
-        return nothing(f"{n_points} trials of a search; fANOVA needs at least {MIN_TRIALS}: run more of the search")
     else:
         return nothing(
             f"the knobs vary together in the {n_points} settings, so no method can tell their effects apart, and "
@@ -566,6 +581,15 @@ def _permutation_p(observed: float, draw, most: int) -> tuple[float, float]:
         if as_large >= enough:
             return as_large / len(null), float(np.mean(null))
     return (1 + as_large) / (1 + len(null)), float(np.mean(null)) if null else float("nan")
+
+
+def _fanova_sample(points: np.ndarray, seed: int) -> np.ndarray:
+    """The runs fANOVA fits: all of them, or those of FANOVA_SETTINGS settings drawn at random."""
+    n_points = int(points.max()) + 1
+    if n_points <= FANOVA_SETTINGS:
+        return np.arange(len(points))
+    chosen = np.random.default_rng(seed).choice(n_points, FANOVA_SETTINGS, replace=False)
+    return np.flatnonzero(np.isin(points, chosen))
 
 
 def _fanova_rows(knobs: list[Knob], y: np.ndarray, points: np.ndarray, seed: int) -> list[dict]:
