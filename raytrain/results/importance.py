@@ -279,7 +279,7 @@ def analyze(frame: pd.DataFrame, metric: str = METRIC, *, seed: int = 0) -> Impo
     elif grid is None:
         return nothing(
             f"{len(runs)} runs of {n_points} settings leave {max(df_error, 0)} degree(s) of freedom to measure "
-            f"the noise between runs with; an ANOVA needs {MIN_RESIDUAL_DF}: repeat each setting over seeds "
+            f"the noise between runs with; an ANOVA needs {MIN_RESIDUAL_DF}: run each setting with several seeds "
             f"(other.seed: [1, 2, 3]), or add settings"
         )
     else:
@@ -547,7 +547,7 @@ def _strongest_interaction(
             }
         )
     if not tested:
-        return None, "no runs left to measure the noise with once interactions are in the model: repeat over seeds"
+        return None, "no runs left to measure the noise with once interactions are in the model: run with several seeds"
     for row, p in zip(tested, stats.holm([row["p_value"] for row in tested])):
         row["p_holm"] = float(p)
         row["matters"] = bool(p <= ALPHA and row["low"] > 0)
