@@ -85,6 +85,13 @@ DAMAGED = "damaged"  # a folder missing a file or holding an unreadable one
 
 # ---- what Tune and the readers call a trial's numbers
 METRIC, MODE = "val/macro_f1", "max"  # what "best" means everywhere: checkpoints, results, reports
+
+
+def lower_is_better(column: str) -> bool:
+    """Whether less of `column` is better: a loss or a duration; every other metric is a score."""
+    return column.endswith("loss") or column == "duration_s"
+
+
 SPLITS = ("val", "test")
 # A trial's Tune config is {"experiment": <resolved config dict>}: one grid over whole experiments
 # puts every config of a sweep into one Tuner, whatever keys each one changes.

@@ -97,3 +97,10 @@ def test_bench_scale_smoke_prints_disk_startup_and_results_figures(run_bench, tm
         "raytrain report peak",
     ):
         assert re.search(rf"{re.escape(label)} \((s|MB)\)\s+-\s+[\d,.]+", out), out
+
+
+def test_bench_importance_smoke_prints_a_false_positive_rate_per_design(run_bench, tmp_path):
+    out = run_bench("bench_importance.py", "--smoke")
+    for design in ("3x2x2 grid, 3 seeds", "4x4 grid, no seeds", "5 levels, 2 seeds", "search, 30 trials x 3 knobs"):
+        rates = rf"^{re.escape(design)}\s+\d+\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%\s+[\d.e+-]+$"
+        assert re.search(rates, out, re.MULTILINE), out

@@ -1,6 +1,6 @@
-"""What each verb does: validate, run, sweep, resume, submit, compare, report, demo, data, predict.
-Each imports what it needs inside, so a verb pays only for its own imports (validate: no Ray, no
-torch; compare: no pydantic).
+"""What each verb does: validate, run, sweep, resume, submit, compare, importance, report, demo, data,
+predict. Each imports what it needs inside, so a verb pays only for its own imports (validate: no
+Ray, no torch; compare: no pydantic).
 """
 
 from __future__ import annotations
@@ -313,6 +313,28 @@ def _print_left_out(count: int, what: str, args: argparse.Namespace) -> None:
             f"... and {count} more {what} (--top N or --all shows them; every row is in "
             f"{args.runs_dir / 'results.csv'}, or --export FILE)"
         )
+
+
+def cmd_importance(args: argparse.Namespace) -> int:
+    """What mattered: each knob's importance with its interval (results.importance). Too few runs for
+    an answer is an answer too (exit 0), with the reason and no table."""
+    from raytrain import results
+    from raytrain.results.importance import analyze, metric_column, select_runs
+    from raytrain.results.tables import importance_table
+
+    frame = results.load(args.runs_dir)
+    if frame.empty:
+        raise UserError(f"{args.runs_dir}: no experiments yet; run `raytrain sweep --data-root DATA` first")
+    column = metric_column(args.split, args.metric)
+    if column.startswith("test/"):
+        print("warning: test metrics. Decide on val; test is for reporting the chosen model once.", file=sys.stderr)
+    found = analyze(select_runs(frame, filter_prefix=args.filter, column=column), column)
+    print(importance_table(found))
+    if args.export and found.too_few:
+        print(f"nothing written to {args.export}: there is no table to write")
+    elif args.export:
+        print(f"wrote {results.write_table(found.table, args.export)}: every column ({len(found.table)} knobs)")
+    return 0
 
 
 def cmd_report(args: argparse.Namespace) -> int:

@@ -13,6 +13,7 @@ from raytrain.cli.commands import (
     cmd_data_check,
     cmd_data_synth,
     cmd_demo,
+    cmd_importance,
     cmd_predict,
     cmd_report,
     cmd_resume,
@@ -104,6 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.set_defaults(handler=cmd_compare)
 
+    _add_importance_parser(verbs)
+
     report = verbs.add_parser("report", help="write one self-contained HTML report with plots")
     report.add_argument("--runs-dir", type=Path, default=Path("runs"))
     report.add_argument("--out", type=Path, default=None, help="default: RUNS/report.html")
@@ -157,6 +160,25 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--top", type=int, default=3, help="how many classes to show per image (default 3)")
     predict.set_defaults(handler=cmd_predict)
     return parser
+
+
+def _add_importance_parser(verbs) -> None:
+    importance = verbs.add_parser(
+        "importance", help="which knobs mattered: each one's share of the metric's variance, with its interval"
+    )
+    importance.add_argument("--runs-dir", type=Path, default=Path("runs"))
+    importance.add_argument(
+        "--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX (one sweep or search)"
+    )
+    importance.add_argument("--split", choices=("val", "test"), help="which split's metric (default val)")
+    importance.add_argument("--metric", metavar="METRIC", help="e.g. macro_f1 (default), accuracy, val/f1/happy")
+    importance.add_argument(
+        "--export",
+        type=_table_file,
+        metavar="FILE",
+        help="also write the table, every column, to FILE.csv or FILE.parquet",
+    )
+    importance.set_defaults(handler=cmd_importance)
 
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:

@@ -24,9 +24,9 @@ from matplotlib.transforms import offset_copy
 from raytrain.naming import COMPLETED, METRIC
 from raytrain.report.html_tables import esc
 from raytrain.results import analysis
+from raytrain.results.analysis import use_log_axis
 
 MAX_COLOURED = 10  # tab10 has 10 colours, and a legend past ~10 lines is unreadable: the rest go grey
-LOG_SPAN = 10.0  # a positive hyperparameter whose max/min exceeds this is plotted on a log axis
 DPI = 100  # 1 inch of figure = 100 px on the page
 MAX_SIDE_BY_SIDE = 6  # groups per interval panel before macro F1 and accuracy stack instead of sitting side by side
 NO_HISTORY = "<p>No per-epoch history yet.</p>"
@@ -327,13 +327,6 @@ def line_style(rank: int) -> dict:
     if rank < MAX_COLOURED:
         return {"color": f"C{rank}", "linewidth": 1.8, "alpha": 1.0, "zorder": 3}
     return {"color": "0.6", "linewidth": 0.8, "alpha": 0.6, "zorder": 1}
-
-
-def use_log_axis(values) -> bool:
-    """True when numbers are all positive and the largest exceeds LOG_SPAN times the smallest
-    (learning rates 1e-4..3e-3, weight decay 1e-5..1e-1): a linear axis would crowd the small ones."""
-    values = np.asarray(pd.Series(values).dropna(), dtype=float)
-    return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SPAN)
 
 
 def log_scale(ax, axis: str) -> None:

@@ -15,18 +15,10 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from raytrain.naming import METRIC, PRUNED, search_of
-from raytrain.report.figures import (
-    LOG_SPAN,
-    draw_interval,
-    img_tag,
-    line_style,
-    log_scale,
-    new_figure,
-    seed_scores,
-    use_log_axis,
-)
+from raytrain.report.figures import draw_interval, img_tag, line_style, log_scale, new_figure, seed_scores
 from raytrain.report.html_tables import esc, format_metric, format_value
 from raytrain.results import analysis
+from raytrain.results.analysis import LOG_SPAN, use_log_axis
 
 MANY_POINTS = 50  # past this a scatter's points are drawn small and see-through
 NAMED_POINTS = 12  # up to this many points are named on a hyperparameter plot; more would be an unreadable blot

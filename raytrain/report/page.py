@@ -1,7 +1,8 @@
-"""The HTML report: one self-contained page (leaderboard, learning curves, per-class F1, confusion
-matrices, hyperparameter plots) built from results' DataFrames and the confusion-matrix files, laid
-out here from the tables of `html_tables` and the plots of `figures` and `knob_figures`. With repeats
-(one trial per seed) it adds a per-group summary and intervals. Must not import torch, ray or pydantic.
+"""The HTML report: one self-contained page (leaderboard, learning curves, what mattered, per-class F1,
+confusion matrices, hyperparameter plots) built from results' DataFrames and the confusion-matrix
+files, laid out here from the tables of `html_tables` and the plots of `figures`, `knob_figures` and
+`importance_figures`. With repeats (one trial per seed) it adds a per-group summary and intervals.
+Must not import torch, ray or pydantic.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from raytrain.errors import UserError
 from raytrain.naming import DAMAGED, FINISHED_STATUSES, METRIC, PRUNED, search_of
 from raytrain.report.figures import group_curves_html, group_order, group_summary, intervals_html, learning_curves_html
 from raytrain.report.html_tables import confusion_html, esc, group_table_html, leaderboard_html, per_class_html
+from raytrain.report.importance_figures import importance_html
 from raytrain.report.knob_figures import (
     group_hyperparameters_html,
     hyperparameters_html,
@@ -129,6 +131,7 @@ def render_report(
             )
         )
     sections += [
+        ("mattered", "What mattered", "What mattered: each knob's share of val macro F1", importance_html(frame)),
         ("per-class", "Per-class F1", "Per-class F1 (val)", per_class_html(frame.head(detail), total=len(frame))),
         ("confusion", "Confusion matrices", "Confusion matrices", confusion_html(runs_dir, frame, detail)),
         ("hyperparameters", "Hyperparameters", "Hyperparameters vs val macro F1", hyperparameters),

@@ -1,15 +1,17 @@
 """Readers of runs/: experiments as DataFrames (`load`, cached by `index`), repeats and baseline
-comparisons (`analysis`, arithmetic in `stats`), the compare leaderboard as data (`leaderboard`)
-and as terminal text (`tables`).
+comparisons (`analysis`, arithmetic in `stats`), which knobs mattered (`importance`), the compare
+leaderboard as data (`leaderboard`) and as terminal text (`tables`).
 
 Pandas, numpy and scipy only: no torch, ray or pydantic (`make lint` checks), so a notebook reads
 results without a cluster and `compare` starts fast. The notebook API:
 
     from raytrain import results
     df = results.load("runs")
+    results.knob_importance("runs")   # or a frame: one row per knob, most important first
 """
 
 from raytrain.naming import DAMAGED, METRIC, SPLITS
+from raytrain.results.importance import knob_importance
 from raytrain.results.load import (
     FINGERPRINT,
     HISTORY_PARQUET,
@@ -42,6 +44,7 @@ __all__ = [
     "class_names",
     "export",
     "hyperparameter_columns",
+    "knob_importance",
     "load",
     "load_history",
     "load_per_class",

@@ -19,6 +19,14 @@ from raytrain.results import stats
 from raytrain.results.load import class_names, varying_hyperparameters
 
 CONFIDENCE, ALPHA = 0.95, 0.05
+LOG_SPAN = 10.0  # a positive knob whose max/min exceeds this is read on a log scale: plots' axes, fANOVA's input
+
+
+def use_log_axis(values) -> bool:
+    """True when numbers are all positive and the largest exceeds LOG_SPAN times the smallest
+    (learning rates 1e-4..3e-3, weight decay 1e-5..1e-1): a linear axis would crowd the small ones."""
+    values = np.asarray(pd.Series(values).dropna(), dtype=float)
+    return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SPAN)
 
 
 def has_repeats(frame: pd.DataFrame) -> bool:

@@ -16,7 +16,7 @@ from pathlib import Path
 import pandas as pd
 
 from raytrain.errors import UserError
-from raytrain.naming import COMPLETED, SEED_KNOB
+from raytrain.naming import COMPLETED, SEED_KNOB, lower_is_better
 from raytrain.results import analysis
 from raytrain.results.load import class_names, hyperparameter_columns, split_metrics
 
@@ -58,8 +58,7 @@ def compare(
     if column not in frame:
         known = ", ".join(c.split("/", 1)[1] for c in frame.columns if c.startswith(f"{split}/"))
         raise UserError(f"--sort {sort}: no such metric; use one of: {known}, duration_s, best_epoch")
-    lower_is_better = column.endswith("loss") or column == "duration_s"
-    frame = frame.sort_values(column, ascending=lower_is_better, na_position="last", kind="stable")
+    frame = frame.sort_values(column, ascending=lower_is_better(column), na_position="last", kind="stable")
     comparisons = None
     if baseline:
         if baseline not in set(frame["group"]):

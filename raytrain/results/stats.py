@@ -1,5 +1,6 @@
 """Repeats and comparisons: Student t intervals over seeds, paired t-tests against a baseline with Holm's
-correction, and a paired bootstrap over images for experiments that ran with one seed.
+correction, a paired bootstrap over images for experiments that ran with one seed, and the F tests
+and noncentral-F intervals of a knob's importance.
 
 Plain numpy and scipy on arrays and dicts. Must not import torch,
 ray, or the modules that train or load runs, so results, report and notebooks can call it on saved numbers.
@@ -109,6 +110,12 @@ def t_intervals(
     return mean - half_width, mean + half_width
 
 
+def t_half_width(standard_error: float, degrees_of_freedom: int, confidence: float = 0.95) -> float:
+    """Half the width of the two-sided Student t interval of an estimate with this standard error."""
+    _check_confidence(confidence)
+    return _t_critical(confidence, int(degrees_of_freedom)) * standard_error
+
+
 def paired_t_test(
     baseline: Sequence[float] | np.ndarray, candidate: Sequence[float] | np.ndarray, confidence: float = 0.95
 ) -> PairedResult:
@@ -215,6 +222,50 @@ def compare_to_baseline(
 
 
 # ---------------------------------------------------------------------------------------------------
+# F tests of an ANOVA, and the interval of an effect's noncentrality
+
+
+def f_test_p(f: np.ndarray | float, df_effect, df_error) -> np.ndarray:
+    """P(F >= f) when the effect is 0: scipy.stats.f.sf(f, df_effect, df_error), vectorised."""
+    from scipy import special  # see _t_critical
+
+    return special.fdtrc(df_effect, df_error, f)
+
+
+def noncentrality_interval(
+    f: np.ndarray | float, df_effect, df_error, confidence: float = 0.95
+) -> tuple[np.ndarray, np.ndarray]:
+    """The two-sided interval for the noncentrality lambda of an observed F (Steiger 2004, "Beyond the
+    F test"): the lambdas at which f sits at the (1 + c)/2 and (1 - c)/2 quantiles of the noncentral
+    F(df_effect, df_error, lambda). A bound is 0 where even lambda = 0 puts f below its quantile, so
+    the lower bound is above 0 exactly when the F test's p < (1 - c)/2. Vectorised over f.
+
+    scipy's ncfdtrinc stops at lambda = 10,000 (an F of ~1,000 on a few df), which a sweep with little
+    noise passes; this bisects ncfdtr (decreasing in lambda) with no such cap."""
+    _check_confidence(confidence)
+    from scipy import special  # see _t_critical
+
+    f = np.asarray(f, dtype=np.float64)
+    bounds = []
+    for quantile in ((1 + confidence) / 2, (1 - confidence) / 2):
+        low = np.zeros_like(f)
+        high = np.maximum(2 * f * df_effect + 10.0, 10.0)
+        # the upper end of the bracket: double until f sits below the quantile there
+        for _ in range(60):
+            short = special.ncfdtr(df_effect, df_error, high, f) > quantile
+            if not short.any():
+                break
+            high = np.where(short, 2 * high, high)
+        for _ in range(60):  # 2^-60 of the bracket: far past the precision of a share of variance
+            middle = (low + high) / 2
+            above = special.ncfdtr(df_effect, df_error, middle, f) > quantile
+            low, high = np.where(above, middle, low), np.where(above, high, middle)
+        no_solution = special.ncfdtr(df_effect, df_error, 0.0, f) <= quantile
+        bounds.append(np.where(no_solution, 0.0, (low + high) / 2))
+    return bounds[0], bounds[1]
+
+
+# ---------------------------------------------------------------------------------------------------
 # Metrics from per-image predictions, and the bootstrap over images
 
 
@@ -250,10 +301,8 @@ def paired_bootstrap(
     """Candidate minus baseline on the same images, resampling images together for both (paired).
 
     mean_diff is the difference on all images; low/high the percentile interval of the resampled
-    differences. p (two-sided) = 2 * (1 + k) / (1 + n_resamples), capped at 1, where k is the number
-    of resampled differences on the smaller side of 0 (<= 0 or >= 0, so ties count against the
-    difference): the percentile interval turned around, with the usual +1 so that p is never 0 and
-    cannot claim more than n_resamples can resolve. Identical predictions give diff 0 and p = 1.
+    differences; p is bootstrap_p_value of the resampled differences. Identical predictions give
+    diff 0 and p = 1.
     num_classes: pass len(class_names) so that a class neither present nor predicted still counts in
     macro F1 as it does in best_metrics.json; None means 1 + the largest index seen.
     """
@@ -263,10 +312,18 @@ def paired_bootstrap(
     resampled_a, resampled_b = _resampled_scores(t, [a, b], metric, k, n_resamples, seed)
     diffs = resampled_b - resampled_a
     low, high = np.quantile(diffs, [(1 - confidence) / 2, (1 + confidence) / 2])
-    on_smaller_side = min(int(np.sum(diffs <= 0)), int(np.sum(diffs >= 0)))
-    p_value = min(1.0, 2 * (1 + on_smaller_side) / (1 + n_resamples))
     observed = _score(metric, t, b, k) - _score(metric, t, a, k)
-    return PairedResult(observed, float(low), float(high), p_value, len(t))
+    return PairedResult(observed, float(low), float(high), bootstrap_p_value(diffs), len(t))
+
+
+def bootstrap_p_value(resampled: np.ndarray) -> float:
+    """Two-sided p for "the resampled quantity is 0": 2 * (1 + k) / (1 + n), capped at 1, where k is
+    the number of the n resampled values on the smaller side of 0 (<= 0 or >= 0, so ties count
+    against an effect). The percentile interval turned around, with the usual +1 so that p is never
+    0 and cannot claim more than n resamples can resolve."""
+    values = np.asarray(resampled, dtype=np.float64)
+    on_smaller_side = min(int(np.sum(values <= 0)), int(np.sum(values >= 0)))
+    return min(1.0, 2 * (1 + on_smaller_side) / (1 + len(values)))
 
 
 def _resampled_scores(

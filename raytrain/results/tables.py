@@ -220,3 +220,47 @@ def _signed(value) -> str:
 
 def _duration(seconds) -> str:
     return "-" if pd.isna(seconds) else format_duration(seconds)
+
+
+def importance_table(found) -> str:
+    """`raytrain importance`: importance.analyze's Importance as one row per knob, most important first:
+    its share of the metric's variance beyond noise with the 95% interval, the Holm-corrected p (`ns`:
+    not distinguishable from noise), and its effect; then the strongest interaction and what the
+    method assumes. With too few runs, why there is no table."""
+    from raytrain.results.analysis import format_p
+
+    header = f"what mattered to {found.metric}: {len(found.runs)} finished runs, {found.design}"
+    left_out = ", ".join(f"{count} {reason}" for reason, count in found.left_out.items())
+    left_out_line = f"left out: {left_out} (only completed runs with {found.metric} count)" if left_out else None
+    if found.too_few:
+        lines = [header, f"too few experiments for an answer: {found.reason}", left_out_line]
+        return "\n".join(line for line in lines if line)
+    table = found.table
+    columns = [
+        _Column("#", [str(i) for i in range(1, len(table) + 1)]),
+        _Column("knob", _strings(table["knob"]), justify="left"),
+        _Column("importance", [_number(v) for v in table["importance"]]),
+        _Column("95% interval", [f"[{_number(a)}, {_number(b)}]" for a, b in zip(table["low"], table["high"])]),
+        _Column(
+            "p (Holm)",
+            [format_p(p) + ("" if matters else " ns") for p, matters in zip(table["p_holm"], table["matters"])],
+        ),
+        _Column("effect: mean [95% interval]", _strings(table["effect"]), justify="left", drop_as="effect"),
+    ]
+    notes = [
+        f"importance: {found.importance_meaning}",
+        "ns: not distinguishable from noise (Holm-corrected p > 0.05, or a 95% interval that reaches 0)",
+    ]
+    if found.interaction is not None:
+        row = found.interaction
+        notes.append(
+            f"strongest interaction: {' x '.join(row['knobs'])}, {_number(row['importance'])} "
+            f"[{_number(row['low'])}, {_number(row['high'])}], p (Holm over pairs) {format_p(row['p_holm'])}"
+            + ("" if row["matters"] else " ns")
+        )
+    elif found.interaction_note:
+        notes.append(f"interactions: {found.interaction_note}")
+    notes.append(f"method: {found.assumes}")
+    if left_out_line:
+        notes.append(left_out_line)
+    return _fit(f"{header}; {found.method}", columns, ["effect"], per_class_note=False, notes=notes)
