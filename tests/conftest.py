@@ -3,7 +3,8 @@ the two fixtures that make a test slow.
 
 The tiers: a test whose fixtures include `ray_session` (a real local Ray) or `subprocesses` (it
 starts processes: the CLI as a user runs it, servers, a cluster) is marked `slow` here, by what it
-uses, not by hand. `make test-fast` runs the rest (`-m "not slow"`); `make test` runs everything.
+uses, not by hand (the one exception, torch.compile's test, says why where it is marked).
+`make test-fast` runs the rest (`-m "not slow"`); `make test` runs everything.
 A fast test that starts Ray or a Python process anyway fails and says which fixture to ask for.
 """
 

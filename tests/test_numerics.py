@@ -89,6 +89,7 @@ def test_a_trial_trains_in_the_precision_it_resolved_and_says_so(tiny_dataset):
     assert changed, "bf16 and fp32 trained identical weights: autocast never engaged"
 
 
+@pytest.mark.slow  # torch.compile builds its graphs: 6 s, a tenth of the fast tier's minute
 def test_compile_trains_through_the_compiled_module_and_checkpoints_plain_names(tiny_dataset, monkeypatch):
     # aot_eager traces forward and backward as inductor would, without minutes of C++ builds
     monkeypatch.setenv(COMPILE_BACKEND_ENV, "aot_eager")
