@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import warnings
 import zipfile
 from pathlib import Path
@@ -449,10 +448,9 @@ def test_the_report_section_says_why_when_there_are_too_few_runs():
 def test_chromium_draws_the_what_mattered_section(subprocesses, tmp_path):
     """The report's page cut to its head and the section (headless Chromium's screenshot does not
     scroll to an anchor): the bars, plots and table are drawn."""
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    if chromium is None:
-        pytest.skip("Chromium is not installed; to run this check: apt-get install -y chromium")
     from PIL import Image
+
+    from tests.test_report import chromium_screenshot
 
     runs = write_runs(tmp_path / "runs", grid_rows(np.random.default_rng(15)))
     html = report_page.write_report(runs, tmp_path / "report.html").read_text(encoding="utf-8")
@@ -465,26 +463,7 @@ def test_chromium_draws_the_what_mattered_section(subprocesses, tmp_path):
     page.write_text(
         html[: html.index("<body>") + 6] + html[start : html.index("</section>", start)] + "</section></body></html>"
     )
-    shot = tmp_path / "shot.png"
-    subprocesses.run(
-        [
-            chromium,
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
-            f"--screenshot={shot}",
-            "--window-size=1200,1800",
-            page.resolve().as_uri(),
-        ],
-        capture_output=True,
-        timeout=120,
-        check=False,
-    )
+    shot = chromium_screenshot(subprocesses, page, tmp_path, height=1800)
     assert shot.is_file(), "Chromium wrote no screenshot"
     with Image.open(shot) as img:
         pixels = np.asarray(img.convert("RGB"), dtype=int)

@@ -371,14 +371,13 @@ def test_the_report_imports_no_torch_or_ray(module):
     assert not imported & {"torch", "ray"}
 
 
-@pytest.mark.parametrize("which", ["page", "repeats_page"])
-def test_chromium_draws_the_plots(subprocesses, which, request, tmp_path):
-    page = request.getfixturevalue(which)
+def chromium_screenshot(subprocesses, page: Path, folder: Path, height: int) -> Path:
+    """Headless Chromium's 1200 px wide screenshot of `page` in `folder`; skips where Chromium is not
+    installed. Shared by the report's checks and the What mattered section's (test_importance)."""
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     if chromium is None:
         pytest.skip(f"Chromium is not installed; to run this check: {CHROMIUM_INSTALL}")
-    image = pytest.importorskip("PIL.Image")
-    shot = tmp_path / "shot.png"
+    shot = folder / "shot.png"
     subprocesses.run(
         [
             chromium,
@@ -390,15 +389,23 @@ def test_chromium_draws_the_plots(subprocesses, which, request, tmp_path):
             "--disable-background-networking",
             "--disable-component-update",
             "--disable-sync",
-            f"--user-data-dir={tmp_path / 'profile'}",
+            f"--user-data-dir={folder / 'profile'}",
             f"--screenshot={shot}",
-            "--window-size=1200,3000",
+            f"--window-size=1200,{height}",
             page.resolve().as_uri(),
         ],
         capture_output=True,
         timeout=120,
         check=False,
     )
+    return shot
+
+
+@pytest.mark.parametrize("which", ["page", "repeats_page"])
+def test_chromium_draws_the_plots(subprocesses, which, request, tmp_path):
+    page = request.getfixturevalue(which)
+    image = pytest.importorskip("PIL.Image")
+    shot = chromium_screenshot(subprocesses, page, tmp_path, height=3000)
     assert shot.is_file(), "Chromium wrote no screenshot"
     assert png_size(shot.read_bytes())[0] == 1200
     with image.open(shot) as img:

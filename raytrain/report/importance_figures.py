@@ -79,21 +79,11 @@ def _table_html(found: importance.Importance) -> str:
             f"<td>{esc(row.effect)}</td>",
         ]
         rows.append(f"<tr>{''.join(cells)}</tr>")
-    notes = [
-        f"Importance: {found.importance_meaning}.",
-        "ns: not distinguishable from noise (Holm-corrected p > 0.05, or a 95% interval that reaches 0).",
-    ]
-    if found.interaction is not None:
-        pair = found.interaction
-        notes.append(
-            f"Strongest interaction: {' x '.join(pair['knobs'])}, {format_metric(pair['importance'])} "
-            f"[{format_metric(pair['low'])}, {format_metric(pair['high'])}], p (Holm over pairs) "
-            f"{format_p(pair['p_holm'])}{'' if pair['matters'] else ' ns'}."
-        )
-    elif found.interaction_note:
-        notes.append(f"Interactions: {found.interaction_note}.")
+    notes = found.notes(format_metric)
     if found.left_out:
-        notes.append("Left out: " + ", ".join(f"{count} {reason}" for reason, count in found.left_out.items()) + ".")
+        notes.append("left out: " + ", ".join(f"{count} {reason}" for reason, count in found.left_out.items()))
+    # sentences on a page; "ns" keeps the case the table writes it in
+    notes = [(note if note.startswith("ns:") else note[0].upper() + note[1:]) + "." for note in notes]
     head = "".join(f"<th>{esc(h)}</th>" for h in heads)
     caption = "".join(f'<p class="caption">{esc(note)}</p>' for note in notes)
     return f"<table>\n<thead><tr>{head}</tr></thead>\n<tbody>\n" + "\n".join(rows) + f"\n</tbody>\n</table>\n{caption}"

@@ -23,7 +23,7 @@ import pandas as pd
 from raytrain.errors import UserError
 from raytrain.naming import COMPLETED, METRIC, SEED_KNOB, SPLITS, lower_is_better
 from raytrain.results import stats
-from raytrain.results.analysis import ALPHA, CONFIDENCE, use_log_axis
+from raytrain.results.analysis import ALPHA, CONFIDENCE, format_p, use_log_axis
 from raytrain.results.load import load, varying_hyperparameters
 from raytrain.results.tables import short_value
 
@@ -147,6 +147,25 @@ class Importance:
             f"the share of {self.metric}'s variance a forest of the runs puts on the knob alone (fANOVA), less "
             "the share it puts there with the knob's values shuffled between the runs"
         )
+
+    def notes(self, number) -> list[str]:
+        """The lines a table of this needs beneath it, for the terminal and the report alike (lower case,
+        no full stop): what importance measures, what `ns` means, and the strongest interaction or why
+        there is none. `number` formats a share as the table does."""
+        notes = [
+            f"importance: {self.importance_meaning}",
+            "ns: not distinguishable from noise (Holm-corrected p > 0.05, or a 95% interval that reaches 0)",
+        ]
+        if self.interaction is not None:
+            pair = self.interaction
+            notes.append(
+                f"strongest interaction: {' x '.join(pair['knobs'])}, {number(pair['importance'])} "
+                f"[{number(pair['low'])}, {number(pair['high'])}], p (Holm over pairs) {format_p(pair['p_holm'])}"
+                + ("" if pair["matters"] else " ns")
+            )
+        elif self.interaction_note:
+            notes.append(f"interactions: {self.interaction_note}")
+        return notes
 
     @property
     def assumes(self) -> str:

@@ -247,20 +247,7 @@ def importance_table(found) -> str:
         ),
         _Column("effect: mean [95% interval]", _strings(table["effect"]), justify="left", drop_as="effect"),
     ]
-    notes = [
-        f"importance: {found.importance_meaning}",
-        "ns: not distinguishable from noise (Holm-corrected p > 0.05, or a 95% interval that reaches 0)",
-    ]
-    if found.interaction is not None:
-        row = found.interaction
-        notes.append(
-            f"strongest interaction: {' x '.join(row['knobs'])}, {_number(row['importance'])} "
-            f"[{_number(row['low'])}, {_number(row['high'])}], p (Holm over pairs) {format_p(row['p_holm'])}"
-            + ("" if row["matters"] else " ns")
-        )
-    elif found.interaction_note:
-        notes.append(f"interactions: {found.interaction_note}")
-    notes.append(f"method: {found.assumes}")
+    notes = [*found.notes(_number), f"method: {found.assumes}"]
     if left_out_line:
         notes.append(left_out_line)
     return _fit(f"{header}; {found.method}", columns, ["effect"], per_class_note=False, notes=notes)
