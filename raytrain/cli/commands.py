@@ -169,6 +169,7 @@ def _resume(settings, args: argparse.Namespace, *, asked_tracking: dict | None =
     from raytrain.sweeps import driver
     from raytrain.sweeps.locks import SweepBusy, hold_sweep
     from raytrain.sweeps.settings import require_writable
+    from raytrain.trackers import check_trackers
 
     # first: a second command on a running sweep must leave its files alone
     with hold_sweep(settings.runs_dir, settings.name, settings.planned_names(), force=settings.force) as lock:
@@ -187,8 +188,6 @@ def _resume(settings, args: argparse.Namespace, *, asked_tracking: dict | None =
                 f"note: sweep {settings.name} resumes with the trackers it started with "
                 f"({settings.tracking or 'none'}), not {asked_tracking}"
             )
-        from raytrain.trackers import check_trackers
-
         check_trackers(settings.tracking)  # the trackers the sweep started with: resumed trials continue their runs
         print(
             f"resuming sweep {settings.name}: finished trials are kept, unfinished ones continue from their last "

@@ -5,7 +5,14 @@ problems told as `file: dotted.path: message` (`messages`), search spaces expand
 Imports pydantic and yaml; never torch or ray (`make lint` checks): `validate` and planning stay fast.
 """
 
-from raytrain.config.loading import CONFIG_SUFFIXES, find_configs, load_config, parse_override, validate_config
+from raytrain.config.loading import (
+    CONFIG_SUFFIXES,
+    find_configs,
+    load_config,
+    parse_override,
+    published_config_hash,
+    validate_config,
+)
 from raytrain.config.messages import ConfigError
 from raytrain.config.schema import (
     AugmentationConfig,
@@ -39,6 +46,7 @@ __all__ = [
     "differences",
     "find_configs",
     "load_config",
+    "published_config_hash",
     "parse_override",
     "resolved_dict",
     "to_yaml",

@@ -11,8 +11,9 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from raytrain import artifacts
 from raytrain.config.messages import ConfigError, closest, describe_errors, error_message, fields_at, origin_of
-from raytrain.config.schema import RESULT_SECTIONS, SEARCH_ALGORITHMS, SEARCH_KINDS, ExperimentConfig
+from raytrain.config.schema import RESULT_SECTIONS, SEARCH_ALGORITHMS, SEARCH_KINDS, ExperimentConfig, config_hash
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -325,3 +326,9 @@ def find_configs(paths: list[str | Path]) -> list[Path]:
         else:
             found.append(p)
     return found
+
+
+def published_config_hash(runs_dir: Path, experiment: str) -> str:
+    """The config hash of the run published in runs/<experiment>/: what the planner (skip it or not)
+    and the publisher (replace it or not) compare a config with. Raises ConfigError if unreadable."""
+    return config_hash(load_config(artifacts.experiment_dir(runs_dir, experiment) / artifacts.CONFIG))

@@ -14,7 +14,15 @@ from pathlib import Path
 from rich.table import Table
 
 from raytrain import artifacts
-from raytrain.config import ConfigError, ExperimentConfig, config_hash, differences, find_configs, load_config
+from raytrain.config import (
+    ConfigError,
+    ExperimentConfig,
+    config_hash,
+    differences,
+    find_configs,
+    load_config,
+    published_config_hash,
+)
 from raytrain.config.search_space import expand, is_adaptive
 from raytrain.naming import adaptive_trial_name, name_problem
 from raytrain.results.tables import render, short_value
@@ -141,8 +149,7 @@ def _status(runs_dir: Path, config: ExperimentConfig) -> str:
     except artifacts.DamagedExperiment as damage:
         artifacts.warn_damaged(damage.message)
         return "damaged"
-    stored = load_config(artifacts.experiment_dir(runs_dir, config.name) / artifacts.CONFIG)
-    return "done" if config_hash(stored) == config_hash(config) else "changed"
+    return "done" if published_config_hash(runs_dir, config.name) == config_hash(config) else "changed"
 
 
 def _search_status(runs_dir: Path, config: ExperimentConfig) -> str:

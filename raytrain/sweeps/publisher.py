@@ -12,7 +12,7 @@ from pathlib import Path
 from ray import tune
 
 from raytrain import artifacts
-from raytrain.config import ConfigError, ExperimentConfig, config_hash, load_config, to_yaml
+from raytrain.config import ConfigError, ExperimentConfig, config_hash, published_config_hash, to_yaml
 from raytrain.naming import COMPLETED, EXPERIMENT_KEY, FAILED, FINISHED_STATUSES, PRUNED
 from raytrain.provenance import git_commit
 from raytrain.results import index as results_index
@@ -116,7 +116,7 @@ class RunsPublisher(tune.Callback):
         if running(self.sweep).force or not published(self.runs_dir, name):
             return None
         try:
-            there = config_hash(load_config(folder / artifacts.CONFIG))
+            there = published_config_hash(self.runs_dir, name)
         except ConfigError:  # a config this version cannot read: not a run to keep over this one
             return None
         if there == config_hash(config):
