@@ -14,7 +14,7 @@ from PIL import Image
 
 from raytrain.config import ConfigError, validate_config
 from raytrain.data import DatasetError, check_dataset, decode, load_dataset
-from raytrain.data.sources import AFFECTNET_CLASSES, CANONICAL_CLASSES, EMOTION_CLASSES, class_order
+from raytrain.data.sources import AFFECTNET_CLASSES, CANONICAL_CLASSES, EMOTION_CLASSES, LAYOUT_NAMES, class_order
 
 EIGHT = [*CANONICAL_CLASSES, "contempt"]
 
@@ -65,7 +65,7 @@ def test_ferplus_beside_fer2013_is_detected_with_eight_classes_and_majority_labe
     ]
     assert names("val") == ["happy"] and names("test") == ["sad"]
     assert ds.splits["train"].targets is None and not ds.soft_targets  # majority is the default
-    assert ds.label_source == "fer2013new.csv votes (majority)"
+    assert ds.label_source == "fer2013new.csv votes (data.labels: majority)"
     [note] = ds.notes
     assert note == (
         "FER+: 4 of 15 images have no single top-voted emotion and are left out (1 no Image name (FER+ left it "
@@ -77,7 +77,7 @@ def test_ferplus_votes_are_soft_targets_over_the_same_images_as_majority(tmp_pat
     make_ferplus(tmp_path / "fer", FERPLUS_ROWS)
     majority = load_dataset(tmp_path / "fer")
     votes = load_dataset(tmp_path / "fer", labels="votes")
-    assert votes.soft_targets and votes.label_source == "fer2013new.csv votes (votes)"
+    assert votes.soft_targets and votes.label_source == "fer2013new.csv votes (data.labels: votes)"
     for split in ("train", "val", "test"):
         np.testing.assert_array_equal(votes.splits[split].labels, majority.splits[split].labels)
         np.testing.assert_array_equal(votes.splits[split].images, majority.splits[split].images)
@@ -120,6 +120,20 @@ def test_which_csv_is_named_picks_the_labels(tmp_path):
     assert load_dataset(tmp_path / "fer" / "fer2013new.csv").layout == "ferplus"
     (tmp_path / "fer" / "fer2013.csv").unlink()
     with pytest.raises(DatasetError, match=r"fer2013new.csv: FER\+ vote counts, but no FER2013 csv .* put fer2013.csv"):
+        load_dataset(tmp_path / "fer")
+
+
+def test_ferplus_takes_its_pixels_from_fer2013_csv_among_other_csvs(tmp_path):
+    make_ferplus(tmp_path / "fer", FERPLUS_ROWS)
+    (tmp_path / "fer/notes.csv").write_text("who,when\nme,today\n")
+    assert load_dataset(tmp_path / "fer").layout == "ferplus"
+    (tmp_path / "fer/fer2013.csv").rename(tmp_path / "fer/pixels.csv")
+    with pytest.raises(DatasetError, match=r"2 csv files that could hold the pixels \(notes.csv, pixels.csv\); name"):
+        load_dataset(tmp_path / "fer")
+    (tmp_path / "fer/notes.csv").unlink()
+    assert load_dataset(tmp_path / "fer").layout == "ferplus"  # the one candidate
+    make_manifest(tmp_path / "fer", [("a.png", "happy"), ("b.png", "happy")], header="path,label")
+    with pytest.raises(DatasetError, match=r"both FER\+ votes \(fer2013new.csv\) and a manifest csv \(manifest.csv\)"):
         load_dataset(tmp_path / "fer")
 
 
@@ -336,7 +350,7 @@ def test_data_check_names_each_layout_and_where_the_labels_come_from(tmp_path, r
     make_rafdb(tmp_path / "raf", RAFDB_LABELS)
     make_folders(tmp_path / "affect", {str(n): 2 for n in range(8)}, splits=("train", "val"))
     expected = {
-        "fer": ("FER+: fer2013.csv pixels, fer2013new.csv votes", "fer2013new.csv votes (majority)"),
+        "fer": ("FER+: fer2013.csv pixels, fer2013new.csv votes", "fer2013new.csv votes (data.labels: majority)"),
         "raf": ("RAF-DB basic", "EmoLabel/list_patition_label.txt"),
         "affect": ("numbered class folders", "class folder numbers"),
     }
@@ -371,3 +385,61 @@ def test_a_manifest_may_list_images_outside_its_folder_each_once(tmp_path):
     (tmp_path / "m/list.csv").write_text(lines.replace("3.png,b", "0.png,b"))
     with pytest.raises(DatasetError, match=r"list.csv: line 5: .*0.png is listed again \(first on line 2\)"):
         load_dataset(tmp_path / "m")
+
+
+# --- end to end: `raytrain run` on each new layout, and an 8-class votes run through the readers ----------
+
+
+def test_run_trains_on_each_new_layout_and_eight_classes_reach_compare_report_and_predict(
+    ray_session, tmp_path, run_cli
+):
+    from conftest import write_config
+
+    from raytrain import artifacts
+
+    columns = ["neutral", "happiness", "surprise", "sadness", "anger", "disgust", "fear", "contempt"]
+    rows = [  # every FER+ emotion in every split, with a second emotion's votes: distributions, not one-hot
+        (split, votes_for(column, 7, **{columns[(i + 1) % 8]: 3}))
+        for split, n in (("train", 3), ("val", 1), ("test", 1))
+        for i, column in enumerate(columns)
+        for _ in range(n)
+    ]
+    data = {
+        "ferplus": make_ferplus(tmp_path / "ferplus", rows, size=24),
+        "rafdb": make_rafdb(
+            tmp_path / "rafdb",
+            {f"train_{i:05d}.jpg": i % 7 + 1 for i in range(21)} | {f"test_{i:04d}.jpg": i % 7 + 1 for i in range(7)},
+            size=24,
+        ),
+        "numbered": make_folders(
+            tmp_path / "affectnet", {str(n): 3 for n in range(8)}, splits=("train", "val"), size=24
+        ),
+        "manifest": make_manifest(
+            tmp_path / "manifest",
+            [(f"i/{i}.png", ("cat", "dog", "owl")[i % 3], "val" if i >= 12 else "") for i in range(15)],
+            size=24,
+        ).parent,
+    }
+    layouts = {"ferplus": "ferplus", "rafdb": "rafdb", "numbered": "numbered_folders", "manifest": "manifest"}
+    configs, runs = tmp_path / "configs", tmp_path / "runs"
+    for name, root in data.items():
+        labels = ", labels: votes" if name == "ferplus" else ""
+        config = write_config(configs, name, data=f"img_size: 24{labels}")
+        result = run_cli("run", config, "--data-root", root, "--runs-dir", runs)
+        assert result.code == 0, result.err
+        assert f"({LAYOUT_NAMES[layouts[name]]})" in run_cli("data", "check", root).out
+    metrics = {name: artifacts.read_json(runs / name / artifacts.BEST_METRICS) for name in data}
+    assert metrics["ferplus"]["class_names"] == EIGHT and metrics["numbered"]["class_names"] == EIGHT
+    assert metrics["rafdb"]["class_names"] == list(CANONICAL_CLASSES)
+    assert metrics["manifest"]["class_names"] == ["cat", "dog", "owl"]
+    assert artifacts.read_json(runs / "ferplus" / artifacts.TEST_METRICS)["per_class"]["contempt"]["support"] == 1
+
+    result = run_cli("compare", "--runs-dir", runs, "--per-class")
+    assert result.code == 0 and "contempt" in result.out and "owl" in result.out, result.out + result.err
+    page = tmp_path / "report.html"
+    assert run_cli("report", "--runs-dir", runs, "--out", page).code == 0
+    assert "contempt" in page.read_text()
+    image = tmp_path / "face.png"
+    write_image(image, np.random.default_rng(0).integers(0, 256, (24, 24)))
+    result = run_cli("predict", runs / "ferplus" / artifacts.BEST_WEIGHTS, image, "--top", "8")
+    assert result.code == 0 and "contempt" in result.out and result.out.count("%") == 8, result.out

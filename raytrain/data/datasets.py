@@ -54,7 +54,7 @@ class FERDataset:
     val_carved: bool
     notes: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
-    label_source: str = ""  # where the labels come from: "class folder names", "fer2013new.csv votes (majority)"
+    label_source: str = ""  # where the labels come from, e.g. "class folder names"
 
     @property
     def soft_targets(self) -> bool:
@@ -212,7 +212,7 @@ def _assemble(source: Source, decoded: Decoded, val_fraction: float, labels: str
             if array is not None:
                 array.setflags(write=False)
     ordered = {name: splits[name] for name in SPLIT_NAMES if name in splits}
-    label_source = source.label_source + (f" ({labels})" if decoded.targets else "")
+    label_source = source.label_source + (f" (data.labels: {labels})" if decoded.targets else "")
     return FERDataset(
         class_names=list(decoded.class_names),
         splits=ordered,

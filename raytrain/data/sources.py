@@ -174,10 +174,10 @@ def _find_source(root: Path, class_names: list[str] | None) -> Source:
     root = root.resolve()
     if (root / RAFDB_LABEL_FILE).is_file():
         return _scan_rafdb(root)
-    csvs = {path: csv_kind(path) for path in sorted(root.iterdir()) if path.is_file() and path.suffix.lower() == ".csv"}
+    csvs = _csvs_in(root)
+    manifests = [p.name for p, kind in csvs.items() if kind == "manifest"]
     split_dirs = _split_dirs(root)
     if "train" in split_dirs:
-        manifests = [p.name for p, kind in csvs.items() if kind == "manifest"]
         if manifests:
             raise DatasetError(
                 f"{root}: holds both train/ folders and a manifest csv ({', '.join(manifests)}); pass the manifest "
@@ -185,8 +185,13 @@ def _find_source(root: Path, class_names: list[str] | None) -> Source:
             )
         return _scan_folders(root, split_dirs, class_names)
     votes = [p for p, kind in csvs.items() if kind == "ferplus"]
+    if votes and manifests:
+        raise DatasetError(
+            f"{root}: holds both FER+ votes ({votes[0].name}) and a manifest csv ({manifests[0]}); pass the one to "
+            "use as --data-root"
+        )
     if votes:
-        return _ferplus_source(root, votes, [p for p, kind in csvs.items() if kind != "ferplus"])
+        return _ferplus_source(root, votes, csvs)
     if len(csvs) == 1:
         return _csv_file_source(next(iter(csvs)))
     if len(csvs) > 1:
@@ -213,16 +218,23 @@ def csv_header(path: Path) -> list[str]:
 
 
 def csv_kind(path: Path) -> str:
-    """ "manifest" (path,label[,split]), "ferplus" (fer2013new.csv's votes) or "fer2013" (anything else:
-    the FER2013 csv's reader names what its header lacks)."""
+    """ "manifest" (its header is path,label[,split]), "ferplus" (fer2013new.csv's columns) or "fer2013"
+    (anything else: the FER2013 csv's reader names what its header lacks)."""
     header = csv_header(path)
-    if set(MANIFEST_COLUMNS) <= set(header) <= {*MANIFEST_COLUMNS, *MANIFEST_OPTIONAL_COLUMNS} and len(
-        set(header)
-    ) == len(header):
+    columns = set(header)
+    if len(columns) == len(header) and set(MANIFEST_COLUMNS) <= columns <= {
+        *MANIFEST_COLUMNS,
+        *MANIFEST_OPTIONAL_COLUMNS,
+    }:
         return "manifest"
-    if set(FERPLUS_COLUMNS) <= set(header):
+    if set(FERPLUS_COLUMNS) <= columns:
         return "ferplus"
     return "fer2013"
+
+
+def _csvs_in(folder: Path) -> dict[Path, str]:
+    """Every csv file in `folder` (not below it), sorted, with its kind."""
+    return {p: csv_kind(p) for p in sorted(folder.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"}
 
 
 def _csv_file_source(path: Path) -> Source:
@@ -230,29 +242,31 @@ def _csv_file_source(path: Path) -> Source:
     if kind == "manifest":
         return _scan_manifest(path)
     if kind == "ferplus":
-        siblings = [p for p in sorted(path.parent.iterdir()) if p.is_file() and p.suffix.lower() == ".csv"]
-        return _ferplus_source(path.parent, [path], [p for p in siblings if csv_kind(p) == "fer2013"])
+        return _ferplus_source(path.parent, [path], _csvs_in(path.parent))
     # the FER2013 csv, also when a fer2013new.csv lies beside it: the file named is the labels wanted
     return CsvSource(path)
 
 
-def _ferplus_source(root: Path, votes: list[Path], others: list[Path]) -> FerPlusSource:
+def _ferplus_source(root: Path, votes: list[Path], csvs: dict[Path, str]) -> FerPlusSource:
+    """FER+ from its vote file and the FER2013 csv beside it: fer2013.csv by name, else the one csv
+    there that is not a manifest or another vote file."""
     if len(votes) > 1:
         names = ", ".join(p.name for p in votes)
         raise DatasetError(f"{root}: holds {len(votes)} FER+ vote files ({names}); keep one (fer2013new.csv)")
-    pixels = [p for p in others if csv_kind(p) == "fer2013"]
-    if not pixels:
+    candidates = [p for p, kind in csvs.items() if kind == "fer2013"]
+    named = [p for p in candidates if p.name.lower() == "fer2013.csv"]
+    if named or len(candidates) == 1:
+        return FerPlusSource(root, (named or candidates)[0], votes[0])
+    if not candidates:
         raise DatasetError(
             f"{votes[0]}: FER+ vote counts, but no FER2013 csv (emotion,pixels,Usage) beside it to take the pixels "
             f"from; put fer2013.csv in {root}"
         )
-    if len(pixels) > 1 or len(others) > len(pixels):
-        names = ", ".join(p.name for p in others)
-        raise DatasetError(
-            f"{root}: FER+ votes in {votes[0].name}, and {len(others)} other csv files ({names}); keep only "
-            "fer2013.csv beside it"
-        )
-    return FerPlusSource(root, pixels[0], votes[0])
+    names = ", ".join(p.name for p in candidates)
+    raise DatasetError(
+        f"{root}: FER+ votes in {votes[0].name}, and {len(candidates)} csv files that could hold the pixels ({names}); "
+        "name the FER2013 one fer2013.csv"
+    )
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -282,6 +296,10 @@ def class_name_problem(name: str) -> str | None:
     return None
 
 
+# ---------------------------------------------------------------------------------------------------
+# Class folders: named (train/happy/) or numbered (train/0/).
+
+
 def _split_dirs(root: Path) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for entry in sorted(root.iterdir()):
@@ -294,10 +312,6 @@ def _split_dirs(root: Path) -> dict[str, Path]:
             )
         found[split] = entry
     return found
-
-
-# ---------------------------------------------------------------------------------------------------
-# Class folders: named (train/happy/) or numbered (train/0/).
 
 
 def _scan_folders(root: Path, split_dirs: dict[str, Path], class_names: list[str] | None) -> FolderSource:
@@ -363,9 +377,8 @@ def _numbered_names(train_dir: Path, folders: set[str], class_names: list[str] |
                 "give each folder its own name"
             )
     named = ", ".join(f"{number} {canonical[number]}" for number in numbers.values())
-    return {
-        folder: canonical[number] for folder, number in numbers.items()
-    }, f"class folders named by data.class_names ({named})"
+    note = f"class folders named by data.class_names ({named})"
+    return {folder: canonical[number] for folder, number in numbers.items()}, note
 
 
 def _class_dirs(split_dir: Path) -> dict[str, Path]:
