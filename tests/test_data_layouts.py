@@ -12,7 +12,6 @@ import pytest
 from data_fixtures import make_ferplus, make_folders, make_manifest, make_rafdb, votes_for, write_image
 from PIL import Image
 
-from raytrain.config import ConfigError, validate_config
 from raytrain.data import DatasetError, check_dataset, decode, load_dataset
 from raytrain.data.sources import AFFECTNET_CLASSES, CANONICAL_CLASSES, EMOTION_CLASSES, LAYOUT_NAMES, class_order
 
@@ -361,17 +360,6 @@ def test_data_check_names_each_layout_and_where_the_labels_come_from(tmp_path, r
     assert "contempt" in run_cli("data", "check", tmp_path / "fer").out
     report = check_dataset(tmp_path / "fer")
     assert report.class_names == EIGHT and "4 of 15 images have no single top-voted emotion" in report.format()
-
-
-def test_data_labels_and_class_names_are_checked_in_the_config():
-    base = {"name": "x", "model": {"pretrained": False}}
-    assert validate_config(base | {"data": {"labels": "votes", "class_names": ["a", "b"]}}).data.labels == "votes"
-    with pytest.raises(ConfigError, match=r"data.labels"):
-        validate_config(base | {"data": {"labels": "soft"}})
-    with pytest.raises(
-        ConfigError, match=r"data.class_names: \[1\] 'a/b': a class name must be non-empty and hold no '/'"
-    ):
-        validate_config(base | {"data": {"class_names": ["x", "a/b"]}})
 
 
 def test_a_manifest_may_list_images_outside_its_folder_each_once(tmp_path):

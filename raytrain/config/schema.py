@@ -233,6 +233,9 @@ class ExperimentConfig(_Section):
 RESULT_SECTIONS = ("model", "training", "loss", "augmentation", "data", "other")
 # ...except these keys, which change speed, never results.
 RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile", "other.checkpoint_epochs", "other.checkpoint_minutes")
+# The data keys that change what a trial's dataset holds: a sweep decodes one dataset per value of
+# them, before any trial starts (img_size and the sampler act later, in the trial).
+DATASET_KEYS = ("data.channels", "data.val_fraction", "data.labels", "data.class_names")
 
 
 # ---------------------------------------------------------------------------------------------------

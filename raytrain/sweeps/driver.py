@@ -20,6 +20,7 @@ from ray import tune
 
 from raytrain import artifacts, trace
 from raytrain.config import DataConfig, ExperimentConfig, resolved_dict
+from raytrain.config.schema import DATASET_KEYS
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
@@ -275,10 +276,9 @@ def dataset_data(experiment: dict) -> dict:
 
 
 def dataset_key(experiment: dict) -> str:
-    """Trials share a decoded dataset when they decode, label and split it alike (img_size and the
-    sampler act later, in the trial)."""
+    """Trials share a decoded dataset when they decode, label and split it alike (config.DATASET_KEYS)."""
     data = dataset_data(experiment)
-    return repr([data[key] for key in ("channels", "val_fraction", "labels", "class_names")])
+    return repr([data[dotted.split(".", 1)[1]] for dotted in DATASET_KEYS])
 
 
 def _load_datasets(settings: SweepSettings) -> dict:
