@@ -313,6 +313,17 @@ BAD_CONFIGS = {
         (),
         ["other.seed: seed repeats do not mix with algorithm optuna"],
     ),
+    "optuna_dataset_key": (
+        "search: {algorithm: optuna, space: {data.labels: {choice: [majority, votes]}}}\n",
+        (),
+        ["search.space.data.labels: algorithm optuna proposes values as trials start", "algorithm: grid_random"],
+    ),
+    "class_names_with_slash": (
+        "data: {class_names: [cat, a/b]}\n",
+        (),
+        ["data.class_names: [1] 'a/b': a class name must be non-empty and hold no '/'"],
+    ),
+    "labels_unknown": ("data: {labels: soft}\n", (), ["data.labels: must be one of 'majority' or 'votes'"]),
     "optuna_empty_space": (
         "search: {algorithm: optuna, num_samples: 4}\n",
         (),

@@ -230,6 +230,21 @@ def test_mixup_mixes_each_image_with_its_partner_and_the_targets_alike():
     assert len({round(float(targets[i, i]), 5) for i in range(n) if targets[i].count_nonzero() == 2}) == 1
 
 
+def test_soft_targets_pass_through_and_mixup_mixes_them_as_it_mixes_the_images():
+    n = 12
+    x = torch.arange(n, dtype=torch.uint8).mul(20).view(n, 1, 1, 1).expand(n, 1, 8, 8).contiguous()
+    y = torch.arange(n) % 3
+    soft = torch.softmax(torch.randn(n, 3, generator=gen(2)), dim=1)  # vote distributions, rows sum to 1
+    _, unmixed = BatchAugmenter(aug_config(), 8, 1, 3).train(x, y, gen(1), soft)
+    torch.testing.assert_close(unmixed, soft)  # without mixup the votes are the targets as they are
+    # with one class per image, the one-hot mix names each image's partner and lambda: lam e_i + (1 - lam) e_j
+    _, pairs = BatchAugmenter(aug_config(mixup_alpha=0.4), 8, 1, n).train(x, torch.arange(n), gen(1))
+    assert (pairs.max(1).values < 1).any(), "no example was mixed"
+    _, targets = BatchAugmenter(aug_config(mixup_alpha=0.4), 8, 1, 3).train(x, y, gen(1), soft)
+    torch.testing.assert_close(targets, pairs @ soft)  # the same draws: lam soft_i + (1 - lam) soft_j
+    torch.testing.assert_close(targets.sum(1), torch.ones(n))
+
+
 def test_mixup_lambda_follows_beta_alpha_alpha():
     g = gen()
     draws = augment._Draws(g, torch.device("cpu"))

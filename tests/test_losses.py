@@ -104,3 +104,25 @@ def test_focal_gradient_is_finite_on_a_certain_example():
     logits = torch.tensor([[200.0, 0, 0, 0, 0, 0, 0], [0.0, 1, 0, 0, 0, 0, 0]], requires_grad=True)
     _loss("focal", 0.1, WEIGHTS, gamma=0.5)(logits, torch.tensor([0, 3])).backward()
     assert torch.isfinite(logits.grad).all()
+
+
+def test_a_vote_distribution_target_gives_the_loss_worked_out_by_hand():
+    # one image, 3 classes, votes 6:3:1 -> t = (0.6, 0.3, 0.1); smoothing 0.1 -> q = 0.9 t + 0.1 / 3
+    import math
+
+    logits = torch.tensor([[2.0, 0.0, -1.0]])
+    t = [0.6, 0.3, 0.1]
+    q = [0.9 * ti + 0.1 / 3 for ti in t]
+    z = sum(math.exp(v) for v in (2.0, 0.0, -1.0))
+    p = [math.exp(v) / z for v in (2.0, 0.0, -1.0)]
+    nll = [-math.log(pi) for pi in p]
+    w = [1.0, 2.0, 4.0]
+    soft = torch.tensor([t])
+    ce = sum(qi * li for qi, li in zip(q, nll))
+    torch.testing.assert_close(_loss("ce", 0.1)(logits, soft), torch.tensor(ce))
+    # class weights: the numerator weights each class's term, the mean divides by the target's weight
+    weighted = sum(wi * qi * li for wi, qi, li in zip(w, q, nll)) / sum(wi * ti for wi, ti in zip(w, t))
+    torch.testing.assert_close(_loss("ce", 0.1, torch.tensor(w))(logits, soft), torch.tensor(weighted))
+    # focal: each class's term times (1 - p_c) ** gamma
+    focal = sum(qi * (1 - pi) ** 2 * li for qi, pi, li in zip(q, p, nll))
+    torch.testing.assert_close(_loss("focal", 0.1, gamma=2.0)(logits, soft), torch.tensor(focal))

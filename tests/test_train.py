@@ -268,8 +268,8 @@ class RecordingAugmenter(BatchAugmenter):
         self.labels: list[torch.Tensor] = []
         self.targets: list[torch.Tensor] = []
 
-    def train(self, x, y, generator):
-        inputs, targets = super().train(x, y, generator)
+    def train(self, x, y, generator, soft=None):
+        inputs, targets = super().train(x, y, generator, soft)
         self.labels.append(y.clone())
         self.targets.append(targets)
         return inputs, targets
@@ -321,6 +321,33 @@ def test_mixup_trains_on_soft_targets(tiny_dataset):
     targets = torch.cat(augmenter.targets)
     assert targets.shape == (48, 7) and torch.allclose(targets.sum(1), torch.ones(48))
     assert (targets.max(1).values < 1).any(), "no example was mixed"
+
+
+def test_vote_distributions_are_the_targets_and_the_majority_is_scored(tiny_dataset):
+    # as FER+ votes give them: 70% for the majority class, 30% for the next one
+    def with_votes(split: Split) -> Split:
+        eye = np.eye(7, dtype=np.float32)
+        return Split(split.images, split.labels, 0.7 * eye[split.labels] + 0.3 * eye[(split.labels + 1) % 7])
+
+    voted = dataclasses.replace(tiny_dataset, splits={k: with_votes(v) for k, v in tiny_dataset.splits.items()})
+    cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.0}))
+    trial = TrainingRun(cfg, voted)
+    augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
+    result = train_one_epoch(
+        trial.model,
+        trial.splits["train"],
+        augmenter=augmenter,
+        loss_fn=trial.loss_fn,
+        optimizer=trial.optimizer,
+        scheduler=trial.scheduler,
+        batch_size=16,
+        generator=torch.Generator().manual_seed(0),
+    )
+    targets, labels = torch.cat(augmenter.targets), torch.cat(augmenter.labels)
+    assert targets.shape == (48, 7) and torch.allclose(targets.max(1).values, torch.full((48,), 0.7))
+    assert torch.equal(targets.argmax(1), labels) and 0 <= result["accuracy"] <= 1  # accuracy: against the majority
+    metrics = trial.run_epoch(1, TrainState())  # evaluation reads the labels only
+    assert np.isfinite(metrics["train/loss"]) and 0 <= metrics["val/macro_f1"] <= 1
 
 
 def test_lr_follows_onecycle_per_batch(tiny_dataset):

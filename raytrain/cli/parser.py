@@ -150,8 +150,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
     synth.set_defaults(handler=cmd_data_synth)
     check = data.add_parser("check", help="classes, counts per split, imbalance, image size, problems")
-    check.add_argument("root", metavar="DATA", help="image folders (train/ val/ test/) or a FER2013 csv")
+    check.add_argument("root", metavar="DATA", help="a data root, in any layout `run` takes")
     check.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    check.add_argument(
+        "--class-names",
+        type=lambda text: [name.strip() for name in text.split(",")],
+        metavar="NAME,NAME,...",
+        help="names of numbered class folders 0, 1, ... as data.class_names gives them (default: AffectNet's order)",
+    )
     check.set_defaults(handler=cmd_data_check)
 
     predict = verbs.add_parser("predict", help="classify images with a trained best.pt")
@@ -183,7 +189,11 @@ def _add_importance_parser(verbs) -> None:
 
 def _add_run_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "--data-root", "--data_root", dest="data_root", type=Path, help="image folders or a FER2013 csv"
+        "--data-root",
+        "--data_root",
+        dest="data_root",
+        type=Path,
+        help="a dataset: class folders, a FER2013 csv, FER+, RAF-DB or a manifest csv",
     )
     parser.add_argument("--force", action="store_true", help="re-run experiments already complete in RUNS")
     parser.add_argument("--runs-dir", type=Path, default=Path("runs"), help="where results go (default runs/)")

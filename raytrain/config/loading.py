@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from raytrain import artifacts
 from raytrain.config.messages import ConfigError, closest, describe_errors, error_message, fields_at, origin_of
-from raytrain.config.schema import RESULT_SECTIONS, SEARCH_ALGORITHMS, SEARCH_KINDS, ExperimentConfig, config_hash
+from raytrain.config.schema import (
+    DATASET_KEYS,
+    RESULT_SECTIONS,
+    SEARCH_ALGORITHMS,
+    SEARCH_KINDS,
+    ExperimentConfig,
+    config_hash,
+)
 
 CONFIG_SUFFIXES = (".yaml", ".yml")
 
@@ -237,11 +244,18 @@ _NO_REPEATS = (
 
 
 def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str, str], path: Path) -> list[str]:
-    """What an adaptive searcher cannot take: grids (fixed lists of trials) and seed repeats."""
+    """What an adaptive searcher cannot take: grids (fixed lists of trials), seed repeats, and keys
+    that change the dataset (decoded once per value before the searcher proposes any)."""
     where = origin_of("search.space", origins, path)
     problems = []
     for dotted, spec in space.items():
         kind = next(iter(spec)) if isinstance(spec, dict) and len(spec) == 1 else None
+        if dotted in DATASET_KEYS:
+            problems.append(
+                f"{where}: search.space.{dotted}: algorithm {algorithm} proposes values as trials start, but the "
+                "sweep decodes its datasets before that; use algorithm: grid_random to run each value"
+            )
+            continue
         if kind != "grid":
             continue
         if dotted == "other.seed":

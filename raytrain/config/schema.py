@@ -88,6 +88,26 @@ class DataConfig(_Section):
     weighted_sampler: bool = False  # draw train batches class-balanced
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # carved from train when DATA has no val/
     channels: Literal[1, 3] = 1  # FER is grayscale; 3 keeps colour
+    # FER+ only: train on the majority vote, or on the annotators' vote distribution (soft targets);
+    # metrics are against the majority either way
+    labels: Literal["majority", "votes"] = "majority"
+    # numbered class folders (train/0/, train/1/, ...): the name of each, in number order; default
+    # AffectNet's order (0 neutral, 1 happy, 2 sad, 3 surprised, 4 fearful, 5 disgusted, 6 angry, 7 contempt)
+    class_names: list[str] | None = None
+
+    @field_validator("class_names")
+    @classmethod
+    def _usable_class_names(cls, names: list[str] | None) -> list[str] | None:
+        if names is None:
+            return None
+        if not names:
+            raise ValueError("must name at least one class, or be left out")
+        for i, name in enumerate(names):
+            if not name.strip() or "/" in name:
+                raise ValueError(
+                    f"[{i}] {name!r}: a class name must be non-empty and hold no '/' (metric names split on it)"
+                )
+        return names
 
 
 class OtherConfig(_Section):
@@ -213,6 +233,9 @@ class ExperimentConfig(_Section):
 RESULT_SECTIONS = ("model", "training", "loss", "augmentation", "data", "other")
 # ...except these keys, which change speed, never results.
 RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile", "other.checkpoint_epochs", "other.checkpoint_minutes")
+# The data keys that change what a trial's dataset holds: a sweep decodes one dataset per value of
+# them, before any trial starts (img_size and the sampler act later, in the trial).
+DATASET_KEYS = ("data.channels", "data.val_fraction", "data.labels", "data.class_names")
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -22,7 +22,8 @@ from raytrain.data.sources import Source
 
 # Bump when the cached arrays or the alias table change meaning: old cache files then stop matching.
 # 2: 16-bit images scaled (1 clipped them), undecodable images left out and listed (1 had none)
-CACHE_FORMAT_VERSION = 2
+# 3: FER+ vote distributions (`<split>_targets`), contempt after the seven in the class order
+CACHE_FORMAT_VERSION = 3
 CACHE_ENV_VAR = "RAYTRAIN_CACHE_DIR"
 
 
@@ -32,7 +33,9 @@ def default_cache_dir() -> Path:
 
 
 def cache_path(source: Source, channels: int, cache_dir: Path) -> Path:
-    """`<prefix><fingerprint>.npz` in `cache_dir`: the fingerprint covers every file's path, size and mtime."""
+    """`<prefix><fingerprint>.npz` in `cache_dir`: the fingerprint covers every file's path, size and
+    mtime, and the class names (data.class_names renames numbered folders). data.labels is not in it:
+    a FER+ entry holds both the majority labels and the vote distributions, and the mode picks."""
     key = json.dumps(
         [CACHE_FORMAT_VERSION, source.layout, channels, source.class_names, source.fingerprint_entries()],
         separators=(",", ":"),
@@ -57,9 +60,10 @@ def read_cache(path: Path) -> Decoded | None:
             if meta["version"] != CACHE_FORMAT_VERSION:
                 return None
             splits = {s: (npz[f"{s}_images"], npz[f"{s}_labels"]) for s in meta["splits"]}
+            targets = {s: npz[f"{s}_targets"] for s in meta["targets"]}
     except (OSError, ValueError, KeyError, zipfile.BadZipFile):
         return None  # a truncated or foreign file: decode again and overwrite it
-    return Decoded(meta["class_names"], splits, tuple(meta["notes"]), tuple(meta["skipped"]))
+    return Decoded(meta["class_names"], splits, tuple(meta["notes"]), tuple(meta["skipped"]), targets)
 
 
 def write_cache(path: Path, decoded: Decoded) -> None:
@@ -71,10 +75,13 @@ def write_cache(path: Path, decoded: Decoded) -> None:
         "splits": list(decoded.splits),
         "notes": list(decoded.notes),
         "skipped": list(decoded.skipped),
+        "targets": list(decoded.targets),
     }
     arrays = {"meta": np.array(json.dumps(meta))}
     for split, (images, labels) in decoded.splits.items():
         arrays[f"{split}_images"], arrays[f"{split}_labels"] = images, labels
+    for split, targets in decoded.targets.items():
+        arrays[f"{split}_targets"] = targets
     try:
         # a reader sees the old file or the whole new one, never a partial write
         with atomic_path(path) as tmp, open(tmp, "wb") as f:  # np.savez on a name would append .npz

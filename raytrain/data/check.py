@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 
 from raytrain.data.datasets import FERDataset, class_counts, load_dataset
-from raytrain.data.sources import DamagedDataWarning
+from raytrain.data.sources import LAYOUT_NAMES, DamagedDataWarning
 
 # below this many train images a class's F1 swings by whole points between seeds
 MIN_TRAIN_PER_CLASS = 10
@@ -30,6 +30,7 @@ class DatasetReport:
 
     source: str
     layout: str
+    label_source: str
     class_names: list[str]
     counts: dict[str, list[int]]  # split -> images per class, in class_names order
     image_size: tuple[int, int]  # (height, width)
@@ -48,7 +49,8 @@ class DatasetReport:
         carved = " (carved from train, fixed seed)" if self.val_carved else ""
         colour = "grayscale" if self.channels == 1 else "RGB"
         lines = [
-            f"data:    {self.source} ({'image folders' if self.layout == 'folders' else 'FER2013 csv'})",
+            f"data:    {self.source} ({LAYOUT_NAMES[self.layout]})",
+            f"labels:  {self.label_source}",
             f"images:  {self.image_size[0]}x{self.image_size[1]}, {self.channels} channel(s) ({colour})",
             f"splits:  {', '.join(splits)}{carved}",
             "",
@@ -74,6 +76,7 @@ def check_dataset(
     val_fraction: float = 0.1,
     workers: int = 4,
     cache_dir: str | Path | None = None,
+    class_names: list[str] | None = None,
 ) -> DatasetReport:
     """Load `root` as a sweep would (so it also fills the cache) and report on it.
 
@@ -83,7 +86,14 @@ def check_dataset(
     """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DamagedDataWarning)  # listed in full below, not warned about
-        dataset = load_dataset(root, channels=channels, val_fraction=val_fraction, workers=workers, cache_dir=cache_dir)
+        dataset = load_dataset(
+            root,
+            channels=channels,
+            val_fraction=val_fraction,
+            workers=workers,
+            cache_dir=cache_dir,
+            class_names=class_names,
+        )
     k = dataset.num_classes
     counts = {name: class_counts(split.labels, k).tolist() for name, split in dataset.splits.items()}
     train = counts["train"]
@@ -103,6 +113,7 @@ def check_dataset(
     return DatasetReport(
         source=dataset.source,
         layout=dataset.layout,
+        label_source=dataset.label_source,
         class_names=dataset.class_names,
         counts=counts,
         image_size=dataset.image_size,

@@ -13,19 +13,25 @@ import numpy as np
 
 from raytrain.data.cache import cache_path, default_cache_dir, read_cache, write_cache
 from raytrain.data.decode import Decoded, decode_source
-from raytrain.data.sources import SPLIT_NAMES, DamagedDataWarning, DatasetError, Source, find_source
+from raytrain.data.sources import LAYOUT_NAMES, SPLIT_NAMES, DamagedDataWarning, DatasetError, Source, find_source
 
 # The val carve's seed. It is NOT the experiment seed: every experiment must be scored on the same
 # images, whatever its own seed. Changing it changes every carved val split (and so every score).
 SPLIT_SEED = 20_240_607
 
 
+# data.labels: what a FER+ trial trains on. Metrics are always against the majority label.
+LABEL_MODES = ("majority", "votes")
+
+
 @dataclass(frozen=True, eq=False)
 class Split:
-    """One split: images uint8 (N, C, H, W) and labels int64 (N,), both read-only."""
+    """One split: images uint8 (N, C, H, W) and labels int64 (N,), both read-only; with data.labels
+    votes also `targets`, float32 (N, classes) vote distributions (rows sum to 1) to train on."""
 
     images: np.ndarray
     labels: np.ndarray
+    targets: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -37,16 +43,23 @@ class FERDataset:
 
     `splits` always holds "train" and "val" (carved from train when the data has none, see
     `val_carved`) and "test" when the data has one. `notes` says what loading changed (resizing,
-    16-bit scaling); `skipped` lists the image files that could not be decoded ("<path>: <why>").
+    16-bit scaling, images without a majority label); `skipped` lists the image files that could not
+    be decoded ("<path>: <why>").
     """
 
     class_names: list[str]
     splits: dict[str, Split]
     source: str
-    layout: str  # "folders" or "csv"
+    layout: str  # a key of sources.LAYOUT_NAMES: "folders", "csv", "ferplus", ...
     val_carved: bool
     notes: tuple[str, ...] = ()
     skipped: tuple[str, ...] = ()
+    label_source: str = ""  # where the labels come from, e.g. "class folder names"
+
+    @property
+    def soft_targets(self) -> bool:
+        """Whether training uses vote distributions (data.labels: votes) rather than the labels."""
+        return self.splits["train"].targets is not None
 
     @property
     def num_classes(self) -> int:
@@ -69,11 +82,17 @@ def load_dataset(
     val_fraction: float = 0.1,
     workers: int = 4,
     cache_dir: str | Path | None = None,
+    labels: str = "majority",
+    class_names: list[str] | None = None,
 ) -> FERDataset:
-    """Decode `root` (image folders or a FER2013 csv) into uint8 arrays, through the on-disk cache.
+    """Decode `root` into uint8 arrays, through the on-disk cache.
 
-    Layouts: `root/train/<class>/*.{png,jpg,jpeg,bmp}` with optional `val/` and `test/`, or a FER2013
-    csv (the file, or a folder holding exactly one csv). Images become `channels` channels (1 = "L",
+    Layouts (sources.find_source tells them apart): `root/train/<class>/*.{png,jpg,jpeg,bmp}` with
+    optional `val/` and `test/` (class folders named `0`, `1`, ... are named by `class_names`, else
+    AffectNet's order); a FER2013 csv (the file, or a folder holding exactly one csv); FER+
+    (fer2013new.csv beside fer2013.csv); RAF-DB basic; a manifest csv (path,label[,split]). For FER+,
+    `labels` "votes" adds each image's vote distribution as its training target; the labels are the
+    majority vote either way. Images become `channels` channels (1 = "L",
     3 = RGB). If the images do not all share one size, every image is resized (bilinear) to the most
     common size, and `notes` says how many. Without a val split on disk, a stratified val split of
     `val_fraction` is carved from train with the fixed SPLIT_SEED. The decoded arrays are cached in
@@ -86,7 +105,9 @@ def load_dataset(
         raise ValueError(f"channels must be 1 or 3, got {channels!r}")
     if not 0.0 < val_fraction < 1.0:
         raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction!r}")
-    source = find_source(Path(root).expanduser())
+    if labels not in LABEL_MODES:
+        raise ValueError(f"labels must be one of {', '.join(LABEL_MODES)}, got {labels!r}")
+    source = find_source(Path(root).expanduser(), class_names)
     cached_at = cache_path(source, channels, Path(cache_dir) if cache_dir else default_cache_dir())
     decoded = read_cache(cached_at)
     if decoded is None:
@@ -100,7 +121,7 @@ def load_dataset(
             DamagedDataWarning,
             stacklevel=2,
         )
-    return _assemble(source, decoded, val_fraction)
+    return _assemble(source, decoded, val_fraction, labels)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -161,13 +182,19 @@ def carve_val(labels: np.ndarray, val_fraction: float, seed: int = SPLIT_SEED) -
 # Assembling the dataset.
 
 
-def _assemble(source: Source, decoded: Decoded, val_fraction: float) -> FERDataset:
+def _assemble(source: Source, decoded: Decoded, val_fraction: float, labels: str) -> FERDataset:
     if "train" not in decoded.splits:
         raise DatasetError(
             f"{source.root}: no Training rows; the Usage column needs Training rows "
             "(PublicTest = val, PrivateTest = test)"
         )
-    splits = {name: Split(*arrays) for name, arrays in decoded.splits.items()}
+    if labels == "votes" and not decoded.targets:
+        raise DatasetError(
+            f"{source.root}: data.labels votes trains on annotators' vote counts, which only FER+ has (fer2013new.csv "
+            f"beside fer2013.csv); this is {LAYOUT_NAMES[source.layout]}: set data.labels: majority"
+        )
+    targets = decoded.targets if labels == "votes" else {}
+    splits = {name: Split(*arrays, targets.get(name)) for name, arrays in decoded.splits.items()}
     carved = "val" not in splits
     if carved:
         train = splits["train"]
@@ -177,20 +204,27 @@ def _assemble(source: Source, decoded: Decoded, val_fraction: float) -> FERDatas
                 f"{source.root}: too few train images to carve a val split (every class has < 2); "
                 "add a val split or more images"
             )
-        splits["train"] = Split(train.images[train_idx], train.labels[train_idx])
-        splits["val"] = Split(train.images[val_idx], train.labels[val_idx])
+        splits["train"], splits["val"] = _subset(train, train_idx), _subset(train, val_idx)
     for split in splits.values():
         # trials read these zero-copy from Ray's object store, where they are read-only anyway;
         # making them read-only here too turns an accidental in-place edit into an error everywhere
-        split.images.setflags(write=False)
-        split.labels.setflags(write=False)
+        for array in (split.images, split.labels, split.targets):
+            if array is not None:
+                array.setflags(write=False)
     ordered = {name: splits[name] for name in SPLIT_NAMES if name in splits}
+    label_source = source.label_source + (f" (data.labels: {labels})" if decoded.targets else "")
     return FERDataset(
         class_names=list(decoded.class_names),
         splits=ordered,
         source=str(source.root),
         layout=source.layout,
         val_carved=carved,
-        notes=decoded.notes,
+        notes=(*source.notes, *decoded.notes),
         skipped=decoded.skipped,
+        label_source=label_source,
     )
+
+
+def _subset(split: Split, indices: np.ndarray) -> Split:
+    targets = None if split.targets is None else split.targets[indices]
+    return Split(split.images[indices], split.labels[indices], targets)

@@ -1,7 +1,9 @@
-"""Decoding a source into uint8 arrays per split: image folders (in a process pool when large enough
-to pay for one; an image that cannot be decoded is left out and listed) and the FER2013 csv (parsed
-at C speed, a bad row named by its line number). `decode_image` is the one way an image file becomes
-8-bit pixels, for `predict` too: 16-bit pixels are scaled, never clipped, and oversized images refused.
+"""Decoding a source into uint8 arrays per split: image files (class folders, RAF-DB, a manifest; in a
+process pool when large enough to pay for one; an image that cannot be decoded is left out and
+listed), the FER2013 csv (parsed at C speed, a bad row named by its line number) and FER+ (the
+FER2013 csv's pixels, labelled by fer2013new.csv's votes: the majority and the vote distribution).
+`decode_image` is the one way an image file becomes 8-bit pixels, for `predict` too: 16-bit pixels
+are scaled, never clipped, and oversized images refused.
 
 numpy and PIL only: it must not import torch or ray, so the spawned decoding workers start fast.
 """
@@ -18,13 +20,24 @@ from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from PIL import Image
 
-from raytrain.data.sources import CANONICAL_CLASSES, SPLIT_NAMES, CsvSource, DatasetError, FolderSource, Source
+from raytrain.data.sources import (
+    CANONICAL_CLASSES,
+    FERPLUS_COLUMNS,
+    FERPLUS_EMOTION_COLUMNS,
+    SPLIT_NAMES,
+    CsvSource,
+    DatasetError,
+    FerPlusSource,
+    FolderSource,
+    Source,
+    canonical_class_name,
+)
 
 # FER2013's `Usage` column -> split; its `emotion` column indexes CANONICAL_CLASSES
 FER_USAGE = {"training": "train", "publictest": "val", "privatetest": "test"}
@@ -39,18 +52,22 @@ _CSV_ROWS_PER_PARSE = 4096
 
 @dataclass(frozen=True)
 class Decoded:
-    """What decoding yields and the cache holds: per split (images, labels) before any val carve."""
+    """What decoding yields and the cache holds: per split (images, labels) before any val carve, and
+    for FER+ the vote distribution of each image (its soft target when data.labels is votes)."""
 
     class_names: list[str]
     splits: dict[str, tuple[np.ndarray, np.ndarray]]
     notes: tuple[str, ...]
     skipped: tuple[str, ...] = ()  # "<path>: <why>" for each image file that could not be decoded, left out
+    targets: dict[str, np.ndarray] = field(default_factory=dict)  # split -> float32 (N, classes), rows sum to 1
 
 
 def decode_source(source: Source, channels: int, workers: int) -> Decoded:
     """Decode every image of `source` to `channels` channels (1 = "L", 3 = RGB), uint8 (N, C, H, W)."""
     if isinstance(source, CsvSource):
         return _decode_fer_csv(source.root, channels)
+    if isinstance(source, FerPlusSource):
+        return _decode_ferplus(source, channels)
     return _decode_folders(source, channels, workers)
 
 
@@ -241,6 +258,15 @@ def _to_8_bit(img: Image.Image, mode: str, path: str) -> tuple[Image.Image, bool
 
 def _decode_fer_csv(path: Path, channels: int) -> Decoded:
     emotions, usages, pixel_rows, has_usage = _read_fer_rows(path)
+    images = _fer_images(path, pixel_rows, channels)
+    labels = np.array(emotions, dtype=np.int64)
+    splits = {split: (images[rows], labels[rows]) for split, rows in _rows_by_split(usages).items()}
+    notes = () if has_usage else (f"{path.name} has no Usage column: every row is train",)
+    return Decoded(list(CANONICAL_CLASSES), splits, notes)
+
+
+def _fer_images(path: Path, pixel_rows: list[str], channels: int) -> np.ndarray:
+    """The FER2013 csv's pixel rows as uint8 (N, channels, side, side)."""
     if not pixel_rows:
         raise DatasetError(f"{path}: csv has a header but no rows; it needs one row per image")
     n_pixels = len(pixel_rows[0].split())
@@ -252,17 +278,14 @@ def _decode_fer_csv(path: Path, channels: int) -> Decoded:
         chunk = pixel_rows[start : start + _CSV_ROWS_PER_PARSE]
         images[start : start + len(chunk)] = _parse_pixels(path, chunk, start, n_pixels)
     images = images.reshape(-1, 1, side, side)
-    if channels == 3:
-        images = np.repeat(images, 3, axis=1)
-    labels = np.array(emotions, dtype=np.int64)
+    return np.repeat(images, 3, axis=1) if channels == 3 else images
+
+
+def _rows_by_split(usages: list[str]) -> dict[str, np.ndarray]:
+    """split -> the indices of its rows, for the splits that have rows, in SPLIT_NAMES order."""
     usage = np.array(usages)
-    splits = {}
-    for split in SPLIT_NAMES:
-        rows = np.flatnonzero(usage == split)
-        if len(rows):
-            splits[split] = (images[rows], labels[rows])
-    notes = () if has_usage else (f"{path.name} has no Usage column: every row is train",)
-    return Decoded(list(CANONICAL_CLASSES), splits, notes)
+    rows = {split: np.flatnonzero(usage == split) for split in SPLIT_NAMES}
+    return {split: indices for split, indices in rows.items() if len(indices)}
 
 
 def _read_fer_rows(path: Path) -> tuple[list[int], list[str], list[str], bool]:
@@ -329,3 +352,124 @@ def _parse_pixels(path: Path, rows: list[str], first: int, n_pixels: int) -> np.
             bad = next(t for t in tokens if not (t.isdigit() and int(t) <= 255))
             raise DatasetError(f"{path}: row {row_no}: pixel value {bad!r} is not an integer 0-255")
     raise DatasetError(f"{path}: rows {first + 2}-{first + len(rows) + 1}: pixels could not be parsed")
+
+
+# ---------------------------------------------------------------------------------------------------
+# Decoding FER+: the FER2013 csv's pixels, labelled by the votes in fer2013new.csv.
+
+# Why an image has no majority label and is left out (in both data.labels modes, so that majority and
+# votes runs are scored on the same images), checked in this order.
+NO_IMAGE_NAME = "no Image name (FER+ left it out)"
+NO_VOTES = "no votes"
+TIED = "a tie for the most votes"
+UNKNOWN = "unknown has the most votes"
+NOT_A_FACE = "not a face (NF has the most votes)"
+_UNKNOWN_COLUMN, _NF_COLUMN = len(FERPLUS_EMOTION_COLUMNS), len(FERPLUS_EMOTION_COLUMNS) + 1
+
+
+def ferplus_labels(votes: np.ndarray, named: np.ndarray) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """Each image's majority label and why the others have none.
+
+    `votes`: int (N, 10) in fer2013new.csv's column order (8 emotions, unknown, NF); `named`: bool (N,),
+    whether the row names an image. Returns (labels, left_out): the index (into the 8 emotion columns)
+    of the single column with the most votes, -1 where there is none, and {reason: bool mask} of the
+    images left out. A tie for the most votes is left out, not broken by column order: that would give
+    the tie to neutral, the first column, and FER+'s own majority mode drops unclear images too.
+    """
+    top = votes.max(axis=1)
+    best = votes.argmax(axis=1)
+    tied = (votes == top[:, None]).sum(axis=1) > 1
+    left_out: dict[str, np.ndarray] = {}
+    remaining = np.ones(len(votes), dtype=bool)
+    for reason, mask in (
+        (NO_IMAGE_NAME, ~named),
+        (NO_VOTES, top == 0),
+        (TIED, tied),
+        (UNKNOWN, best == _UNKNOWN_COLUMN),
+        (NOT_A_FACE, best == _NF_COLUMN),
+    ):
+        left_out[reason] = remaining & mask
+        remaining &= ~mask
+    return np.where(remaining, best, -1), left_out
+
+
+def vote_distribution(votes: np.ndarray) -> np.ndarray:
+    """float32 (N, 8): each image's emotion votes as shares of its emotion votes (unknown and NF left
+    out); a row without emotion votes is all zero (such images have no majority and are left out)."""
+    emotion_votes = votes[:, : len(FERPLUS_EMOTION_COLUMNS)].astype(np.float64)
+    total = emotion_votes.sum(axis=1, keepdims=True)
+    return np.divide(emotion_votes, total, out=np.zeros_like(emotion_votes), where=total > 0).astype(np.float32)
+
+
+def _decode_ferplus(source: FerPlusSource, channels: int) -> Decoded:
+    _, pixel_usages, pixel_rows, has_usage = _read_fer_rows(source.pixels)
+    usages, named, votes = _read_ferplus_votes(source.votes)
+    if len(usages) != len(pixel_rows):
+        raise DatasetError(
+            f"{source.votes}: {len(usages)} rows, but {source.pixels.name} has {len(pixel_rows)}; FER+ relabels "
+            "FER2013 row by row, so both files must list the same images in the same order"
+        )
+    if has_usage and usages != pixel_usages:
+        row = next(i for i, (new, old) in enumerate(zip(usages, pixel_usages)) if new != old)
+        raise DatasetError(
+            f"{source.votes}: data row {row + 1} is in the {usages[row]} split, but in {source.pixels.name} it is in "
+            f"{pixel_usages[row]}; the two files must list the same images in the same order"
+        )
+    images = _fer_images(source.pixels, pixel_rows, channels)
+    labels, left_out = ferplus_labels(votes, named)
+    # FER+'s column order -> the dataset's class order (the seven as FER2013 orders them, then contempt)
+    column_of = [canonical_class_name(c) for c in FERPLUS_EMOTION_COLUMNS]
+    order = [column_of.index(name) for name in source.class_names]
+    relabel = np.argsort(order)  # column index -> class index
+    targets = vote_distribution(votes)[:, order]
+    kept = labels >= 0
+    splits, split_targets = {}, {}
+    for split, rows in _rows_by_split(usages).items():
+        rows = rows[kept[rows]]
+        if len(rows):
+            splits[split] = (images[rows], relabel[labels[rows]].astype(np.int64))
+            split_targets[split] = targets[rows]
+    notes = ()
+    if not kept.all():
+        reasons = ", ".join(f"{int(mask.sum())} {reason}" for reason, mask in left_out.items() if mask.any())
+        notes = (
+            f"FER+: {int((~kept).sum())} of {len(kept)} images have no single top-voted emotion and are left out "
+            f"({reasons})",
+        )
+    return Decoded(list(source.class_names), splits, notes, targets=split_targets)
+
+
+def _read_ferplus_votes(path: Path) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """fer2013new.csv: per row its split, whether it names an image, and its votes, int (N, 10) in
+    FERPLUS_COLUMNS order."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            given = next(reader, [])
+            header = [h.strip().lower() for h in given]
+            where = [header.index(c) for c in FERPLUS_COLUMNS]  # all there: that is how it was recognised
+            i_usage, i_name, vote_columns = where[0], where[1], where[2:]
+            usages, named, votes = [], [], []
+            for row_no, row in enumerate(reader, start=2):  # row 1 is the header; blank rows skipped as FER2013's
+                if not row:
+                    continue
+                if len(row) < len(header):
+                    raise DatasetError(f"{path}: row {row_no}: {len(row)} fields, the header has {len(header)}")
+                usage = FER_USAGE.get(row[i_usage].strip().lower())
+                if usage is None:
+                    raise DatasetError(
+                        f"{path}: row {row_no}: Usage must be Training, PublicTest or PrivateTest, got {row[i_usage]!r}"
+                    )
+                counts = [row[i].strip() for i in vote_columns]
+                bad = next((i for i, n in zip(vote_columns, counts) if not (n.isascii() and n.isdigit())), None)
+                if bad is not None:
+                    raise DatasetError(
+                        f"{path}: row {row_no}: {given[bad].strip()} must be a whole number of votes (0 or more), "
+                        f"got {row[bad]!r}"
+                    )
+                usages.append(usage)
+                named.append(bool(row[i_name].strip()))
+                votes.append([int(count) for count in counts])
+    except (UnicodeDecodeError, csv.Error) as err:
+        raise DatasetError(f"{path}: not a readable csv ({err}); fer2013new.csv is UTF-8 text") from None
+    return usages, np.array(named, dtype=bool), np.array(votes, dtype=np.int64).reshape(-1, len(FERPLUS_COLUMNS) - 2)

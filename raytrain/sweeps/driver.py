@@ -19,7 +19,8 @@ import ray
 from ray import tune
 
 from raytrain import artifacts, trace
-from raytrain.config import ExperimentConfig, resolved_dict
+from raytrain.config import DataConfig, ExperimentConfig, resolved_dict
+from raytrain.config.schema import DATASET_KEYS
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
@@ -268,21 +269,30 @@ def trial_dirname(trial) -> str:
     return f"{trial.config[EXPERIMENT_KEY]['name'][:60].replace('/', '__')}_{trial.trial_id}"
 
 
+def dataset_data(experiment: dict) -> dict:
+    """The experiment's data section with every default filled in: a sweep saved before a data key
+    existed (labels, class_names) resumes with that key's default."""
+    return DataConfig(**experiment["data"]).model_dump()
+
+
 def dataset_key(experiment: dict) -> str:
-    """Trials share a decoded dataset when they decode and split it alike."""
-    return f"channels={experiment['data']['channels']},val_fraction={experiment['data']['val_fraction']}"
+    """Trials share a decoded dataset when they decode, label and split it alike (config.DATASET_KEYS)."""
+    data = dataset_data(experiment)
+    return repr([data[dotted.split(".", 1)[1]] for dotted in DATASET_KEYS])
 
 
 def _load_datasets(settings: SweepSettings) -> dict:
-    keys = {dataset_key(e): e for e in settings.experiments}
+    keys = {dataset_key(e): dataset_data(e) for e in settings.experiments}
     return {
         key: load_dataset(
             settings.data_root,
-            channels=e["data"]["channels"],
-            val_fraction=e["data"]["val_fraction"],
+            channels=data["channels"],
+            val_fraction=data["val_fraction"],
+            labels=data["labels"],
+            class_names=data["class_names"],
             workers=max(x["other"]["workers"] for x in settings.experiments),
         )
-        for key, e in keys.items()
+        for key, data in keys.items()
     }
 
 

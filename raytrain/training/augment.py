@@ -114,12 +114,17 @@ class BatchAugmenter:
         x: torch.Tensor | np.ndarray,
         y: torch.Tensor | np.ndarray,
         generator: torch.Generator,
+        soft: torch.Tensor | np.ndarray | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """(augmented inputs, targets). Targets are the int64 labels, or with mixup on, soft float32
-        (B, num_classes) rows that sum to 1. `generator` may live on the CPU or on `device`."""
+        """(augmented inputs, targets). Targets are the int64 labels `y`, or the float32 (B, num_classes)
+        rows `soft` (FER+ vote distributions) when given; with mixup on, soft rows that sum to 1 mixed
+        from either. `generator` may live on the CPU or on `device`."""
         a = self.aug
         x = self._to_float(x)
-        y = torch.as_tensor(y).to(self.device, torch.int64, non_blocking=True)
+        if soft is not None:
+            y = torch.as_tensor(soft).to(self.device, torch.float32, non_blocking=True)
+        else:
+            y = torch.as_tensor(y).to(self.device, torch.int64, non_blocking=True)
         n = x.shape[0]
         rand = _Draws(generator, self.device)
         flip = rand.uniform(n) < a.hflip if a.hflip > 0 else None
@@ -229,11 +234,12 @@ class BatchAugmenter:
 
     def _mixup(self, x: torch.Tensor, y: torch.Tensor, rand: _Draws) -> tuple[torch.Tensor, torch.Tensor]:
         """One lambda ~ Beta(alpha, alpha) per batch; each image is mixed with a random partner:
-        lam * x + (1 - lam) * x[partner], and the same for the one-hot targets."""
+        lam * x + (1 - lam) * x[partner], and the same for the targets: int labels as one-hot rows,
+        soft rows as they are (a mix of two distributions is one too)."""
         lam = rand.beta(self.aug.mixup_alpha)
         partner = rand.permutation(x.shape[0])
-        one_hot = F.one_hot(y, self.num_classes).float()
-        return torch.lerp(x.index_select(0, partner), x, lam), torch.lerp(one_hot[partner], one_hot, lam)
+        target = F.one_hot(y, self.num_classes).float() if y.ndim == 1 else y
+        return torch.lerp(x.index_select(0, partner), x, lam), torch.lerp(target[partner], target, lam)
 
 
 class _Draws:

@@ -20,10 +20,12 @@ from raytrain.training.numerics import autocast
 
 @dataclass
 class TensorSplit:
-    """One split as tensors on the trial's device: uint8 images (N, C, H, W) and int64 labels (N,)."""
+    """One split as tensors on the trial's device: uint8 images (N, C, H, W), int64 labels (N,) and,
+    when training on FER+ votes, float32 soft targets (N, classes)."""
 
     images: Tensor
     labels: Tensor
+    targets: Tensor | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -49,6 +51,9 @@ def train_one_epoch(
 ) -> dict[str, float]:
     """One pass over the train split. Returns {loss, accuracy, images, seconds}.
 
+    The loss is against the split's soft targets when it has them, else its labels; accuracy is
+    against the labels either way (for FER+ votes, the majority vote).
+
     `generator` (on the split's device) drives the batch order and every augmentation draw, so an
     epoch is a pure function of the model state and the generator's seed. With `sample_weights`,
     batches are drawn with replacement in proportion to them (the weighted sampler). `precision` is
@@ -69,7 +74,8 @@ def train_one_epoch(
     for step in range(steps):
         idx = order[step * batch_size : (step + 1) * batch_size]
         labels = split.labels[idx]
-        inputs, targets = augmenter.train(split.images[idx], labels, generator)
+        soft = split.targets[idx] if split.targets is not None else None
+        inputs, targets = augmenter.train(split.images[idx], labels, generator, soft)
         with autocast(device, precision):
             logits = model(inputs)
             loss = loss_fn(logits.float(), targets)

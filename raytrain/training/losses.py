@@ -1,4 +1,5 @@
-"""Losses: cross-entropy and focal loss with class weights, label smoothing, hard or soft (mixup) targets.
+"""Losses: cross-entropy and focal loss with class weights, label smoothing, hard or soft targets (mixup,
+FER+ vote distributions).
 
 One definition serves both keys (`ce` is focal with gamma 0) so they can only differ by the focal term.
 Reads only LossConfig from raytrain.config; must not import ray, data or models.
@@ -20,7 +21,7 @@ _MIN_ONE_MINUS_P = 1e-12
 class FocalCrossEntropy(nn.Module):
     """Weighted, label-smoothed cross-entropy times the focal factor (1 - p_c) ** gamma.
 
-    Targets are class indices (B,) int64 or probabilities (B, C) summing to 1 (mixup). With t the
+    Targets are class indices (B,) int64 or probabilities (B, C) summing to 1 (mixup, FER+ votes). With t the
     target probabilities, q = (1 - label_smoothing) * t + label_smoothing / C, w the class weights
     (all 1 when None) and p = softmax(logits):
 

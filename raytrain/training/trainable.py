@@ -213,7 +213,8 @@ class TrainingRun:
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
             images = torch.from_numpy(split.images)
             labels = torch.from_numpy(split.labels).long()
-        return TensorSplit(images.to(self.device), labels.to(self.device))
+            targets = torch.from_numpy(split.targets).float().to(self.device) if split.targets is not None else None
+        return TensorSplit(images.to(self.device), labels.to(self.device), targets)
 
     def train_epoch(self, generator: torch.Generator) -> dict:
         """One pass over the train split with this trial's model, optimiser and augmentation: the part
