@@ -391,7 +391,7 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from raytrain.data import check_dataset
 
-    report = check_dataset(args.root, channels=args.channels)
+    report = check_dataset(args.root, channels=args.channels, duplicates_sheet=args.duplicates_sheet, force=args.force)
     print(report.format())
     return 0 if report.ok else 1  # problems found: usable data, but a script should notice
 

@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
     check = data.add_parser("check", help="classes, counts per split, imbalance, image size, problems")
     check.add_argument("root", metavar="DATA", help="image folders (train/ val/ test/) or a FER2013 csv")
     check.add_argument("--channels", type=int, choices=(1, 3), default=1)
+    check.add_argument(
+        "--duplicates-sheet", type=Path, metavar="PNG", help="draw the example duplicate pairs side by side into PNG"
+    )
+    check.add_argument("--force", action="store_true", help="replace an existing --duplicates-sheet file")
     check.set_defaults(handler=cmd_data_check)
 
     predict = verbs.add_parser("predict", help="classify images with a trained best.pt")
