@@ -280,6 +280,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "warning: ranking by test metrics. Choose models on val; test is for reporting the chosen one once.",
             file=sys.stderr,
         )
+    if board.mixed_data:
+        print(
+            f"warning: {board.mixed_data}. The data column says which is which; --filter data=FINGERPRINT keeps one",
+            file=sys.stderr,
+        )
     # a terminal table of a thousand rows helps nobody and takes seconds to lay out: the best few, the rest counted
     top = None if args.all else (args.top or COMPARE_TOP)
     shown, layout = board.table.head(top), {"split": args.split, "classes": board.classes}

@@ -88,6 +88,9 @@ class DataConfig(_Section):
     weighted_sampler: bool = False  # draw train batches class-balanced
     val_fraction: float = Field(0.1, gt=0.0, lt=1.0)  # carved from train when DATA has no val/
     channels: Literal[1, 3] = 1  # FER is grayscale; 3 keeps colour
+    # leave out of val and test the images that copy a train image exactly or nearly (`raytrain data
+    # check` counts them); the sweep's driver does it once for every trial and says how many
+    drop_cross_split_duplicates: bool = False
 
 
 class OtherConfig(_Section):
@@ -213,6 +216,9 @@ class ExperimentConfig(_Section):
 RESULT_SECTIONS = ("model", "training", "loss", "augmentation", "data", "other")
 # ...except these keys, which change speed, never results.
 RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile", "other.checkpoint_epochs", "other.checkpoint_minutes")
+# Keys added after runs existed, left out of the hash while at these defaults: a run finished before
+# raytrain knew the key ran as its default does, and must not look stale for it.
+ADDED_KEY_DEFAULTS = {"data.drop_cross_split_duplicates": False}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -238,6 +244,10 @@ def config_hash(config: ExperimentConfig) -> str:
     for knob in RESULT_NEUTRAL_KEYS:
         section, key = knob.split(".")
         relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
+    for knob, default in ADDED_KEY_DEFAULTS.items():
+        section, key = knob.split(".")
+        if relevant[section].get(key) == default:
+            relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

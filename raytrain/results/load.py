@@ -202,8 +202,9 @@ def _latest_log_lines(runs_dir: Path) -> dict[str, dict]:
 
 def _warn_if_damaged(runs_dir: Path, entry: results_index.Entry) -> None:
     damage = entry.damaged(runs_dir)
-    if damage is not None:
-        artifacts.warn_damaged(damage.message)  # one call site, so load() and load_history() warn once
+    # one call site, so load() and load_history() warn once
+    for message in [damage.message] if damage is not None else entry.problems:
+        artifacts.warn_damaged(message)
 
 
 def _with_log(row: dict, log: dict, *, damaged: bool) -> dict:

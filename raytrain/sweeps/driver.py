@@ -22,14 +22,17 @@ from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, resolved_dict
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
+from raytrain.data.duplicates import drop_cross_split_duplicates
+from raytrain.data.fingerprint import data_provenance
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
+from raytrain.provenance import code_state
 from raytrain.sweeps import storage as tune_storage
 from raytrain.sweeps.failures import fail_user_errors_at_once
 from raytrain.sweeps.outcome import SweepOutcome, summarize
 from raytrain.sweeps.plan import SweepPlan
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
 from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
-from raytrain.sweeps.publisher import RunsPublisher, publish_unpublished
+from raytrain.sweeps.publisher import RunsPublisher, SweepProvenance, publish_unpublished, register_provenance
 from raytrain.sweeps.repair import LostCheckpointRepair
 from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, unwritable
 from raytrain.trackers import tracker_callbacks
@@ -112,7 +115,9 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     _quiet_ray_internals(quiet=not verbose)
     fail_user_errors_at_once()
     _require_resources_fit(settings.experiments)
-    datasets = _load_datasets(settings)
+    datasets, records = _load_datasets(settings)
+    # once per run of the sweep, here where it is typed: the working directory's checkout (provenance.py)
+    register_provenance(settings.name, SweepProvenance(code_state(), lambda e: records.get(dataset_key(e))))
     trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(tune.with_parameters(raytrain_trial, datasets=datasets), trial_resources)
@@ -269,21 +274,34 @@ def trial_dirname(trial) -> str:
 
 
 def dataset_key(experiment: dict) -> str:
-    """Trials share a decoded dataset when they decode and split it alike."""
-    return f"channels={experiment['data']['channels']},val_fraction={experiment['data']['val_fraction']}"
+    """Trials share a decoded dataset when they decode, split and filter it alike."""
+    data = experiment["data"]
+    key = f"channels={data['channels']},val_fraction={data['val_fraction']}"
+    # .get: the experiments of a sweep saved before the key existed lack it, and resume with them
+    return key + (",drop_cross_split_duplicates" if data.get("drop_cross_split_duplicates") else "")
 
 
-def _load_datasets(settings: SweepSettings) -> dict:
-    keys = {dataset_key(e): e for e in settings.experiments}
-    return {
-        key: load_dataset(
-            settings.data_root,
-            channels=e["data"]["channels"],
-            val_fraction=e["data"]["val_fraction"],
-            workers=max(x["other"]["workers"] for x in settings.experiments),
-        )
-        for key, e in keys.items()
-    }
+def _load_datasets(settings: SweepSettings) -> tuple[dict, dict]:
+    """Each dataset the trials need, by dataset_key, and the data part of its provenance.json. The
+    duplicates data.drop_cross_split_duplicates leaves out are found here, once for every trial that
+    asks (configs that do not ask get the data whole), and the note says how many."""
+    decoded, datasets, records = {}, {}, {}
+    for key, experiment in {dataset_key(e): e for e in settings.experiments}.items():
+        data = experiment["data"]
+        how = (data["channels"], data["val_fraction"])
+        if how not in decoded:
+            decoded[how] = load_dataset(
+                settings.data_root,
+                channels=data["channels"],
+                val_fraction=data["val_fraction"],
+                workers=max(x["other"]["workers"] for x in settings.experiments),
+            )
+        dataset, dropped = decoded[how], None
+        if data.get("drop_cross_split_duplicates"):
+            dataset, dropped = drop_cross_split_duplicates(dataset)
+            print(f"note: {dataset.notes[-1]}", flush=True)
+        datasets[key], records[key] = dataset, data_provenance(dataset, dropped)
+    return datasets, records
 
 
 def _connect(address: str | None, *, verbose: bool = False) -> None:
