@@ -443,6 +443,27 @@ def test_hash_covers_what_changes_results_and_nothing_else():
         assert config_hash(changed) != config_hash(base), f"{section}.{key}"
 
 
+def test_a_key_added_later_changes_no_hash_at_its_default():
+    """Runs finished before data.drop_cross_split_duplicates existed ran as its default does: their
+    hash, computed then without the key, must still match, or every one of them would look stale."""
+    import hashlib
+    import json
+
+    from raytrain.config.schema import RESULT_NEUTRAL_KEYS, RESULT_SECTIONS, resolved_dict
+
+    base = ExperimentConfig()
+    before = {section: dict(resolved_dict(base)[section]) for section in RESULT_SECTIONS}
+    del before["data"]["drop_cross_split_duplicates"]
+    for knob in RESULT_NEUTRAL_KEYS:
+        section, key = knob.split(".")
+        before[section].pop(key)
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
+    assert config_hash(base) == hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    dropping = base.model_copy(deep=True)
+    dropping.data.drop_cross_split_duplicates = True
+    assert config_hash(dropping) != config_hash(base), "other val/test images: other results"
+
+
 def test_hash_is_stable_across_processes(subprocesses):
     code = "from raytrain.config import ExperimentConfig, config_hash; print(config_hash(ExperimentConfig()))"
     runs = {subprocesses.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}

@@ -235,3 +235,14 @@ def test_compare_warns_when_the_runs_were_trained_on_different_data(tmp_path, ru
     assert none.code == 2 and "no run was trained on data '3333'; known: 1111aaaa, 2222bbbb" in none.err
     write_run(runs, "c", 0.5, provenance_of("1111aaaa" + "0" * 24))  # one dataset again: no warning
     assert "different datasets" not in run_cli("compare", "--runs-dir", runs, "--filter", "a").err
+
+
+def test_the_report_warns_too_and_shows_which_data_each_run_had(tmp_path):
+    from raytrain.report.page import render_report
+
+    runs = tmp_path / "runs"
+    write_run(runs, "a1", 0.7, provenance_of("1111aaaa" + "0" * 24))
+    write_run(runs, "b1", 0.6, provenance_of("2222bbbb" + "0" * 24))
+    page = render_report(runs)
+    assert "these runs were trained on 2 different datasets (data 1111aaaa: 1 run; data 2222bbbb: 1 run)" in page
+    assert "<th>data</th>" in page and ">1111aaaa<" in page and ">2222bbbb<" in page

@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
-    compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
+    compare.add_argument(
+        "--filter",
+        metavar="PREFIX",
+        help="only experiments whose name starts with PREFIX; data=FINGERPRINT: only runs trained on that data",
+    )
     compare.add_argument(
         "--export",
         type=_table_file,

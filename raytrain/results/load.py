@@ -32,7 +32,9 @@ def load(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """One row per experiment (a repeat `baseline/seed-2` is a row, its `group` is `baseline`):
     name, status, sweep, every config key as a dotted column, the
     best-epoch metrics (val and, when evaluated, test; per class too), best epoch, epochs run and
-    duration. Sorted by val macro F1, best first.
+    duration, and which data, code and machine produced it (provenance.COLUMNS: `data_fingerprint`,
+    `code_commit`, `machine_precision`, ...; empty for runs from before provenance.json). Sorted by
+    val macro F1, best first.
 
     Reads only the experiment folders that changed since the last call (runs/_index; see
     results_index), so it stays quick as runs/ grows."""
