@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from raytrain.data import check_dataset, generate_synthetic, load_dataset
+from raytrain.data import DamagedDataWarning, check_dataset, generate_synthetic, load_dataset
 from raytrain.data.duplicates import (
     drop_cross_split_duplicates,
     find_duplicates,
@@ -156,3 +156,19 @@ def test_images_too_small_to_hash_are_checked_for_exact_copies_only(tmp_path):
     found = find_duplicates(load_dataset(tmp_path / "d", workers=1, cache_dir=tmp_path / "cache"))
     assert found.bits is None and "near copies not searched (images under 16 px a side)" in found.rule
     assert found.counts[("train", "test")].exact_images == 2
+
+
+def test_origins_name_the_file_each_image_came_from_after_the_val_carve(tmp_path):
+    from raytrain.data.origins import image_origins
+    from tests.data_fixtures import make_folders
+
+    root = make_folders(tmp_path / "d", {"happy": 20, "sad": 20}, size=16)
+    (root / "train" / "sad" / "005.png").write_bytes(b"not an image")  # left out: the rest shift up
+    with pytest.warns(DamagedDataWarning, match="005.png"):
+        dataset = load_dataset(root, workers=1, cache_dir=tmp_path / "cache")
+    assert dataset.val_carved and dataset.skipped
+    origins = image_origins(root, dataset, 0.1)
+    for split, data in dataset.splits.items():
+        assert len(origins[split]) == len(data)
+        for index in range(len(data)):
+            assert np.array_equal(np.asarray(Image.open(root / origins[split][index])), data.images[index, 0])
