@@ -16,7 +16,7 @@ import warnings
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +36,11 @@ CONFIG = "config.yaml"
 # per image: true class, predicted class, its probability; for bootstrap intervals over images
 VAL_PREDICTIONS = "val_predictions.npz"
 TEST_PREDICTIONS = "test_predictions.npz"
+# which data, code and machine produced the run (provenance.py): the trial writes the machine part
+# into its checkpoints, the driver adds the data and code parts as it publishes
+PROVENANCE = "provenance.json"
+# the uncommitted changes of the checkout the sweep ran from, beside provenance.json when it was dirty
+UNCOMMITTED_PATCH = "uncommitted.patch"
 # Everything a finished trial hands to runs/<experiment>/, in the order a reader wants them.
 TRIAL_ARTIFACTS = (
     CONFIG,
@@ -47,6 +52,7 @@ TRIAL_ARTIFACTS = (
     TEST_CONFUSION,
     VAL_PREDICTIONS,
     TEST_PREDICTIONS,
+    PROVENANCE,
 )
 
 
@@ -152,23 +158,39 @@ def is_complete(runs_dir: Path, experiment: str) -> bool:
     return (folder / CONFIG).is_file() and (folder / BEST_WEIGHTS).is_file() and (folder / BEST_METRICS).is_file()
 
 
-def publish_experiment(runs_dir: Path, experiment: str, trial_files: Path, config_yaml: str) -> Path:
+def publish_experiment(
+    runs_dir: Path,
+    experiment: str,
+    trial_files: Path,
+    config_yaml: str,
+    *,
+    provenance: dict | None = None,
+    patch: str | None = None,
+) -> Path:
     """Copy a trial's artifacts from its checkpoint folder into runs/<experiment>/, each atomically,
     and remove those of an earlier run that this one does not have (a --force re-run on data without
-    a test split must not keep the old model's test scores).
+    a test split must not keep the old model's test scores, a clean tree not the old dirty one's patch).
+    `provenance`: the whole record, written in place of the trial's machine part; `patch`: the
+    uncommitted diff it names.
 
     config.yaml goes last: is_complete() reads it as the sign that everything else is there.
     """
     folder = experiment_dir(runs_dir, experiment)
     for name in TRIAL_ARTIFACTS:
         source = Path(trial_files) / name
-        if name == CONFIG:
+        if name == CONFIG or (name == PROVENANCE and provenance is not None):
             continue
         if source.is_file():
             with atomic_path(folder / name) as tmp:
                 tmp.write_bytes(source.read_bytes())
         else:
             (folder / name).unlink(missing_ok=True)
+    if provenance is not None:
+        write_json(folder / PROVENANCE, provenance)
+    if patch is not None:
+        write_text(folder / UNCOMMITTED_PATCH, patch)
+    else:
+        (folder / UNCOMMITTED_PATCH).unlink(missing_ok=True)
     write_text(folder / CONFIG, config_yaml)
     return folder
 
@@ -252,12 +274,15 @@ class DamagedExperiment(Exception):
 
 @dataclass
 class ExperimentFiles:
-    """What results and reports read from a finished experiment's folder."""
+    """What results and reports read from a finished experiment's folder. `problems`: files that
+    could not be read but are not needed (a damaged provenance.json), to warn about and go on."""
 
     config: dict
     best: dict
     history: list[dict]
     test: dict | None
+    provenance: dict | None = None
+    problems: list[str] = field(default_factory=list)
 
 
 # needed by every reader; the rest are checked only when present (older runs lack the predictions)
@@ -288,7 +313,13 @@ def read_experiment(runs_dir: Path, experiment: str) -> ExperimentFiles:
     best = _parse(experiment, folder / BEST_METRICS, read_json, dict)
     history = _parse(experiment, folder / HISTORY, read_json, list)
     test = _parse(experiment, folder / TEST_METRICS, read_json, dict) if (folder / TEST_METRICS).is_file() else None
-    return ExperimentFiles(config, best, history, test)
+    provenance, problems = None, []
+    if (folder / PROVENANCE).is_file():  # runs from before raytrain recorded it have none
+        try:
+            provenance = _parse(experiment, folder / PROVENANCE, read_json, dict)
+        except DamagedExperiment as damage:
+            problems.append(f"{damage.path}: {damage.problem}; its data, code and machine columns are left empty")
+    return ExperimentFiles(config, best, history, test, provenance, problems)
 
 
 def _parse(experiment: str, path: Path, read, kind: type | None = None):

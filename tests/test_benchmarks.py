@@ -67,6 +67,13 @@ def test_bench_data_small_prints_both_pipelines_at_both_sizes(run_bench, tmp_pat
         assert re.search(rf"{size}px\s+[\d,]+\s+[\d,]+\s+[\d.]+x", out), out
 
 
+def test_bench_duplicates_smoke_prints_the_times_false_positives_and_copies_found(run_bench, tmp_path):
+    out = run_bench("bench_duplicates.py", "--smoke")
+    assert re.search(r"hash [\d.]+ s, search [\d.]+ s, exact groups [\d.]+ s; every pair compared: ~[\d,]+ s", out), out
+    assert re.search(r"false positives: [\d,]+ pairs of the 1,124,250 among distinct faces", out), out
+    assert re.search(r"found: shifted 1 px [\d.]+%, .*JPEG q75 [\d.]+%", out), out
+
+
 def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(run_bench, tmp_path):
     out = run_bench("bench_sweep.py", "--smoke")
     assert re.search(

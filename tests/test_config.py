@@ -454,6 +454,29 @@ def test_hash_covers_what_changes_results_and_nothing_else():
         assert config_hash(changed) != config_hash(base), f"{section}.{key}"
 
 
+def test_a_key_added_later_changes_no_hash_at_its_default():
+    """Runs finished before a data key existed (data.labels, data.class_names,
+    data.drop_cross_split_duplicates) ran as its default does: their hash, computed then without the
+    key, must still match, or every one of them would look stale."""
+    import hashlib
+    import json
+
+    from raytrain.config.schema import ADDED_KEY_DEFAULTS, RESULT_NEUTRAL_KEYS, RESULT_SECTIONS, resolved_dict
+
+    base = ExperimentConfig()
+    before = {section: dict(resolved_dict(base)[section]) for section in RESULT_SECTIONS}
+    for knob in [*ADDED_KEY_DEFAULTS, *RESULT_NEUTRAL_KEYS]:
+        section, key = knob.split(".")
+        before[section].pop(key)
+    canonical = json.dumps(before, sort_keys=True, separators=(",", ":"))
+    assert config_hash(base) == hashlib.sha256(canonical.encode()).hexdigest()[:12]
+    # away from its default, each key changes the data a trial sees, so the hash
+    for key, value in [("drop_cross_split_duplicates", True), ("labels", "votes"), ("class_names", ["a", "b"])]:
+        changed = base.model_copy(deep=True)
+        setattr(changed.data, key, value)
+        assert config_hash(changed) != config_hash(base), key
+
+
 def test_hash_is_stable_across_processes(subprocesses):
     code = "from raytrain.config import ExperimentConfig, config_hash; print(config_hash(ExperimentConfig()))"
     runs = {subprocesses.run([sys.executable, "-c", code], capture_output=True, text=True).stdout for _ in range(2)}

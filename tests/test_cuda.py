@@ -24,6 +24,11 @@ def test_a_trial_on_the_gpu_trains_in_bf16_channels_last_with_its_data_on_the_de
     assert trial.model.layer1[0].conv1.weight.is_contiguous(memory_format=torch.channels_last)
     metrics = trial.run_epoch(1, TrainState())
     assert metrics["precision_used"] == "bf16" and metrics["val/macro_f1"] >= 0
+    # provenance.json's machine part names the GPU and the CUDA and cuDNN the trial ran with
+    machine = trial.machine
+    assert machine["device"] == "cuda" and machine["device_name"] == torch.cuda.get_device_name()
+    assert machine["cuda"] == torch.version.cuda and machine["cudnn"] == torch.backends.cudnn.version() > 0
+    assert machine["precision"] == "bf16"
 
 
 def test_an_epoch_syncs_with_the_host_a_fixed_number_of_times_not_once_per_batch(tiny_dataset):

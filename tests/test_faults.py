@@ -683,7 +683,7 @@ def test_submit_refuses_a_runs_dir_inside_the_jobs_temporary_folder(runs_dir, ru
 
 
 def test_a_submitted_job_records_the_submitting_checkouts_commit(subprocesses, monkeypatch):
-    from raytrain.provenance import COMMIT_ENV_VAR, git_commit
+    from raytrain.provenance import COMMIT_ENV_VAR, DIRTY_ENV_VAR, git_commit
     from raytrain.sweeps.jobs import job_runtime_env
     from tests.conftest import PROJECT_ROOT
 
@@ -691,7 +691,8 @@ def test_a_submitted_job_records_the_submitting_checkouts_commit(subprocesses, m
     if head.returncode != 0:
         pytest.skip("not a git checkout")
     env = job_runtime_env(PROJECT_ROOT)
-    assert env == {"working_dir": str(PROJECT_ROOT), "env_vars": {COMMIT_ENV_VAR: head.stdout.strip()}}
+    assert env["working_dir"] == str(PROJECT_ROOT) and env["env_vars"][COMMIT_ENV_VAR] == head.stdout.strip()
+    assert env["env_vars"][DIRTY_ENV_VAR] in ("0", "1")  # the diff too when dirty: tests/test_provenance.py
     # inside the job, where the upload has no .git, the sweep records what submit passed on
     monkeypatch.setenv(COMMIT_ENV_VAR, "abc1234")
     assert git_commit() == "abc1234"

@@ -154,6 +154,9 @@ def test_an_interrupted_sweep_resumes_without_rerunning_finished_trials(subproce
     assert [h["epoch"] for h in history] == list(range(1, EPOCHS["slow"] + 1))
     for name in EPOCHS:
         assert artifacts.is_complete(runs, name)
+    # the trials published after the resume have their provenance too: the resumed driver records it
+    fingerprints = {json.loads((runs / n / artifacts.PROVENANCE).read_text())["data"]["fingerprint"] for n in EPOCHS}
+    assert len(fingerprints) == 1 and None not in fingerprints
 
 
 def test_resume_retries_a_failed_trial_once_its_cause_is_fixed(subprocesses, synthetic_root, tmp_path):

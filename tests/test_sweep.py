@@ -188,7 +188,13 @@ def finished_sweep(ray_session, synthetic_root, tmp_path_factory):
     return code, configs, runs
 
 
-def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep):
+def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep, tiny_dataset):
+    import torch
+
+    import raytrain
+    from raytrain import results
+    from raytrain.data.fingerprint import dataset_fingerprint
+
     code, _, runs = finished_sweep
     assert code == 0
     log = artifacts.read_log(runs)
@@ -200,6 +206,24 @@ def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep):
         assert {p.name for p in folder.iterdir()} >= set(artifacts.TRIAL_ARTIFACTS)
         best = json.loads((folder / artifacts.BEST_METRICS).read_text())
         assert best["epoch"] == record["best_epoch"] and best["macro_f1"] == record["val_macro_f1"]
+        # which data, code and machine: the driver's data and code parts, the trial's machine part
+        provenance = json.loads((folder / artifacts.PROVENANCE).read_text())
+        data, code_, machine = provenance["data"], provenance["code"], provenance["machine"]
+        assert (provenance["experiment"], provenance["sweep"]) == (record["experiment"], record["sweep"])
+        assert data["fingerprint"] == dataset_fingerprint(tiny_dataset), "the data the trial trained on"
+        assert (data["layout"], data["label_source"], data["dropped_duplicates"]) == (
+            "folders",
+            "class folder names",
+            None,
+        )
+        assert code_["raytrain"] == raytrain.__version__ and code_["git_commit"] == record["git_commit"]
+        patch = folder / artifacts.UNCOMMITTED_PATCH
+        assert patch.is_file() == bool(code_["git_dirty"]) == (code_["patch"] == artifacts.UNCOMMITTED_PATCH)
+        history = json.loads((folder / artifacts.HISTORY).read_text())
+        assert machine["precision"] == history[-1]["precision_used"] and machine["torch"] == torch.__version__
+        assert machine["device"] == "cpu" and machine["device_name"] and machine["cuda"] is None
+    frame = results.load(runs)
+    assert frame["data_fingerprint"].nunique() == 1 and frame["machine_precision"].notna().all()
     assert len({r["sweep"] for r in log}) == 1
     assert list(runs.glob("_tune/*/tuner.pkl")), "the Tune experiment lives in runs/_tune"
 
@@ -225,6 +249,45 @@ def test_a_finished_experiment_is_skipped_and_force_reruns_it(finished_sweep, sy
     assert after[-1]["config_hash"] != next(r for r in before if r["experiment"] == "alpha")["config_hash"]
     assert (runs / "alpha" / artifacts.BEST_WEIGHTS).stat().st_mtime_ns != weights
     assert "lr: 0.005" in (runs / "alpha" / artifacts.CONFIG).read_text()
+
+
+def test_a_sweep_drops_duplicates_for_the_configs_that_ask_and_compare_warns(ray_session, tmp_path, run_cli):
+    """data.drop_cross_split_duplicates in one config of a sweep and not the other: each trial gets
+    the data its config asks for, the note says how many images were left out, provenance.json
+    records it, and compare warns that the two ran on different data."""
+    import numpy as np
+    from PIL import Image
+
+    from raytrain.data import generate_synthetic
+
+    data = generate_synthetic(tmp_path / "data", per_class=10, size=24, seed=5)
+    train = sorted((data / "train" / "happy").glob("*.png"))
+    planted = {  # (split, copy of which train image, how changed)
+        "val": [(train[0], lambda x: x), (train[1], lambda x: np.roll(x, 1, axis=1))],
+        "test": [(train[2], lambda x: np.clip(x.astype(int) + 20, 0, 255).astype(np.uint8))],
+    }
+    for split, copies in planted.items():
+        for source, change in copies:
+            Image.fromarray(change(np.asarray(Image.open(source)))).save(data / split / "happy" / f"copy_{source.name}")
+    configs = tmp_path / "configs"
+    write_config(configs, "whole")
+    write_config(configs, "deduped", data="img_size: 24, drop_cross_split_duplicates: true")
+    runs = tmp_path / "runs"
+    result = run_cli(*sweep_args([configs], data, runs, "--yes"))
+    assert result.code == 0, result.err
+    assert (
+        "note: data.drop_cross_split_duplicates: left out 2 val, 1 test image(s) that are exact or near" in result.out
+    )
+    whole, deduped = (json.loads((runs / n / artifacts.PROVENANCE).read_text())["data"] for n in ("whole", "deduped"))
+    assert deduped["dropped_duplicates"] == {"val": 2, "test": 1} and whole["dropped_duplicates"] is None
+    assert deduped["images"] == {"train": 56, "val": 7, "test": 7} and whole["images"]["val"] == 9
+    tested = json.loads((runs / "deduped" / artifacts.TEST_METRICS).read_text())["per_class"]
+    assert sum(c["support"] for c in tested.values()) == 7, "the trial was scored without the copies"
+    compared = run_cli("compare", "--runs-dir", runs)
+    assert "these runs were trained on 2 different datasets" in compared.err
+    assert deduped["fingerprint"][:8] in compared.out and whole["fingerprint"][:8] in compared.out
+    one = run_cli("compare", "--runs-dir", runs, "--filter", f"data={deduped['fingerprint'][:8]}")
+    assert one.code == 0 and "deduped" in one.out and "whole" not in one.out and not one.err
 
 
 def test_run_trains_one_config_with_set_overrides(ray_session, synthetic_root, tmp_path, run_cli):

@@ -91,6 +91,9 @@ def test_a_trial_reports_every_metric_and_leaves_the_seed_artifacts(ray_session,
         assert weights["arch"] == "resnet18" and weights["class_names"] == list(tiny_dataset.class_names)
         assert weights["img_size"] == 24 and weights["in_channels"] == 1 and weights["epoch"] == best["epoch"]
         assert json.loads((folder / artifacts.HISTORY).read_text())[-1]["epoch"] == 2
+        # provenance.json's machine part, which only the trial knows; the driver adds data and code
+        machine = json.loads((folder / artifacts.PROVENANCE).read_text())["machine"]
+        assert machine["precision"] == "fp32" and machine["device"] == "cpu" and machine["ray"]
     assert not any(k.startswith("test/") for k in history[-1]), "test must never reach Tune's metrics"
 
 

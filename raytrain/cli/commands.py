@@ -280,6 +280,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
             "warning: ranking by test metrics. Choose models on val; test is for reporting the chosen one once.",
             file=sys.stderr,
         )
+    if board.mixed_data:
+        print(
+            f"warning: {board.mixed_data}. The data column says which is which; --filter data=FINGERPRINT keeps one",
+            file=sys.stderr,
+        )
     # a terminal table of a thousand rows helps nobody and takes seconds to lay out: the best few, the rest counted
     top = None if args.all else (args.top or COMPARE_TOP)
     shown, layout = board.table.head(top), {"split": args.split, "classes": board.classes}
@@ -391,7 +396,13 @@ def cmd_data_synth(args: argparse.Namespace) -> int:
 def cmd_data_check(args: argparse.Namespace) -> int:
     from raytrain.data import check_dataset
 
-    report = check_dataset(args.root, channels=args.channels, class_names=args.class_names)
+    report = check_dataset(
+        args.root,
+        channels=args.channels,
+        class_names=args.class_names,
+        duplicates_sheet=args.duplicates_sheet,
+        force=args.force,
+    )
     print(report.format())
     return 0 if report.ok else 1  # problems found: usable data, but a script should notice
 

@@ -89,7 +89,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     compare.add_argument("--baseline", metavar="NAME", help="show each experiment's macro F1 minus NAME's")
     compare.add_argument("--per-class", action="store_true", help="a class x experiment matrix of F1 instead")
-    compare.add_argument("--filter", metavar="PREFIX", help="only experiments whose name starts with PREFIX")
+    compare.add_argument(
+        "--filter",
+        metavar="PREFIX",
+        help="only experiments whose name starts with PREFIX; data=FINGERPRINT: only runs trained on that data",
+    )
     compare.add_argument(
         "--export",
         type=_table_file,
@@ -158,6 +162,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME,NAME,...",
         help="names of numbered class folders 0, 1, ... as data.class_names gives them (default: AffectNet's order)",
     )
+    check.add_argument(
+        "--duplicates-sheet", type=Path, metavar="PNG", help="draw the example duplicate pairs side by side into PNG"
+    )
+    check.add_argument("--force", action="store_true", help="replace an existing --duplicates-sheet file")
     check.set_defaults(handler=cmd_data_check)
 
     predict = verbs.add_parser("predict", help="classify images with a trained best.pt")

@@ -109,6 +109,10 @@ class DataConfig(_Section):
                 )
         return names
 
+    # leave out of val and test the images that copy a train image exactly or nearly (`raytrain data
+    # check` counts them); the sweep's driver does it once for every trial and says how many
+    drop_cross_split_duplicates: bool = False
+
 
 class OtherConfig(_Section):
     patience: int = Field(7, ge=1)  # epochs without a better val macro F1 before stopping
@@ -235,7 +239,16 @@ RESULT_SECTIONS = ("model", "training", "loss", "augmentation", "data", "other")
 RESULT_NEUTRAL_KEYS = ("other.workers", "training.compile", "other.checkpoint_epochs", "other.checkpoint_minutes")
 # The data keys that change what a trial's dataset holds: a sweep decodes one dataset per value of
 # them, before any trial starts (img_size and the sampler act later, in the trial).
-DATASET_KEYS = ("data.channels", "data.val_fraction", "data.labels", "data.class_names")
+DATASET_KEYS = (
+    "data.channels",
+    "data.val_fraction",
+    "data.labels",
+    "data.class_names",
+    "data.drop_cross_split_duplicates",
+)
+# Keys added after runs existed, left out of the hash while at these defaults: a run finished before
+# raytrain knew the key ran as its default does, and must not look stale for it.
+ADDED_KEY_DEFAULTS = {"data.labels": "majority", "data.class_names": None, "data.drop_cross_split_duplicates": False}
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -261,6 +274,10 @@ def config_hash(config: ExperimentConfig) -> str:
     for knob in RESULT_NEUTRAL_KEYS:
         section, key = knob.split(".")
         relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
+    for knob, default in ADDED_KEY_DEFAULTS.items():
+        section, key = knob.split(".")
+        if relevant[section].get(key) == default:
+            relevant[section] = {k: v for k, v in relevant[section].items() if k != key}
     canonical = json.dumps(relevant, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(canonical.encode()).hexdigest()[:12]
 

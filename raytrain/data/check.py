@@ -1,11 +1,10 @@
 """`raytrain data check`: load a dataset as a sweep would, count its classes per split, and list what
-makes its scores less trustworthy (missing or tiny classes, train images repeated in val/test, blanks).
-numpy only, like all of raytrain.data: it must not import torch or ray.
+makes its scores less trustworthy (missing or tiny classes, train images copied into val/test exactly
+or nearly: duplicates.py, blanks). numpy only, like all of raytrain.data: it must not import torch or ray.
 """
 
 from __future__ import annotations
 
-import hashlib
 import math
 import warnings
 from dataclasses import dataclass
@@ -14,7 +13,10 @@ from pathlib import Path
 import numpy as np
 
 from raytrain.data.datasets import FERDataset, class_counts, load_dataset
+from raytrain.data.duplicates import Duplicates, find_duplicates, write_contact_sheet
+from raytrain.data.origins import image_origins
 from raytrain.data.sources import LAYOUT_NAMES, DamagedDataWarning
+from raytrain.errors import UserError
 
 # below this many train images a class's F1 swings by whole points between seeds
 MIN_TRAIN_PER_CLASS = 10
@@ -39,6 +41,8 @@ class DatasetReport:
     imbalance_ratio: float  # max/min train count; inf when a class has no train images
     problems: list[str]
     notes: list[str]
+    duplicates: list[str]  # the duplicates' counts and examples, as printed (Duplicates.format)
+    duplicates_sheet: str | None = None  # the contact sheet of the examples, when one was written
 
     @property
     def ok(self) -> bool:
@@ -60,7 +64,10 @@ class DatasetReport:
         for i, name in enumerate(self.class_names):
             lines.append(f"{name:<{width}}" + "".join(f"{self.counts[s][i]:>8}" for s in splits))
         lines.append(f"{'total':<{width}}" + "".join(f"{sum(self.counts[s]):>8}" for s in splits))
-        lines += ["", f"imbalance (max/min train count): {self.imbalance_ratio:.1f}"]
+        lines += ["", f"imbalance (max/min train count): {self.imbalance_ratio:.1f}", ""]
+        lines += self.duplicates
+        if self.duplicates_sheet:
+            lines.append(f"  the examples side by side: {self.duplicates_sheet}")
         lines += [f"note: {note}" for note in self.notes]
         if self.problems:
             lines += ["", f"{len(self.problems)} problem(s):"] + [f"  - {p}" for p in self.problems]
@@ -77,13 +84,19 @@ def check_dataset(
     workers: int = 4,
     cache_dir: str | Path | None = None,
     class_names: list[str] | None = None,
+    duplicates_sheet: str | Path | None = None,
+    force: bool = False,
 ) -> DatasetReport:
     """Load `root` as a sweep would (so it also fills the cache) and report on it.
 
     Errors that make the data unusable raise DatasetError; things that make results less
     trustworthy (image files that could not be decoded, a split missing a class, tiny classes,
-    train images repeated in val/test, blank images) are listed in `problems`.
+    train images copied into val/test, blank images) are listed in `problems`. With
+    `duplicates_sheet`, the example duplicate pairs are drawn side by side into that PNG (an
+    existing file only with `force`).
     """
+    if duplicates_sheet and Path(duplicates_sheet).exists() and not force:
+        raise UserError(f"{duplicates_sheet}: already exists; choose another --duplicates-sheet or pass --force")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DamagedDataWarning)  # listed in full below, not warned about
         dataset = load_dataset(
@@ -98,14 +111,15 @@ def check_dataset(
     counts = {name: class_counts(split.labels, k).tolist() for name, split in dataset.splits.items()}
     train = counts["train"]
     ratio = max(train) / min(train) if min(train) > 0 else math.inf
+    found = find_duplicates(dataset)
     problems = (
         _undecodable_problems(dataset.skipped)
         + _missing_class_problems(dataset.class_names, counts)
         + _small_class_problems(dataset.class_names, train)
-        + _leak_problems(dataset)
+        + _copy_problems(found)
         + _blank_problems(dataset)
     )
-    notes = list(dataset.notes)
+    notes = list(dataset.notes) + _copy_notes(found)
     if ratio > IMBALANCE_HINT:
         notes.append(
             f"train is imbalanced ({ratio:.1f}x); keep loss.use_class_weights: true or try data.weighted_sampler: true"
@@ -122,6 +136,8 @@ def check_dataset(
         imbalance_ratio=ratio,
         problems=problems,
         notes=notes,
+        duplicates=found.format(image_origins(root, dataset, val_fraction, class_names) if found.examples else None),
+        duplicates_sheet=_sheet(dataset, found, duplicates_sheet),
     )
 
 
@@ -152,21 +168,41 @@ def _small_class_problems(class_names: list[str], train_counts: list[int]) -> li
     ]
 
 
-def _image_hashes(images: np.ndarray) -> list[bytes]:
-    return [hashlib.blake2b(image.tobytes(), digest_size=16).digest() for image in images]
-
-
-def _leak_problems(dataset: FERDataset) -> list[str]:
-    train = set(_image_hashes(dataset.splits["train"].images))
+def _copy_problems(found: Duplicates) -> list[str]:
     problems = []
     for split in ("val", "test"):
-        if split in dataset.splits:
-            copies = sum(h in train for h in _image_hashes(dataset.splits[split].images))
-            if copies:
-                problems.append(
-                    f"{split}: {copies} images are exact copies of train images; {split} scores will be optimistic"
-                )
+        count = found.counts.get(("train", split))
+        if count and count.exact_images + count.near_images:
+            problems.append(
+                f"{split}: {count.exact_images} images are exact copies of train images and {count.near_images} near "
+                f"copies; {split} scores will be optimistic (data.drop_cross_split_duplicates: true leaves them out "
+                "of a sweep)"
+            )
     return problems
+
+
+def _copy_notes(found: Duplicates) -> list[str]:
+    notes = []
+    count = found.counts.get(("val", "test"))
+    if count and count.exact_images + count.near_images:
+        notes.append(
+            f"{count.exact_images + count.near_images} test images are exact or near copies of val images: the "
+            "model chosen on val has in effect been selected on them"
+        )
+    for split in ("train", "val", "test"):
+        count = found.counts.get((split, split))
+        if count and count.exact_images + count.near_images:
+            notes.append(
+                f"{split}: {count.exact_images + count.near_images} images have an exact or near copy elsewhere in "
+                f"{split}, which weighs them twice"
+            )
+    return notes
+
+
+def _sheet(dataset: FERDataset, found: Duplicates, path: str | Path | None) -> str | None:
+    if not path or not found.examples:
+        return None  # nothing to draw: the report's counts say there are no copies
+    return str(write_contact_sheet(dataset, found.examples, Path(path)))
 
 
 def _blank_problems(dataset: FERDataset) -> list[str]:

@@ -79,6 +79,11 @@ def render_report(
     runs_dir = Path(runs_dir)
     frame = _load(runs_dir) if frame is None else frame
     varying = results.varying_hyperparameters(frame)
+    # rows trained on different data: the leaderboards say which data each row had (the header warns)
+    shown = varying
+    if analysis.mixed_data(frame):
+        frame = frame.assign(**{analysis.DATA_COLUMN: analysis.short_fingerprints(frame)})
+        shown = [analysis.DATA_COLUMN, *varying]
     # (anchor, nav link, heading, content)
     if analysis.has_repeats(frame):
         summary = group_summary(frame)
@@ -90,7 +95,7 @@ def render_report(
             + group_table_html(frame, summary.head(top), group_varying)
             + _more_line(len(summary) - top, "groups", csv_name)
             + "\n<h3>Every run</h3>\n"
-            + leaderboard_html(frame.head(top), varying)
+            + leaderboard_html(frame.head(top), shown)
             + _more_line(len(frame) - top, "runs", csv_name)
         )
         sections = [
@@ -111,7 +116,7 @@ def render_report(
                 "leaderboard",
                 "Leaderboard",
                 "Leaderboard",
-                leaderboard_html(frame.head(top), varying) + _more_line(len(frame) - top, "experiments", csv_name),
+                leaderboard_html(frame.head(top), shown) + _more_line(len(frame) - top, "experiments", csv_name),
             ),
             (
                 "curves",
@@ -164,6 +169,9 @@ def header_html(runs_dir: Path, frame: pd.DataFrame, now: datetime, links: list[
         f'<p class="meta">Runs folder <code>{esc(runs_dir.resolve())}</code> &middot; {experiments}'
         f" &middot; generated {generated}</p>",
     ]
+    mixed = analysis.mixed_data(frame)
+    if mixed:
+        parts.append(f'<p class="note">Warning: {esc(mixed)}. The data column says which run had which.</p>')
     damaged = frame[frame["status"] == DAMAGED]
     if len(damaged):
         one = len(damaged) == 1

@@ -15,6 +15,7 @@ import pandas as pd
 
 from raytrain import artifacts
 from raytrain.naming import COMPLETED, SEED_KNOB
+from raytrain.provenance import DATA_FINGERPRINT, SHORT_FINGERPRINT
 from raytrain.results import stats
 from raytrain.results.load import class_names, varying_hyperparameters
 
@@ -27,6 +28,34 @@ def use_log_axis(values) -> bool:
     (learning rates 1e-4..3e-3, weight decay 1e-5..1e-1): a linear axis would crowd the small ones."""
     values = np.asarray(pd.Series(values).dropna(), dtype=float)
     return bool(len(values) and values.min() > 0 and values.max() / values.min() > LOG_SPAN)
+
+
+DATA_COLUMN = "data"  # the short data fingerprint that compare and the report show when rows differ in data
+
+
+def short_fingerprints(frame: pd.DataFrame) -> pd.Series:
+    """Per row, the data it was trained on as the first hex digits of its data fingerprint (as git
+    shortens a commit); None for runs from before raytrain recorded provenance."""
+    if DATA_FINGERPRINT not in frame:
+        return pd.Series([None] * len(frame), index=frame.index, dtype=object)
+    return frame[DATA_FINGERPRINT].map(lambda f: f[:SHORT_FINGERPRINT] if isinstance(f, str) else None)
+
+
+def mixed_data(frame: pd.DataFrame) -> str | None:
+    """What to warn of when the rows were trained on two or more different datasets (by their data
+    fingerprints), each named with its number of rows; None when one dataset (or none known)."""
+    short = short_fingerprints(frame)
+    counts = short.value_counts()
+    if len(counts) < 2:
+        return None
+    said = "; ".join(f"data {fingerprint}: {n} run{'s' if n != 1 else ''}" for fingerprint, n in counts.items())
+    unknown = int(short.isna().sum())
+    if unknown:
+        said += f"; {unknown} from before raytrain recorded it"
+    return (
+        f"these runs were trained on {len(counts)} different datasets ({said}): a comparison across different data "
+        "is not a comparison"
+    )
 
 
 def has_repeats(frame: pd.DataFrame) -> bool:

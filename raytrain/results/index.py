@@ -30,6 +30,7 @@ import yaml
 
 from raytrain import artifacts
 from raytrain.naming import COMPLETED, DAMAGED, MEMBER_FOLDER, dotted, group_of
+from raytrain.provenance import provenance_columns
 
 INDEX_DIR = "_index"  # under runs/; a leading _ keeps it out of the experiment folders
 ENTRIES = "experiments.jsonl"
@@ -49,6 +50,7 @@ class Entry:
     row: dict
     damage: tuple[str, str] | None = None  # (file name, problem)
     history: list[dict] | None = field(default=None, repr=False)  # only when read in this process
+    problems: list[str] = field(default_factory=list)  # files it does without (a torn provenance.json)
 
     def damaged(self, runs_dir: Path) -> artifacts.DamagedExperiment | None:
         if self.damage is None:
@@ -188,7 +190,7 @@ def read_entry(runs_dir: Path, name: str, signature: str) -> Entry:
         files = artifacts.read_experiment(runs_dir, name)
     except artifacts.DamagedExperiment as damage:
         return Entry(name, signature, damaged_row(runs_dir, name, damage), (damage.path.name, damage.problem))
-    return Entry(name, signature, files_row(name, files), history=files.history)
+    return Entry(name, signature, files_row(name, files), history=files.history, problems=files.problems)
 
 
 def files_row(name: str, files: artifacts.ExperimentFiles) -> dict:
@@ -208,6 +210,8 @@ def files_row(name: str, files: artifacts.ExperimentFiles) -> dict:
     }
     if files.test is not None:
         row |= metrics_columns(files.test)
+    if files.provenance is not None:
+        row |= provenance_columns(files.provenance)
     return row
 
 
@@ -390,6 +394,7 @@ def _read_index(runs_dir: Path) -> tuple[dict[str, Entry], dict[str, TuneTrialRe
                     item["signature"],
                     item["row"],
                     tuple(item["damage"]) if item.get("damage") else None,
+                    problems=item.get("problems") or [],
                 )
     except (ValueError, KeyError, TypeError, IndexError) as err:
         artifacts.warn_damaged(f"{path}: unreadable ({type(err).__name__}); rebuilt it from the experiment folders")
@@ -405,6 +410,7 @@ def _entry_line(entry: Entry) -> str:
             "signature": entry.signature,
             "row": entry.row,
             "damage": list(entry.damage) if entry.damage else None,
+            "problems": entry.problems,
         }
     )
 

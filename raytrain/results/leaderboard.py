@@ -17,6 +17,7 @@ import pandas as pd
 
 from raytrain.errors import UserError
 from raytrain.naming import COMPLETED, SEED_KNOB, lower_is_better
+from raytrain.provenance import DATA_FINGERPRINT
 from raytrain.results import analysis
 from raytrain.results.load import class_names, hyperparameter_columns, split_metrics
 
@@ -33,6 +34,7 @@ class Leaderboard:
     repeats: bool
     ranked_by_test: bool
     export: pd.DataFrame  # `--export`: the table's rows in its order, with every column (experiments_export)
+    mixed_data: str | None = None  # the warning when the rows were trained on different data (analysis.mixed_data)
 
 
 def compare(
@@ -45,13 +47,13 @@ def compare(
     baseline: str | None = None,
     per_class: bool = False,
 ) -> Leaderboard:
-    """results.load's frame -> the leaderboard: filtered by name prefix, sorted by `sort` (a metric
-    of `split`, or a column), repeats ranked by their mean, each compared with `baseline` (paired
-    over seeds or images where it can be). Bad choices are UserErrors naming the option and the fix."""
+    """results.load's frame -> the leaderboard: filtered by name prefix (or `data=FINGERPRINT`: the
+    runs trained on that data), sorted by `sort` (a metric of `split`, or a column), repeats ranked by
+    their mean, each compared with `baseline` (paired over seeds or images where it can be). Bad
+    choices are UserErrors naming the option and the fix. Rows trained on different data get a
+    `data` column and the leaderboard's `mixed_data` warning."""
     if filter_prefix:
-        frame = frame[frame["experiment"].str.startswith(filter_prefix)]
-        if frame.empty:
-            raise UserError(f"--filter {filter_prefix}: no experiment name starts with {filter_prefix!r}")
+        frame = _filtered(frame, filter_prefix)
     if f"{split}/macro_f1" not in frame or frame[f"{split}/macro_f1"].isna().all():
         raise UserError(f"--split {split}: no experiment has {split} metrics (does the data have a {split}/ split?)")
     column = sort if ("/" in sort or sort in frame) else f"{split}/{sort}"
@@ -72,8 +74,9 @@ def compare(
     repeats = analysis.has_repeats(frame)
     hyperparameters = analysis.distinguishing_knobs(frame)
     ranked_by_test = split == "test" or column.startswith("test/")
+    mixed = analysis.mixed_data(frame)
     if per_class:
-        return Leaderboard(frame, frame, classes, column, repeats, ranked_by_test, export=frame)
+        return Leaderboard(frame, frame, classes, column, repeats, ranked_by_test, export=frame, mixed_data=mixed)
     if repeats:
         # seeds are repeats, not rivals: rank the groups by their mean. Every metric is summarised
         # once, for the export; the table shows the few it has room for.
@@ -89,7 +92,10 @@ def compare(
         )
         export = repeats_export(table, summary, frame, split=split, comparisons=comparisons, baseline=baseline)
         runs = frame[frame["group"].isin(table["experiment"])]
-        return Leaderboard(table, runs, classes, column, repeats, ranked_by_test, export=export)
+        if mixed:  # a group's runs on one dataset show its fingerprint; on several, all of them
+            data = analysis.short_fingerprints(frame).groupby(frame["group"], sort=False)
+            table.insert(2, analysis.DATA_COLUMN, table["experiment"].map(data.agg(_joined)).to_numpy())
+        return Leaderboard(table, runs, classes, column, repeats, ranked_by_test, export=export, mixed_data=mixed)
     plain_baseline = None
     if baseline and comparisons is None:
         plain_baseline = (baseline, float(frame.loc[frame["group"] == baseline, f"{split}/macro_f1"].iloc[0]))
@@ -102,7 +108,31 @@ def compare(
         comparisons=comparisons,
     )
     export = experiments_export(table, frame, split=split, comparisons=comparisons)
-    return Leaderboard(table, frame, classes, column, repeats, ranked_by_test, export=export)
+    if mixed:
+        table.insert(2, analysis.DATA_COLUMN, analysis.short_fingerprints(frame).to_numpy())
+    return Leaderboard(table, frame, classes, column, repeats, ranked_by_test, export=export, mixed_data=mixed)
+
+
+def _filtered(frame: pd.DataFrame, filter_prefix: str) -> pd.DataFrame:
+    """--filter PREFIX: the experiments whose name starts with it; --filter data=FINGERPRINT: those
+    trained on that data (a prefix of its fingerprint, as compare shows it). Names hold no '='."""
+    if filter_prefix.startswith(f"{analysis.DATA_COLUMN}="):
+        wanted = filter_prefix.split("=", 1)[1]
+        short = analysis.short_fingerprints(frame)
+        kept = frame[frame[DATA_FINGERPRINT].astype(str).str.startswith(wanted)] if short.notna().any() else frame[:0]
+        if kept.empty or not wanted:
+            known = ", ".join(short.dropna().unique()) or "none: these runs predate provenance.json"
+            raise UserError(f"--filter {filter_prefix}: no run was trained on data {wanted!r}; known: {known}")
+        return kept
+    kept = frame[frame["experiment"].str.startswith(filter_prefix)]
+    if kept.empty:
+        raise UserError(f"--filter {filter_prefix}: no experiment name starts with {filter_prefix!r}")
+    return kept
+
+
+def _joined(values: pd.Series) -> str | None:
+    known = list(dict.fromkeys(v for v in values if isinstance(v, str)))
+    return "/".join(known) or None
 
 
 def experiments_table(
@@ -175,6 +205,8 @@ def experiments_export(
     columns |= _comparison_export(table, frame["group"].to_numpy(), comparisons, baseline_group=None)
     columns |= {f"{split}/{metric}": frame[f"{split}/{metric}"].to_numpy() for metric in per_class}
     columns |= {name: table[name].to_numpy() for name in ("best_epoch", "duration_s", "status", "epochs_run")}
+    if DATA_FINGERPRINT in frame:  # which data each row was trained on (provenance.json)
+        columns[DATA_FINGERPRINT] = frame[DATA_FINGERPRINT].to_numpy()
     return pd.DataFrame(columns)
 
 

@@ -32,7 +32,9 @@ def load(runs_dir: str | Path = "runs") -> pd.DataFrame:
     """One row per experiment (a repeat `baseline/seed-2` is a row, its `group` is `baseline`):
     name, status, sweep, every config key as a dotted column, the
     best-epoch metrics (val and, when evaluated, test; per class too), best epoch, epochs run and
-    duration. Sorted by val macro F1, best first.
+    duration, and which data, code and machine produced it (provenance.COLUMNS: `data_fingerprint`,
+    `code_commit`, `machine_precision`, ...; empty for runs from before provenance.json). Sorted by
+    val macro F1, best first.
 
     Reads only the experiment folders that changed since the last call (runs/_index; see
     results_index), so it stays quick as runs/ grows."""
@@ -202,8 +204,9 @@ def _latest_log_lines(runs_dir: Path) -> dict[str, dict]:
 
 def _warn_if_damaged(runs_dir: Path, entry: results_index.Entry) -> None:
     damage = entry.damaged(runs_dir)
-    if damage is not None:
-        artifacts.warn_damaged(damage.message)  # one call site, so load() and load_history() warn once
+    # one call site, so load() and load_history() warn once
+    for message in [damage.message] if damage is not None else entry.problems:
+        artifacts.warn_damaged(message)
 
 
 def _with_log(row: dict, log: dict, *, damaged: bool) -> dict:

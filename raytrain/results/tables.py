@@ -64,6 +64,7 @@ def compare_table(
     columns = [
         _Column("#", _strings(table["rank"])),
         _Column("experiment", _strings(table["experiment"]), justify="left"),
+        *_data_column(table),
         *_knob_columns(table),
         _Column("accuracy", [_number(v) for v in table[f"{split}/accuracy"]], drop_as="accuracy"),
         _Column("macro F1", [_number(v) for v in table[f"{split}/macro_f1"]]),
@@ -96,6 +97,7 @@ def repeats_table(table: pd.DataFrame, *, split: str, classes: list[str], baseli
     columns = [
         _Column("#", _strings(table["rank"])),
         _Column("experiment", _strings(table["experiment"]), justify="left"),
+        *_data_column(table),
         _Column("n", _strings(table["n"])),
         *_knob_columns(table),
         _Column("macro F1", [f"{_number(m)} ± {_number(s)}" for m, s in zip(mean, std)]),
@@ -145,6 +147,14 @@ def _table(title: str, columns: list[_Column], notes) -> Table:
     for row in zip(*(c.cells for c in columns)):
         table.add_row(*row)
     return table
+
+
+def _data_column(table: pd.DataFrame) -> list[_Column]:
+    """Which data each row was trained on, where the rows differ in it (leaderboard.compare adds it):
+    never left out, since the rows cannot be compared without it."""
+    if "data" not in table:
+        return []
+    return [_Column("data", [short_value(v) for v in table["data"]], justify="left")]
 
 
 def _knob_columns(table: pd.DataFrame) -> list[_Column]:

@@ -23,14 +23,17 @@ from raytrain.config import DataConfig, ExperimentConfig, resolved_dict
 from raytrain.config.schema import DATASET_KEYS
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
+from raytrain.data.duplicates import drop_cross_split_duplicates
+from raytrain.data.fingerprint import data_provenance
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
+from raytrain.provenance import code_state
 from raytrain.sweeps import storage as tune_storage
 from raytrain.sweeps.failures import fail_user_errors_at_once
 from raytrain.sweeps.outcome import SweepOutcome, summarize
 from raytrain.sweeps.plan import SweepPlan
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
 from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
-from raytrain.sweeps.publisher import RunsPublisher, publish_unpublished
+from raytrain.sweeps.publisher import RunsPublisher, SweepProvenance, publish_unpublished, register_provenance
 from raytrain.sweeps.repair import LostCheckpointRepair
 from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, unwritable
 from raytrain.trackers import tracker_callbacks
@@ -113,7 +116,9 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     _quiet_ray_internals(quiet=not verbose)
     fail_user_errors_at_once()
     _require_resources_fit(settings.experiments)
-    datasets = _load_datasets(settings)
+    datasets, records = _load_datasets(settings)
+    # once per run of the sweep, here where it is typed: the working directory's checkout (provenance.py)
+    register_provenance(settings.name, SweepProvenance(code_state(), lambda e: records.get(dataset_key(e))))
     trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
     trainable = tune.with_resources(tune.with_parameters(raytrain_trial, datasets=datasets), trial_resources)
@@ -276,24 +281,34 @@ def dataset_data(experiment: dict) -> dict:
 
 
 def dataset_key(experiment: dict) -> str:
-    """Trials share a decoded dataset when they decode, label and split it alike (config.DATASET_KEYS)."""
+    """Trials share a decoded dataset when they decode, label, split and filter it alike
+    (config.DATASET_KEYS)."""
     data = dataset_data(experiment)
     return repr([data[dotted.split(".", 1)[1]] for dotted in DATASET_KEYS])
 
 
-def _load_datasets(settings: SweepSettings) -> dict:
-    keys = {dataset_key(e): dataset_data(e) for e in settings.experiments}
-    return {
-        key: load_dataset(
-            settings.data_root,
-            channels=data["channels"],
-            val_fraction=data["val_fraction"],
-            labels=data["labels"],
-            class_names=data["class_names"],
-            workers=max(x["other"]["workers"] for x in settings.experiments),
-        )
-        for key, data in keys.items()
-    }
+def _load_datasets(settings: SweepSettings) -> tuple[dict, dict]:
+    """Each dataset the trials need, by dataset_key, and the data part of its provenance.json. The
+    duplicates data.drop_cross_split_duplicates leaves out are found here, once for every trial that
+    asks (configs that do not ask get the data whole), and the note says how many."""
+    decoded, datasets, records = {}, {}, {}
+    for key, data in {dataset_key(e): dataset_data(e) for e in settings.experiments}.items():
+        how = (data["channels"], data["val_fraction"], data["labels"], repr(data["class_names"]))
+        if how not in decoded:
+            decoded[how] = load_dataset(
+                settings.data_root,
+                channels=data["channels"],
+                val_fraction=data["val_fraction"],
+                labels=data["labels"],
+                class_names=data["class_names"],
+                workers=max(x["other"]["workers"] for x in settings.experiments),
+            )
+        dataset, dropped = decoded[how], None
+        if data["drop_cross_split_duplicates"]:
+            dataset, dropped = drop_cross_split_duplicates(dataset)
+            print(f"note: {dataset.notes[-1]}", flush=True)
+        datasets[key], records[key] = dataset, data_provenance(dataset, dropped)
+    return datasets, records
 
 
 def _connect(address: str | None, *, verbose: bool = False) -> None:

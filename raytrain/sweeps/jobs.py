@@ -2,7 +2,7 @@
 
 The project folder is the job's working directory (Ray uploads it, honouring .gitignore), so the
 cluster runs this checkout's code. That folder is temporary, so a command that writes results must
-name a durable --runs-dir. Owns that check, the commit handed to the job, retries of the submission
+name a durable --runs-dir. Owns that check, the code state handed to the job, retries of the submission
 and the log stream; nothing else.
 """
 
@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 from raytrain.errors import UserError
-from raytrain.provenance import COMMIT_ENV_VAR, checkout_commit
+from raytrain.provenance import handed_on_env
 from raytrain.sweeps import storage as tune_storage
 
 SUBMIT_ATTEMPTS = 3  # job submission fails transiently now and then (2 of 10 in docs/ray-notes.md)
@@ -118,11 +118,12 @@ def _option_value(command: list[str], option: str) -> str | None:
 
 
 def job_runtime_env(working_dir: Path) -> dict:
-    """The upload, and the commit it was made from: the upload has no .git to ask later."""
+    """The upload, and the code state it was made from (commit, dirty, diff): the upload has no .git
+    to ask later."""
     env = {"working_dir": str(working_dir)}
-    commit = checkout_commit(working_dir)
-    if commit:
-        env["env_vars"] = {COMMIT_ENV_VAR: commit}
+    handed_on = handed_on_env(working_dir)
+    if handed_on:
+        env["env_vars"] = handed_on
     return env
 
 

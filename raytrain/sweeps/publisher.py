@@ -6,6 +6,8 @@ runs folder where the sweep is now (settings.running), not where it was when it 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -14,7 +16,7 @@ from ray import tune
 from raytrain import artifacts
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, published_config_hash, to_yaml
 from raytrain.naming import COMPLETED, EXPERIMENT_KEY, FAILED, FINISHED_STATUSES, PRUNED
-from raytrain.provenance import git_commit
+from raytrain.provenance import FORMAT, CodeState, code_provenance, git_commit
 from raytrain.results import index as results_index
 from raytrain.sweeps.failures import error_summary
 from raytrain.sweeps.locks import runs_folder_lock
@@ -23,6 +25,25 @@ from raytrain.sweeps.progress import EpochLines
 from raytrain.sweeps.settings import SweepSettings, running
 from raytrain.sweeps.tune_state import tune_trials
 from raytrain.training import checkpoints
+
+
+@dataclass(frozen=True)
+class SweepProvenance:
+    """What the driver records each time it runs a sweep (start or resume) for the publisher to
+    write beside every experiment: the code it runs, and the data part of provenance.json of the
+    dataset an experiment's trial gets (`data_of(experiment config)`, None if it has none)."""
+
+    code: CodeState
+    data_of: Callable[[dict], dict | None]
+
+
+# by sweep, in this process: the publisher is pickled with the Tune experiment, this is not (a
+# resumed sweep records the code and data it resumes with)
+_PROVENANCE: dict[str, SweepProvenance] = {}
+
+
+def register_provenance(sweep: str, provenance: SweepProvenance) -> None:
+    _PROVENANCE[sweep] = provenance
 
 
 def published(runs_dir: str | Path, experiment: str) -> bool:
@@ -89,7 +110,10 @@ class RunsPublisher(tune.Callback):
                     if other is not None:
                         self._append(trial, FAILED, error=other)
                         return
-                    artifacts.publish_experiment(self.runs_dir, name, folder, to_yaml(config))
+                    record, patch = self._provenance(experiment, folder)
+                    artifacts.publish_experiment(
+                        self.runs_dir, name, folder, to_yaml(config), provenance=record, patch=patch
+                    )
                 best = artifacts.read_json(folder / artifacts.BEST_METRICS)
                 test_path = folder / artifacts.TEST_METRICS
                 test = artifacts.read_json(test_path) if test_path.is_file() else None
@@ -125,6 +149,24 @@ class RunsPublisher(tune.Callback):
             f"{folder} holds another run of {name} (config hash {there}), published by another sweep while this one "
             f"trained it; kept that one. `raytrain sweep --force` runs this config ({config_hash(config)}) in its place"
         )
+
+    def _provenance(self, experiment: dict, folder: Path) -> tuple[dict, str | None]:
+        """provenance.json for a trial published from `folder` (its machine part is the trial's own),
+        and the uncommitted diff it names."""
+        recorded = _PROVENANCE.get(self.sweep)
+        try:
+            machine = artifacts.read_json(folder / artifacts.PROVENANCE).get("machine")
+        except (OSError, ValueError, AttributeError):  # from a trial of an older raytrain, or torn
+            machine = None
+        record = {
+            "format": FORMAT,
+            "experiment": experiment["name"],
+            "sweep": self.sweep,
+            "data": recorded.data_of(experiment) if recorded else None,
+            "code": code_provenance(recorded.code, artifacts.UNCOMMITTED_PATCH) if recorded else None,
+            "machine": machine,
+        }
+        return record, recorded.code.patch if recorded else None
 
     def on_trial_error(self, iteration, trials, trial, **info):
         if self._logged_status(trial.config[EXPERIMENT_KEY]["name"]) is None:

@@ -100,6 +100,11 @@ def _machine_key() -> str:
     return hashlib.sha256(f"{model}|{flags}|{torch.__version__}|{torch.get_num_threads()}".encode()).hexdigest()[:12]
 
 
+def cpu_model() -> str:
+    """This machine's CPU model name (from /proc/cpuinfo; the architecture where there is none)."""
+    return _cpu_model_and_flags()[0]
+
+
 def _cpu_model_and_flags() -> tuple[str, str]:
     """The first CPU's model name and feature flags from /proc/cpuinfo (empty where there is none)."""
     try:

@@ -41,6 +41,7 @@ from raytrain.training.augment import BatchAugmenter
 from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
 from raytrain.training.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
 from raytrain.training.losses import build_loss
+from raytrain.training.machine import machine_provenance
 from raytrain.training.metrics import metrics_artifact
 from raytrain.training.models import build_model, set_backbone_trainable
 from raytrain.training.numerics import resolve_precision, use_channels_last
@@ -174,6 +175,7 @@ class TrainingRun:
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
         # after the threads are set: on a CPU "auto" times bf16 against fp32 at this thread count
         self.precision = resolve_precision(cfg.training.precision, self.device, default_cache_dir())
+        self.machine = machine_provenance(self.device, self.precision)  # for provenance.json
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input size: let cuDNN pick the fastest kernels
         self.class_names = list(dataset.class_names)
@@ -311,6 +313,8 @@ class TrainingRun:
             folder / artifacts.VAL_PREDICTIONS, self.splits["val"].labels.cpu().numpy(), self.best_val["probabilities"]
         )
         artifacts.write_json(folder / artifacts.HISTORY, state.history)
+        # the machine part of provenance.json: the driver, maybe on another machine, adds the rest
+        artifacts.write_json(folder / artifacts.PROVENANCE, {"machine": self.machine})
         if final and "test" in self.splits:
             self._evaluate_test(folder, state.best_epoch)
         return holds_best
