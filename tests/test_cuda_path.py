@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import torch
 from data_fixtures import aug_config, shipped_augmentation
+from ray.tune.schedulers import AsyncHyperBandScheduler
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from raytrain.config import validate_config
+from raytrain.config import OtherConfig, validate_config
 from raytrain.sweeps.plan import SMALL_IMAGE_PX, plan_sweep, whole_gpu_note
+from raytrain.sweeps.policy import scheduler_decision_epochs
 from raytrain.training.augment import BatchAugmenter
+from raytrain.training.checkpoints import CheckpointCadence
 from raytrain.training.loop import evaluate
 from raytrain.training.numerics import compile_model, pick_device
 from raytrain.training.trainable import TrainingRun
@@ -51,6 +54,28 @@ def test_a_trial_given_no_gpu_trains_on_the_cpu_where_cuda_is_available(tiny_dat
     assert trial.device.type == "cpu" and trial.splits["train"].images.device.type == "cpu"
     assert pick_device(0.25).type == "cuda" and pick_device(1).type == "cuda"
     assert pick_device(None).type == "cuda", "outside a sweep (a benchmark, a notebook): whatever is there"
+
+
+def test_the_default_cadence_saves_by_the_clock_and_at_each_epoch_asha_may_stop_a_trial():
+    other = OtherConfig()
+    assert other.checkpoint_epochs is None and other.checkpoint_minutes == 2.0
+    now = [0.0]
+    cadence = CheckpointCadence(other.checkpoint_epochs, other.checkpoint_minutes, also_at=(3, 9), clock=lambda: now[0])
+    due = []
+    for epoch in range(1, 15):
+        now[0] += 25.0  # 25 s epochs: a 2-minute clock saves about every fifth
+        if cadence.due(epoch):
+            due.append(epoch)
+            cadence.saved(epoch)
+    assert due == [3, 8, 9, 14]
+    # ASHA's rungs as Tune's own scheduler lays them out (grace * factor ** k below max_t)
+    for grace, factor, max_t in ((1, 2, 3), (3, 3.0, 30), (2, 3, 50), (5, 2.5, 7)):
+        [bracket] = AsyncHyperBandScheduler(grace_period=grace, reduction_factor=factor, max_t=max_t)._brackets
+        rungs = sorted({-int(-milestone // 1) for milestone, _ in bracket._rungs})
+        asha = {"type": "asha", "grace_period": grace, "reduction_factor": factor}
+        assert list(scheduler_decision_epochs(asha, max_t)) == rungs, (grace, factor, max_t)
+    assert scheduler_decision_epochs({"type": "asha", "grace_period": 3, "reduction_factor": 3.0}, 30) == (3, 9, 27)
+    assert scheduler_decision_epochs(None, 30) == () and scheduler_decision_epochs({"type": "fifo"}, 30) == ()
 
 
 class _Shapes(torch.nn.Module):

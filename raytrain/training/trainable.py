@@ -74,17 +74,18 @@ class TrainState:
     best_saved_epoch: int = 0  # the best epoch whose weights some checkpoint's best.pt holds; 0: none
 
 
-def train_experiment(config: dict, dataset: FERDataset) -> None:
-    """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store)."""
+def train_experiment(config: dict, dataset: FERDataset, decision_epochs: tuple[int, ...] = ()) -> None:
+    """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store), as
+    do `decision_epochs`: where the sweep's scheduler may stop the trial, each saved whatever the cadence."""
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
     try:
-        _train(cfg, dataset)
+        _train(cfg, dataset, decision_epochs)
     except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
         raise OutOfGPUMemory(out_of_memory_message(cfg)) from err
 
 
-def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
+def _train(cfg: ExperimentConfig, dataset: FERDataset, decision_epochs: tuple[int, ...]) -> None:
     context = tune.get_context()
     staging = staging_folder(context.get_experiment_name(), context.get_trial_id())
     shutil.rmtree(staging, ignore_errors=True)  # left by this trial's earlier process, killed in tune.report
@@ -97,7 +98,7 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
         return
     trial = TrainingRun(cfg, dataset)
     state = trial.restore(checkpoint) or TrainState()
-    cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
+    cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes, also_at=decision_epochs)
     cadence.saved(state.epoch)
     trace.mark("training_starts")
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
