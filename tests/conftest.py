@@ -136,6 +136,8 @@ def tiny_config(**sections) -> dict:
         "other.workers": 1,
         "resources.cpu": 1,
         "training.precision": "fp32",  # the same numerics on every machine; test_numerics covers auto
+        # every epoch, not every 2 minutes: tests stop and restore trials between their second-long epochs
+        "other.checkpoint_epochs": 1,
     } | sections
     config = load_config(CONFIGS_DIR / "baseline.yaml", [f"{k}={v}" for k, v in overrides.items()])
     return resolved_dict(config)
@@ -145,7 +147,12 @@ def write_config(folder: Path, name: str, **sections: str) -> Path:
     """A tiny config on top of the shipped demo config; `sections` are YAML flow mappings."""
     folder.mkdir(exist_ok=True)
     lines = [f"extends: {PROJECT_ROOT / 'configs/demo/baseline_small.yaml'}", f"name: {name}"]
-    merged = {"training": "epochs: 1, batch_size: 16", "data": "img_size: 24", "other": "workers: 1"}
+    # checkpoint_epochs 1: tests stop and restore trials between epochs (see tiny_config)
+    merged = {
+        "training": "epochs: 1, batch_size: 16",
+        "data": "img_size: 24",
+        "other": "workers: 1, checkpoint_epochs: 1",
+    }
     merged |= sections
     lines += [f"{section}: {{{body}}}" for section, body in merged.items()]
     path = folder / f"{name}.yaml"

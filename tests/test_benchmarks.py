@@ -111,3 +111,55 @@ def test_bench_importance_smoke_prints_a_false_positive_rate_per_design(run_benc
     for design in ("3x2x2 grid, 3 seeds", "4x4 grid, no seeds", "5 levels, 2 seeds", "search, 30 trials x 3 knobs"):
         rates = rf"^{re.escape(design)}\s+\d+\s+[\d.]+%\s+[\d.]+%\s+[\d.]+%\s+[\d.e+-]+$"
         assert re.search(rates, out, re.MULTILINE), out
+
+
+def test_gpu_check_dry_run_runs_every_step_and_summarises_them(subprocesses, tmp_path):
+    """tests/bench/gpu_check.sh run --dry-run: what the GPU machine runs, tiny and on the CPU, so the
+    one call a GPU session gets cannot fail on a step that rotted here."""
+    out = tmp_path / "out"
+    done = subprocesses.run(
+        ["bash", str(BENCH / "gpu_check.sh"), "run", "--dry-run", "--out", str(out)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env={**os.environ, "PYTHON": sys.executable, "RAYTRAIN_CACHE_DIR": str(tmp_path / "cache")},
+    )
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
+    summary = (out / "summary.txt").read_text()
+    for step in ("env", "test_cuda", "sweep", "bench", "compile"):
+        assert re.search(rf"^  {step}\s+ok \(\d+ s\)$", summary, re.MULTILINE), summary
+        assert (out / f"{step}.log").is_file()
+    assert re.search(r"^  install\s+(ok|skipped: .*) \(\d+ s\)$", summary, re.MULTILINE), summary
+    # the facts the GPU run is for, here with a GPU Ray is told of and torch cannot see
+    assert "a task with num_gpus=0: CUDA_VISIBLE_DEVICES=None" in summary
+    assert "a task with num_gpus=0.25: CUDA_VISIBLE_DEVICES='0'" in summary
+    assert "a trial with resources.gpu=0 trains on cpu" in summary
+    assert re.search(r"1 trial\(s\) at --gpus-per-trial 0: [\d,]+ img/s summed", summary), summary
+    assert re.search(r"one checkpoint of resnet18 \(\d+ MB\): written in [\d.]+ s.*step counters on cpu", summary)
+    assert re.search(r"loop\s+24 px: raytrain\s+[\d,]+ img/s", summary), summary
+    assert "recompiles: 1 in all, 0 after the first epoch" in summary, summary
+    assert "5 skipped" in (out / "test_cuda.log").read_text(), "tests/test_cuda.py skips without CUDA"
+    assert "loop 224 px >= 15,000: not measured" in summary
+    files = [p for p in out.rglob("*") if p.is_file()]
+    assert len(files) <= 8 and not list(out.glob("*/*/*")), f"more than the device returns: {files}"
+
+
+def test_gpu_check_reads_the_gpu_figures_against_the_targets():
+    """The lines bench_gpu.py prints on a GPU, as the summary reads them (the dry run prints none)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("gpu_check", BENCH / "gpu_check.py")
+    gpu_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_check)
+    bench = (
+        "loop  48 px: raytrain     31,200 img/s   bare PyTorch     35,000 img/s   ratio 0.89x   (bf16, batch 256)\n"
+        "loop 224 px: raytrain     14,000 img/s   bare PyTorch     16,000 img/s   ratio 0.88x   (bf16, batch 256)\n"
+        "packed 1 trial(s) (1 GPU each):     30,000 img/s summed over trials   gain over 1 trial 1.00x   end to end\n"
+        "packed 4 trial(s) (0.25 GPU each):     66,000 img/s summed over trials   gain over 1 trial 2.20x   end\n"
+    )
+    assert gpu_check.targets(bench) == {
+        "loop 224 px": (14_000, False),
+        "loop 112 px": (None, False),
+        "packed 48 px summed": (66_000, True),
+        "4 packed / 1": (2.2, True),
+    }

@@ -17,7 +17,7 @@ from raytrain import artifacts
 from raytrain.config import ConfigError, config_hash, load_config, validate_config
 from raytrain.naming import EXPERIMENT_KEY
 from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
-from raytrain.training import best_weights, checkpoints
+from raytrain.training import best_weights, checkpoints, trainable
 from raytrain.training.checkpoints import CheckpointCadence
 from raytrain.training.trainable import STATE_FILE, TrainingRun, TrainState, staging_folder, train_experiment
 from tests.conftest import CONFIGS_DIR, tiny_config
@@ -86,6 +86,22 @@ def test_restore_finds_best_pt_in_the_earlier_checkpoint(two_checkpoints, tiny_d
         assert not (published / STATE_FILE).exists()
 
 
+@pytest.mark.filterwarnings("ignore:.*to a meta parameter:UserWarning")  # loading into meta is a no-op
+def test_restored_onto_a_device_the_optimisers_step_counters_stay_on_the_host(
+    two_checkpoints, tiny_dataset, monkeypatch
+):
+    """state.pt mapped onto the device would put Adam's step counters there, and Adam reads each
+    back with .item() at every step: two host syncs per parameter on CUDA. "meta" stands in for it."""
+    trial, _, folders, _, _ = two_checkpoints
+    monkeypatch.setattr(trainable, "pick_device", lambda gpus: torch.device("meta"))
+    restored = TrainingRun(trial.cfg, tiny_dataset)
+    assert restored.restore(tune.Checkpoint.from_directory(str(folders[1]))).epoch == 2
+    states = list(restored.optimizer.state.values())
+    assert len(states) == len(list(trial.model.parameters()))
+    assert {s["step"].device.type for s in states} == {"cpu"}
+    assert {s["exp_avg"].device.type for s in states} == {"meta"}, "the moments go with their parameters"
+
+
 def test_restore_falls_back_to_a_whole_checkpoint_when_tunes_record_names_a_deleted_one(
     two_checkpoints, tiny_dataset, tmp_path
 ):
@@ -118,7 +134,7 @@ def test_the_cadence_knobs_are_checked_and_do_not_change_the_config_hash(tmp_pat
     with pytest.raises(ConfigError, match=r"other.checkpoint_epochs: must be >= 1, got 0"):
         load_config(base, ["other.checkpoint_epochs=0"])
     with pytest.raises(ConfigError, match=r"other: checkpoint_epochs and checkpoint_minutes are both null.*set one"):
-        load_config(base, ["other.checkpoint_epochs=null"])
+        load_config(base, ["other.checkpoint_epochs=null", "other.checkpoint_minutes=null"])
 
 
 class _CheckpointedEpochs(tune.Callback):

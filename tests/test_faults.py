@@ -556,7 +556,7 @@ def slow_config(folder: Path, name: str = "slow", epochs: int = 10) -> Path:
     path.write_text(
         f"extends: {Path(__file__).resolve().parent.parent / 'configs/demo/baseline_small.yaml'}\n"
         f"name: {name}\ntraining: {{epochs: {epochs}, batch_size: 16}}\ndata: {{img_size: 24}}\n"
-        "other: {patience: 20, workers: 1}\n"
+        "other: {patience: 20, workers: 1, checkpoint_epochs: 1}\n"  # a checkpoint each epoch to kill after
     )
     return path
 

@@ -93,10 +93,17 @@ def test_a_trial_trains_in_the_precision_it_resolved_and_says_so(tiny_dataset):
 def test_compile_trains_through_the_compiled_module_and_checkpoints_plain_names(tiny_dataset, monkeypatch):
     # aot_eager traces forward and backward as inductor would, without minutes of C++ builds
     monkeypatch.setenv(COMPILE_BACKEND_ENV, "aot_eager")
-    compiled = TrainingRun(validate_config(tiny_config(**{"training.compile": True})), tiny_dataset)
-    plain = TrainingRun(validate_config(tiny_config()), tiny_dataset)
+    from torch._dynamo.utils import counters
+
+    # 7 val images in batches of 3: a short last batch, which must not cost a compile of its own
+    short_last = {"training.eval_batch_size": 3}
+    compiled = TrainingRun(validate_config(tiny_config(**{"training.compile": True}, **short_last)), tiny_dataset)
+    plain = TrainingRun(validate_config(tiny_config(**short_last)), tiny_dataset)
     assert compiled.forward_model is not compiled.model
+    counters.clear()
     compiled_metrics = compiled.run_epoch(1, TrainState())
+    compiled.run_epoch(2, TrainState(epoch=1))
+    assert counters["frames"]["total"] == 2, f"compiled {dict(counters['frames'])}: one train and one eval graph"
     plain_metrics = plain.run_epoch(1, TrainState())
     # same seed, same batches: the compiled graph computes what eager does (up to rounding)
     assert compiled_metrics["train/loss"] == pytest.approx(plain_metrics["train/loss"], rel=0.05)

@@ -27,7 +27,8 @@ def write_configs(folder: Path) -> Path:
         (folder / f"{name}.yaml").write_text(
             f"extends: {PROJECT_ROOT / 'configs/demo/baseline_small.yaml'}\n"
             f"training: {{epochs: {epochs}, batch_size: 16}}\n"
-            "data: {img_size: 24}\nother: {patience: 20, workers: 1}\n"
+            # every epoch saved, so the kill has a checkpoint to continue from (the default saves by time)
+            "data: {img_size: 24}\nother: {patience: 20, workers: 1, checkpoint_epochs: 1}\n"
         )
     return folder
 

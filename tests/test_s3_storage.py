@@ -178,7 +178,7 @@ def test_a_sweep_on_two_nodes_in_s3_is_killed_and_resumed_from_the_bucket(
             configs,
             name,
             training=f"epochs: {epochs}, batch_size: 16",
-            other="patience: 20, workers: 1",
+            other="patience: 20, workers: 1, checkpoint_epochs: 1",
             resources="cpu: 1",
             model=MODEL,
         )

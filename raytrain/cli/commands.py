@@ -42,7 +42,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from raytrain.sweeps.plan import plan_sweep, plan_table
+    from raytrain.sweeps.plan import local_gpu_count, plan_sweep, plan_table, whole_gpu_note
 
     # --precision is a named --set, applied last so it wins over a --set of the same key
     overrides = [*args.overrides, *([f"training.precision={args.precision}"] if args.precision else [])]
@@ -60,6 +60,10 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     changed = [t.name for t in plan.trials if t.status == "changed" and not plan.force]
     if changed:
         print(f"note: {', '.join(changed)} finished earlier with a different config; --force re-runs them")
+    local = not (args.address or os.environ.get("RAY_ADDRESS"))
+    packing = whole_gpu_note(plan, local_gpu_count()) if local else None  # a cluster's GPUs are not known yet
+    if packing:
+        print(packing)
     if args.dry_run:
         return 0
     if not plan.to_run:

@@ -121,11 +121,14 @@ class OtherConfig(_Section):
     workers: int = Field(8, ge=1)  # image-decoding processes when a dataset is first cached
     # how often a trial saves its whole training state (weights + optimiser) to continue from after
     # a crash: every N epochs and/or every N minutes, whichever comes first (null turns one off).
-    # Every epoch loses at most one epoch to a kill; raise it when epochs are short and the state
-    # is large (each save writes the model and optimiser, ~135 MB for resnet18). The last epoch is
-    # always saved. Changes no result, so it is not part of the config hash.
-    checkpoint_epochs: int | None = Field(1, ge=1)
-    checkpoint_minutes: float | None = Field(None, gt=0.0)
+    # Each save writes 135-180 MB for resnet18 (0.4 s to write and copy on a 2-core CPU machine;
+    # tests/bench/gpu_check.sh measures it on a GPU), about a whole 48 px FER epoch on an H100-class
+    # GPU: every 2 minutes keeps saving near 1% of the time on a fast device and loses at most 2
+    # minutes (and the epoch under way) to a kill; on a CPU, whose epochs take minutes, it saves
+    # about every epoch. checkpoint_epochs: 1 saves every epoch. The last epoch and the epochs where
+    # ASHA may stop a trial are always saved. Changes no result, so neither is in the config hash.
+    checkpoint_epochs: int | None = Field(None, ge=1)
+    checkpoint_minutes: float | None = Field(2.0, gt=0.0)
 
     @field_validator("seed")
     @classmethod

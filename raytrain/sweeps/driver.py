@@ -31,7 +31,7 @@ from raytrain.sweeps import storage as tune_storage
 from raytrain.sweeps.failures import fail_user_errors_at_once
 from raytrain.sweeps.outcome import SweepOutcome, summarize
 from raytrain.sweeps.plan import SweepPlan
-from raytrain.sweeps.policy import PatienceStopper, checkpoint_config
+from raytrain.sweeps.policy import PatienceStopper, checkpoint_config, scheduler_decision_epochs
 from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
 from raytrain.sweeps.publisher import RunsPublisher, SweepProvenance, publish_unpublished, register_provenance
 from raytrain.sweeps.repair import LostCheckpointRepair
@@ -121,7 +121,13 @@ def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool =
     register_provenance(settings.name, SweepProvenance(code_state(), lambda e: records.get(dataset_key(e))))
     trace.mark("dataset_loaded")
     # object refs die with the driver: a restore rebuilds the wrapper and re-puts the data (docs/ray-notes.md)
-    trainable = tune.with_resources(tune.with_parameters(raytrain_trial, datasets=datasets), trial_resources)
+    # a trial saves by time (other.checkpoint_minutes), and also wherever the scheduler may stop it
+    decision_epochs = scheduler_decision_epochs(
+        settings.scheduler, max(e["training"]["epochs"] for e in settings.experiments)
+    )
+    trainable = tune.with_resources(
+        tune.with_parameters(raytrain_trial, datasets=datasets, decision_epochs=decision_epochs), trial_resources
+    )
     trace.mark("dataset_put")
     # re-passed on restore too: trials created after it would otherwise get placeholders
     param_space = _param_space(settings)
@@ -250,13 +256,13 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
     )
 
 
-def raytrain_trial(config: dict, datasets: dict) -> None:
+def raytrain_trial(config: dict, datasets: dict, decision_epochs: tuple[int, ...] = ()) -> None:
     """The sweep's trainable: the shared train function on the dataset its config asks for."""
     trace.mark("trial_starts")
     from raytrain.training.trainable import train_experiment  # here: torch is loaded in the trial, not the driver
 
     trace.mark("torch_imported")
-    train_experiment(config, datasets[dataset_key(config[EXPERIMENT_KEY])])
+    train_experiment(config, datasets[dataset_key(config[EXPERIMENT_KEY])], decision_epochs=decision_epochs)
 
 
 def trial_resources(config: dict) -> dict:

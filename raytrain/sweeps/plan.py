@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,6 +29,11 @@ from raytrain.naming import adaptive_trial_name, name_problem
 from raytrain.results.tables import render, short_value
 
 DEFAULT_CONFIGS = Path("configs")
+# At this input size and below one trial (resnet18 at 48 px, FER's own size) leaves most of an
+# H100/H200 idle, so a whole GPU per trial (resources.gpu unset) wastes it. Until a GPU measurement
+# (tests/bench/gpu_check.sh) settles a better default, the plan says so rather than packing trials.
+SMALL_IMAGE_PX = 64
+SUGGESTED_GPU_SHARE = 0.25
 
 
 @dataclass
@@ -218,3 +224,34 @@ def plan_table(plan: SweepPlan) -> str:
         gpu = "auto" if resources.gpu is None else f"{resources.gpu:g}"
         table.add_row(name, status, changes or "-", f"{resources.cpu:g} CPU, {gpu} GPU")
     return render(table)
+
+
+def local_gpu_count() -> int:
+    """The NVIDIA GPUs a local Ray would find here, without importing torch: the driver's entries in
+    /proc/driver/nvidia/gpus, no more than CUDA_VISIBLE_DEVICES names when it is set (as Ray counts)."""
+    try:
+        found = len(list(Path("/proc/driver/nvidia/gpus").iterdir()))
+    except OSError:
+        return 0
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return found
+    return min(found, len([device for device in visible.split(",") if device.strip()]))
+
+
+def whole_gpu_note(plan: SweepPlan, gpus_here: int) -> str | None:
+    """Where the sweep's machine has GPUs: a note for the trials that will each take a whole one
+    (resources.gpu unset) at an input so small that they leave it mostly idle, or None."""
+    small = [
+        t.config.data.img_size
+        for t in plan.to_run
+        if t.config.resources.gpu is None and t.config.data.img_size <= SMALL_IMAGE_PX
+    ]
+    if not gpus_here or not small:
+        return None
+    packed = round(1 / SUGGESTED_GPU_SHARE)
+    return (
+        f"note: {len(small)} trial(s) at data.img_size {max(small)} px or less take a whole GPU each "
+        f"(resources.gpu unset), which so small an input leaves mostly idle; --gpus-per-trial "
+        f"{SUGGESTED_GPU_SHARE:g} runs {packed} trials on each GPU"
+    )

@@ -4,6 +4,8 @@ whether a finished trial was cut short by the scheduler. Imports ray, never torc
 
 from __future__ import annotations
 
+import math
+
 from ray import tune
 
 from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY
@@ -41,3 +43,20 @@ def stopped_by_scheduler(experiment: dict, last_result: dict) -> bool:
     return (
         epoch < experiment["training"]["epochs"] and last_result["epochs_since_best"] < experiment["other"]["patience"]
     )
+
+
+def scheduler_decision_epochs(scheduler: dict | None, max_epochs: int) -> tuple[int, ...]:
+    """The epochs at which the sweep's scheduler may stop a trial: ASHA's rungs, the epochs where
+    Tune's _Bracket compares a trial with the others (grace_period * reduction_factor ** k below
+    max_t, acted on at the first result at or past each). A trial checkpoints at each, so one that
+    is stopped there ends on a checkpoint of its last epoch, whatever its time-based cadence
+    (training.checkpoints.CheckpointCadence); otherwise it would be published as of an older one.
+    Results come once per epoch, so an epoch is a training_iteration, ASHA's time unit here."""
+    if not scheduler or scheduler.get("type") != "asha":
+        return ()
+    grace, factor = scheduler["grace_period"], scheduler["reduction_factor"]
+    if max_epochs < grace:
+        return ()
+    # Tune's own count of rungs (ray/tune/schedulers/async_hyperband.py, _Bracket.__init__)
+    rungs = int(math.log(max_epochs / grace) / math.log(factor) + 1)
+    return tuple(sorted({math.ceil(grace * factor**k) for k in range(rungs)}))

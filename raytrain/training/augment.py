@@ -89,12 +89,16 @@ class BatchAugmenter:
         channels: int,
         num_classes: int,
         device: torch.device | str = "cpu",
+        memory_format: torch.memory_format = torch.contiguous_format,
     ):
         self.aug = aug
         self.img_size = img_size
         self.channels = channels
         self.num_classes = num_classes  # the width of mixup's soft targets
         self.device = torch.device(device)
+        # the model's layout (numerics.use_channels_last): handed NCHW, a channels_last model's first
+        # conv transposes every 3-channel batch itself
+        self.memory_format = memory_format
         self.mean, self.std = normalization(channels)
         # pixels stay in 0-255 until normalisation, which folds in the /255: one pass fewer
         std = torch.tensor(self.std, device=self.device).view(1, -1, 1, 1)
@@ -106,7 +110,8 @@ class BatchAugmenter:
     # -- public ------------------------------------------------------------------------------------
 
     def eval(self, x: torch.Tensor | np.ndarray) -> torch.Tensor:
-        """uint8 (B, C, H, W) -> float32 (B, C, img_size, img_size), normalised. Deterministic."""
+        """uint8 (B, C, H, W) -> float32 (B, C, img_size, img_size), normalised, in `memory_format`.
+        Deterministic."""
         return self._to_output_size(self._normalise(self._to_float(x)))
 
     def train(
@@ -168,9 +173,10 @@ class BatchAugmenter:
         return F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrinking)
 
     def _to_output_size(self, x: torch.Tensor) -> torch.Tensor:
-        if x.shape[2] == self.img_size:
-            return x
-        return F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        """The last step of eval and train: the model's input size, in the model's memory layout."""
+        if x.shape[2] != self.img_size:
+            x = F.interpolate(x, size=(self.img_size, self.img_size), mode="bilinear", align_corners=False)
+        return x.contiguous(memory_format=self.memory_format)
 
     def _luma_mean(self, x: torch.Tensor) -> torch.Tensor:
         """(n, 1, 1, 1) mean grey level of RGB images."""
@@ -266,6 +272,8 @@ class _Draws:
         cannot take a generator, but the gamma sampler underneath it can."""
         shape = torch.full((2,), float(alpha), device=self.generator.device)
         g = torch._standard_gamma(shape, generator=self.generator)
-        # both gammas can underflow to 0 for small alpha; Beta(a, a) is symmetric, so 0.5 is the fair tie
-        lam = torch.where(g.sum() > 0, g[0] / g.sum().clamp_min(1e-30), torch.tensor(0.5, device=g.device))
+        # both gammas can underflow to 0 for small alpha; Beta(a, a) is symmetric, so 0.5 is the fair tie.
+        # The tie is filled on the device: torch.tensor(0.5, device=...) copies from the host and, on
+        # CUDA, waits for the copy, once per train step
+        lam = torch.where(g.sum() > 0, g[0] / g.sum().clamp_min(1e-30), g.new_full((), 0.5))
         return lam.to(self.device)

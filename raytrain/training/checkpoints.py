@@ -201,16 +201,24 @@ def checkpoint_rank(best_epoch: int, *, holds_best_weights: bool) -> float:
 
 class CheckpointCadence:
     """When a trial saves its whole training state: every `epochs` epochs and/or every `minutes`
-    minutes since the last save, whichever comes first (other.checkpoint_epochs / _minutes)."""
+    minutes since the last save, whichever comes first (other.checkpoint_epochs / _minutes), and at
+    each epoch of `also_at` (where the sweep's scheduler may stop the trial). The trainable saves
+    its final epoch too.
 
-    def __init__(self, epochs: int | None, minutes: float | None, *, clock=time.monotonic):
-        self.epochs, self.minutes, self.clock = epochs, minutes, clock
+    The best epoch needs no save of its own (saving each would save most early epochs): its weights
+    wait in memory for the next checkpoint, and a trial that crashes before then trains the lost
+    epochs again from the last one, each seeded by its number as before. Every way a trial ends is
+    a checkpoint: its final epoch, or a decision epoch of the scheduler.
+    """
+
+    def __init__(self, epochs: int | None, minutes: float | None, *, also_at=(), clock=time.monotonic):
+        self.epochs, self.minutes, self.also_at, self.clock = epochs, minutes, frozenset(also_at), clock
         self.last_epoch, self.last_time = 0, clock()
 
     def due(self, epoch: int) -> bool:
         by_epochs = self.epochs is not None and epoch - self.last_epoch >= self.epochs
         by_time = self.minutes is not None and self.clock() - self.last_time >= self.minutes * 60
-        return by_epochs or by_time
+        return by_epochs or by_time or epoch in self.also_at
 
     def saved(self, epoch: int) -> None:
         """The state as of `epoch` is in a checkpoint (just written, or restored from)."""

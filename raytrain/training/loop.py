@@ -104,11 +104,16 @@ def evaluate(
     class_names: list[str],
     batch_size: int,
     precision: str = "fp32",
+    fixed_batch: bool = False,
 ) -> tuple[dict, np.ndarray, Tensor]:
     """Metrics of the model on a split: (metrics, confusion matrix, softmax probabilities on the CPU).
 
     `loss` is plain cross-entropy whatever the training loss is, so val losses compare across
-    experiments that train with focal loss, smoothing or class weights.
+    experiments that train with focal loss, smoothing or class weights. With `fixed_batch` every
+    batch the model sees has `batch_size` images, the last one padded with blank images whose
+    outputs are dropped: a compiled model then meets one input shape, in every split, instead of
+    compiling again for each shorter last batch. The model must be in eval mode per image (as
+    batch norm in eval mode is), so the padding cannot change the other outputs.
     """
     model.eval()
     device = split.images.device
@@ -118,8 +123,10 @@ def evaluate(
     for start in range(0, len(split), batch_size):
         images = split.images[start : start + batch_size]
         labels = split.labels[start : start + batch_size]
+        if fixed_batch and len(labels) < batch_size:
+            images = torch.cat([images, images.new_zeros((batch_size - len(labels), *images.shape[1:]))])
         with autocast(device, precision):
-            logits = model(augmenter.eval(images)).float()
+            logits = model(augmenter.eval(images)).float()[: len(labels)]
         loss_sum += F.cross_entropy(logits, labels, reduction="sum")
         metrics.update(logits, labels)
         probabilities.append(logits.softmax(dim=1))

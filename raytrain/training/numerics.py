@@ -1,5 +1,6 @@
-"""Which numerics a trial trains with: bf16 autocast where it is faster on this hardware, fp32
-otherwise, and the memory layout that goes with it. No Ray, no config loading.
+"""Where and in which numerics a trial trains: its device, bf16 autocast where it is faster on this
+hardware and fp32 otherwise, the memory layout that goes with it, and torch.compile within the
+trial's CPUs. No Ray, no config loading.
 
 A CPU flag is not enough on its own. Measured with a resnet18 train step, batch 128, 2 threads:
 an AMD EPYC with avx512_bf16 ran bf16 autocast 1.7x faster than fp32 (248 -> 429 img/s at 48 px),
@@ -118,6 +119,15 @@ def _cpu_model_and_flags() -> tuple[str, str]:
     return first.get("model name", platform.machine()), first.get("flags", first.get("Features", ""))
 
 
+def pick_device(gpus: float | None) -> torch.device:
+    """The trial's device from its resolved resources.gpu (None: outside a sweep, whatever is there).
+    0 means the CPU even where CUDA is available: Ray sets CUDA_VISIBLE_DEVICES only for tasks that
+    ask for a GPU, so a 0-GPU trial still sees every GPU of its node (docs/ray-notes.md)."""
+    if gpus == 0:
+        return torch.device("cpu")
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
 def resolve_precision(precision: str, device: torch.device, cache_dir: Path | None = None) -> str:
     """ "auto" -> "bf16" on CUDA GPUs that support it and on CPUs where it is measured faster
     (see cpu_bf16_speedup; `cache_dir` keeps that measurement), else "fp32"."""
@@ -142,3 +152,22 @@ def use_channels_last(device: torch.device, precision: str) -> bool:
     """NHWC suits cuDNN on any GPU and oneDNN's bf16 convolutions on the CPU (measured 1.0-1.1x
     against NCHW bf16 here); fp32 on the CPU gained nothing from it, so it stays NCHW there."""
     return device.type == "cuda" or precision == "bf16"
+
+
+def memory_format(device: torch.device, precision: str) -> torch.memory_format:
+    """The layout of the model's weights and of the batches it is given (use_channels_last)."""
+    return torch.channels_last if use_channels_last(device, precision) else torch.contiguous_format
+
+
+def compile_model(model: torch.nn.Module, *, cpus: float, backend: str = "inductor") -> torch.nn.Module:
+    """torch.compile for training.compile, its code generation held to the trial's CPUs.
+
+    Inductor compiles kernels in a pool of worker processes, one per core of the machine unless told
+    (torch._inductor.config.compile_threads, at most 32): four trials packed on a 16-core GPU node
+    would start 64 at once. The pool is made at the first compile, so the bound is set before it,
+    for this process (a trial's own). The compiled module shares its parameters with `model`.
+    """
+    import torch._inductor.config as inductor_config  # torch.compile imports it anyway
+
+    inductor_config.compile_threads = max(1, int(cpus))
+    return torch.compile(model, backend=backend)

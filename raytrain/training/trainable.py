@@ -44,7 +44,7 @@ from raytrain.training.losses import build_loss
 from raytrain.training.machine import machine_provenance
 from raytrain.training.metrics import metrics_artifact
 from raytrain.training.models import build_model, set_backbone_trainable
-from raytrain.training.numerics import resolve_precision, use_channels_last
+from raytrain.training.numerics import compile_model, memory_format, pick_device, resolve_precision
 from raytrain.training.optim import build_optimizer, build_scheduler
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
@@ -75,17 +75,18 @@ class TrainState:
     best_saved_epoch: int = 0  # the best epoch whose weights some checkpoint's best.pt holds; 0: none
 
 
-def train_experiment(config: dict, dataset: FERDataset) -> None:
-    """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store)."""
+def train_experiment(config: dict, dataset: FERDataset, decision_epochs: tuple[int, ...] = ()) -> None:
+    """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store), as
+    do `decision_epochs`: where the sweep's scheduler may stop the trial, each saved whatever the cadence."""
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
     try:
-        _train(cfg, dataset)
+        _train(cfg, dataset, decision_epochs)
     except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
         raise OutOfGPUMemory(out_of_memory_message(cfg)) from err
 
 
-def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
+def _train(cfg: ExperimentConfig, dataset: FERDataset, decision_epochs: tuple[int, ...]) -> None:
     context = tune.get_context()
     staging = staging_folder(context.get_experiment_name(), context.get_trial_id())
     shutil.rmtree(staging, ignore_errors=True)  # left by this trial's earlier process, killed in tune.report
@@ -98,7 +99,7 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
         return
     trial = TrainingRun(cfg, dataset)
     state = trial.restore(checkpoint) or TrainState()
-    cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
+    cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes, also_at=decision_epochs)
     cadence.saved(state.epoch)
     trace.mark("training_starts")
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
@@ -160,18 +161,13 @@ def out_of_memory_message(cfg: ExperimentConfig) -> str:
     )
 
 
-def pick_device() -> torch.device:
-    # Ray hides GPUs a trial did not ask for (CUDA_VISIBLE_DEVICES), so "available" means "ours"
-    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-
-
 class TrainingRun:
     """The torch objects of one trial, built from its config and the shared dataset."""
 
     def __init__(self, cfg: ExperimentConfig, dataset: FERDataset):
         self.cfg = cfg
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
-        self.device = pick_device()
+        self.device = pick_device(cfg.resources.gpu)
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
         # after the threads are set: on a CPU "auto" times bf16 against fp32 at this thread count
         self.precision = resolve_precision(cfg.training.precision, self.device, default_cache_dir())
@@ -182,7 +178,10 @@ class TrainingRun:
         self.splits = {name: self._to_device(split) for name, split in dataset.splits.items()}
         train_labels = dataset.splits["train"].labels
         num_classes = len(self.class_names)
-        self.augmenter = BatchAugmenter(cfg.augmentation, cfg.data.img_size, dataset.channels, num_classes, self.device)
+        layout = memory_format(self.device, self.precision)  # the model's and its inputs'
+        self.augmenter = BatchAugmenter(
+            cfg.augmentation, cfg.data.img_size, dataset.channels, num_classes, self.device, memory_format=layout
+        )
         self.sample_weights = (
             torch.as_tensor(sampler_weights(train_labels, num_classes), device=self.device)
             if cfg.data.weighted_sampler
@@ -193,13 +192,11 @@ class TrainingRun:
         torch.manual_seed(cfg.other.seed)  # the model's initial weights
         self.model = build_model(
             cfg.model.arch, num_classes, dataset.channels, cfg.model.dropout, cfg.model.pretrained
-        ).to(self.device)
-        if use_channels_last(self.device, self.precision):
-            self.model = self.model.to(memory_format=torch.channels_last)
+        ).to(self.device, memory_format=layout)
         # the compiled module shares its parameters with self.model, whose state_dict keeps plain
         # names (no "_orig_mod." prefix) so checkpoints and best.pt load with or without compile
         self.forward_model = (
-            torch.compile(self.model, backend=os.environ.get(COMPILE_BACKEND_ENV, "inductor"))
+            compile_model(self.model, cpus=cfg.resources.cpu, backend=os.environ.get(COMPILE_BACKEND_ENV, "inductor"))
             if cfg.training.compile
             else self.model
         )
@@ -356,6 +353,7 @@ class TrainingRun:
             class_names=self.class_names,
             batch_size=self.cfg.training.eval_batch_size,
             precision=self.precision,
+            fixed_batch=self.cfg.training.compile,  # one eval shape: no recompile for a short last batch
         )
 
     def restore(self, checkpoint: tune.Checkpoint | None) -> TrainState | None:
@@ -385,9 +383,12 @@ class TrainingRun:
         if holder is None:
             raise FileNotFoundError(f"no checkpoint holds the {artifacts.BEST_WEIGHTS} it refers to")
         # weights_only: tensors, plain values and numpy arrays only. The storage is data, not code: a
-        # state.pt that holds anything else is refused, never run (docs/trust.md)
+        # state.pt that holds anything else is refused, never run (docs/trust.md). Loaded on the CPU:
+        # load_state_dict puts each tensor where it belongs, and the optimiser keeps Adam's step
+        # counters on the host. Mapped to CUDA they stay there, and Adam reads each back with .item()
+        # at every step: two host syncs per parameter (124 per step for resnet18)
         with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
-            saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location=self.device, weights_only=True)
+            saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location="cpu", weights_only=True)
         best = torch.load(io.BytesIO(holder.read_bytes(artifacts.BEST_WEIGHTS)), map_location="cpu", weights_only=True)
         state = TrainState(**saved["state"])
         self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}

@@ -9,6 +9,8 @@
 
     .venv/bin/python tests/bench/bench_gpu.py                  # on a machine with a CUDA GPU
     .venv/bin/python tests/bench/bench_gpu.py --cpu-smoke      # tiny, on the CPU: `make test` runs it
+    python3 tests/bench/bench_gpu.py --sizes 48,224 --packs 1,4 --images 8192 --epochs 2 --per-class 1500 \
+        --sweep-epochs 3                                       # shortened, as tests/bench/gpu_check.sh runs it
 
 Targets on an H100/H200-class GPU (issue 13): one trial >= 15,000 img/s at 224 px and >= 40,000 at
 112 px; >= 50,000 img/s at 48 px summed over packed trials; 4 packed trials >= 2x one trial.
@@ -167,17 +169,31 @@ def packed_sweep(n: int, *, data: Path, work: Path, settings: dict, device: torc
     return {"summed": summed, "span_s": span, "wall_s": wall, "epochs": len(epochs)}
 
 
+def _ints(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(",") if part.strip())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--cpu-smoke", action="store_true", help="tiny sizes on the CPU, so the benchmark cannot rot")
     parser.add_argument("--keep", action="store_true", help="keep the data and runs (default: removed at the end)")
+    # each replaces one setting of the chosen mode (GPU or CPU_SMOKE above), to shorten a run
+    parser.add_argument("--sizes", type=_ints, help="loop image sizes, e.g. 48,224")
+    parser.add_argument("--packs", type=_ints, help="packed trial counts, e.g. 1,4 ('' runs no sweep)")
+    parser.add_argument("--images", type=int, help="images in the loop's dataset")
+    parser.add_argument("--epochs", type=int, help="timed loop epochs (after one warm-up)")
+    parser.add_argument("--per-class", type=int, help="images per class in the sweeps' dataset")
+    parser.add_argument("--sweep-epochs", type=int, help="epochs of each packed trial")
     args = parser.parse_args()
     device = torch.device("cpu" if args.cpu_smoke else "cuda")
     if device.type == "cuda" and not torch.cuda.is_available():
         # skipped, not failed: `make bench` runs every benchmark, on CPU-only machines too
         print("bench_gpu: skipped, no CUDA device here (--cpu-smoke runs it tiny on the CPU)")
         return
-    settings = CPU_SMOKE if args.cpu_smoke else GPU
+    settings = dict(CPU_SMOKE if args.cpu_smoke else GPU)
+    for key in ("sizes", "packs", "images", "epochs", "per_class", "sweep_epochs"):
+        if getattr(args, key) is not None:
+            settings[key] = getattr(args, key)
     name = torch.cuda.get_device_name() if device.type == "cuda" else "CPU"
     print(f"device: {name}, torch {torch.__version__}, {os.cpu_count()} CPUs")
 
@@ -198,6 +214,8 @@ def measure(work: Path, settings: dict, device: torch.device) -> None:
             flush=True,
         )
 
+    if not settings["packs"]:
+        return
     sweep_data = generate_synthetic(work / "sweep-data", per_class=settings["per_class"], seed=1)
     # decoded once here, into the cache the sweeps read (RAYTRAIN_CACHE_DIR), so no sweep pays for it
     sweep_train = len(
