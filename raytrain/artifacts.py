@@ -36,6 +36,9 @@ CONFIG = "config.yaml"
 # per image: true class, predicted class, its probability; for bootstrap intervals over images
 VAL_PREDICTIONS = "val_predictions.npz"
 TEST_PREDICTIONS = "test_predictions.npz"
+# a population member's (pbt/pb2) lineage: per epoch, the member that trained it and each knob in
+# force, and where it copied another member (raytrain/lineage.py)
+SCHEDULE = "schedule.csv"
 # Everything a finished trial hands to runs/<experiment>/, in the order a reader wants them.
 TRIAL_ARTIFACTS = (
     CONFIG,
@@ -48,6 +51,8 @@ TRIAL_ARTIFACTS = (
     VAL_PREDICTIONS,
     TEST_PREDICTIONS,
 )
+# ...and a population member's (pbt, pb2), beside them
+MEMBER_ARTIFACTS = (SCHEDULE,)
 
 
 def _usual_mode() -> int:
@@ -160,7 +165,7 @@ def publish_experiment(runs_dir: Path, experiment: str, trial_files: Path, confi
     config.yaml goes last: is_complete() reads it as the sign that everything else is there.
     """
     folder = experiment_dir(runs_dir, experiment)
-    for name in TRIAL_ARTIFACTS:
+    for name in TRIAL_ARTIFACTS + MEMBER_ARTIFACTS:
         source = Path(trial_files) / name
         if name == CONFIG:
             continue

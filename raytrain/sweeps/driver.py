@@ -20,6 +20,7 @@ from ray import tune
 
 from raytrain import artifacts, trace
 from raytrain.config import ExperimentConfig, resolved_dict
+from raytrain.config.schema import POPULATION_ALGORITHMS, POPULATION_FIELDS
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.naming import EXPERIMENT_KEY, METRIC, MODE, first_line
@@ -32,9 +33,14 @@ from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
 from raytrain.sweeps.publisher import RunsPublisher, publish_unpublished
 from raytrain.sweeps.repair import LostCheckpointRepair
 from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, unwritable
+from raytrain.sweeps.trial_logs import ProgressCsvLog, ResultJsonLog
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
+# "0" starts a new trial process (which imports torch, ~2 s on 2 cores) for every trial and every
+# PBT exploit instead of handing the finished trial's process to the next one; for benchmarks and
+# for telling a reuse problem from another (docs/ray-notes.md)
+REUSE_PROCESSES_ENV = "RAYTRAIN_REUSE_TRIAL_PROCESSES"
 
 
 def start_sweep(
@@ -63,7 +69,8 @@ def start_sweep(
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     if search is not None:
         asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
-    return SweepSettings(
+    population = search is not None and search.algorithm in POPULATION_ALGORITHMS
+    settings = SweepSettings(
         name=name,
         data_root=str(Path(data_root).expanduser().resolve()),
         runs_dir=str(Path(runs_dir).resolve()),
@@ -78,6 +85,9 @@ def start_sweep(
         tracking=tracking or None,
         force=plan.force,
     )
+    if population:  # no searcher to limit: Tune limits the members training at once
+        settings.max_concurrent = settings.search["max_concurrent"]
+    return settings
 
 
 def _note_shared_storage(storage: str) -> None:
@@ -94,13 +104,16 @@ def _note_shared_storage(storage: str) -> None:
 def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -> dict:
     search = config.search
     limits = [n for n in (search.max_concurrent, cli_max_concurrent) if n is not None]
-    return {
+    settings = {
         "algorithm": search.algorithm,
-        "num_samples": search.num_samples,
+        "num_samples": search.trials,
         "max_concurrent": min(limits, default=None),
         "seed": search_seed(config),
         "space": search.space,
     }
+    if search.algorithm in POPULATION_ALGORITHMS:
+        settings |= search.model_dump(mode="json", include=set(POPULATION_FIELDS))
+    return settings
 
 
 def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool = False) -> SweepOutcome:
@@ -181,6 +194,10 @@ def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tune
 
 
 def _param_space(settings: SweepSettings) -> dict:
+    if _population(settings):
+        from raytrain.sweeps.population import population_param_space
+
+        return population_param_space(settings.experiments[0], settings.search)
     if settings.search:
         from raytrain.sweeps.searchers import adaptive_param_space
 
@@ -191,16 +208,25 @@ def _param_space(settings: SweepSettings) -> dict:
 def _search_alg(settings: SweepSettings):
     """The searcher of an adaptive search; None for expanded experiments (Tune's grid generator).
     Tuner.restore unpickles it and reloads its state from the experiment folder."""
-    if not settings.search:
-        return None
+    if not settings.search or _population(settings):
+        return None  # a population's members are its param_space, drawn up front
     from raytrain.sweeps.searchers import build_searcher
 
     return build_searcher(settings.search, settings.experiments[0]["name"])
 
 
+def _population(settings: SweepSettings) -> bool:
+    """A population based training search (pbt, pb2): members trained together, one scheduler."""
+    return bool(settings.search) and settings.search["algorithm"] in POPULATION_ALGORITHMS
+
+
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose: bool) -> tune.Tuner:
-    scheduler = None
-    if settings.scheduler:
+    scheduler, checkpoints = None, checkpoint_config()
+    if _population(settings):
+        from raytrain.sweeps.population import build_population_scheduler, population_checkpoint_config
+
+        scheduler, checkpoints = build_population_scheduler(settings.search), population_checkpoint_config()
+    elif settings.scheduler:
         scheduler = tune.schedulers.ASHAScheduler(
             metric=METRIC,
             mode=MODE,
@@ -215,19 +241,27 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
             max_concurrent_trials=settings.max_concurrent,
             scheduler=scheduler,
             search_alg=_search_alg(settings),
-            num_samples=settings.search["num_samples"] if settings.search else 1,
+            # a population is a grid of its members: one sample of it
+            num_samples=settings.search["num_samples"] if settings.search and not _population(settings) else 1,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
+            # a finished trial's process (torch imported, the dataset mapped) runs the next trial of
+            # the same resources; the trainable resets what a trial owns (training/reuse.py)
+            reuse_actors=os.environ.get(REUSE_PROCESSES_ENV, "1") != "0",
         ),
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=settings.storage,
             stop=PatienceStopper(),
-            checkpoint_config=checkpoint_config(),
+            checkpoint_config=checkpoints,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             # the trackers after the publisher: they read a finished trial from runs/. The callbacks
             # are saved with the Tune experiment, so `resume` continues the same trackers
             callbacks=[
+                # Tune's own result.json and progress.csv loggers, but without losing results
+                # when a trial restarts (PBT restarts its members all the time)
+                ResultJsonLog(),
+                ProgressCsvLog(),
                 EpochLines(),
                 RunsPublisher(settings.name),
                 LostCheckpointRepair(),

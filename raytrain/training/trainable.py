@@ -30,13 +30,13 @@ import ray
 import torch
 from ray import tune
 
-from raytrain import artifacts, trace
+from raytrain import artifacts, lineage, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import FERDataset, class_weights, sampler_weights
 from raytrain.data.cache import default_cache_dir
 from raytrain.errors import DamagedCheckpoint, OutOfGPUMemory
 from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED, first_line
-from raytrain.training import best_weights, checkpoints
+from raytrain.training import best_weights, checkpoints, reuse
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
 from raytrain.training.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
@@ -45,6 +45,7 @@ from raytrain.training.metrics import metrics_artifact
 from raytrain.training.models import build_model, set_backbone_trainable
 from raytrain.training.numerics import resolve_precision, use_channels_last
 from raytrain.training.optim import build_optimizer, build_scheduler
+from raytrain.training.population import Member, config_knobs_win
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
 # What state.pt's numpy arrays (the best epoch's confusion matrix and probabilities) unpickle with:
@@ -78,43 +79,48 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
     """Tune function trainable. `dataset` arrives through tune.with_parameters (the object store)."""
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
+    reuse.start_trial(cfg)  # this process may have run another trial just before
+    member = Member.of(config, tune.get_context().get_trial_id(), EXPERIMENT_KEY)  # None outside pbt/pb2
     try:
-        _train(cfg, dataset)
+        _train(cfg, dataset, member)
     except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
         raise OutOfGPUMemory(out_of_memory_message(cfg)) from err
 
 
-def _train(cfg: ExperimentConfig, dataset: FERDataset) -> None:
+def _train(cfg: ExperimentConfig, dataset: FERDataset, member: Member | None = None) -> None:
     context = tune.get_context()
     staging = staging_folder(context.get_experiment_name(), context.get_trial_id())
     shutil.rmtree(staging, ignore_errors=True)  # left by this trial's earlier process, killed in tune.report
     checkpoint = tune.get_checkpoint()
-    finished = checkpoints.finished_history(checkpoint) if checkpoint is not None else None
+    # a population member that copies another's checkpoint continues it, whatever that one's state
+    copying = member is not None and checkpoint is not None and member.copies(checkpoint)
+    finished = checkpoints.finished_history(checkpoint) if checkpoint is not None and not copying else None
     if finished:
         # already trained and published to runs/ (its weights are there, pruned here): Tune only
         # needs the end of it again, so it can record the trial as finished
         tune.report({**finished[-1], CHECKPOINT_RANK: _rank_of_finished(finished[-1]), REPLAYED: True})
         return
-    trial = TrainingRun(cfg, dataset)
+    trial = TrainingRun(cfg, dataset, member=member)
     state = trial.restore(checkpoint) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
     cadence.saved(state.epoch)
-    trace.mark("training_starts")
+    trace.mark("training_starts", trial=cfg.name, epoch=state.epoch + 1, copying=copying)
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
         metrics = trial.run_epoch(epoch, state)
+        if member is not None:
+            metrics.update(member.epoch_record())  # the same dict as the epoch's history row
         # the trial ends here either way: the stopper reads the same epochs_since_best
         final = epoch == cfg.training.epochs or state.epochs_since_best >= cfg.other.patience
-        if not (final or cadence.due(epoch)):
+        if not (final or cadence.due(epoch) or (member is not None and member.perturbs_at(epoch))):
             # no state saved: a crash now goes back to the last checkpoint
             tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=False)})
             continue
         with staged(staging) as folder:
             holds = trial.write_checkpoint(folder, state, final=final)
-            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in folder.iterdir()))
-            tune.report(
-                {**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)},
-                checkpoint=tune.Checkpoint.from_directory(str(folder)),
-            )
+            written = sum(f.stat().st_size for f in folder.iterdir())
+            trace.mark("checkpoint_written", trial=cfg.name, epoch=epoch, bytes=written, final=final)
+            rank = member.rank(epoch) if member is not None else _rank(state, holds=holds)
+            tune.report({**metrics, CHECKPOINT_RANK: rank}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         cadence.saved(epoch)
 
 
@@ -167,8 +173,9 @@ def pick_device() -> torch.device:
 class TrainingRun:
     """The torch objects of one trial, built from its config and the shared dataset."""
 
-    def __init__(self, cfg: ExperimentConfig, dataset: FERDataset):
+    def __init__(self, cfg: ExperimentConfig, dataset: FERDataset, *, member: Member | None = None):
         self.cfg = cfg
+        self.member = member  # a population member (pbt/pb2): training/population.py
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         self.device = pick_device()
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
@@ -276,11 +283,13 @@ class TrainingRun:
         """state.pt (to continue), best.pt if the best epoch changed since the last checkpoint, and
         the seed's small artifacts as of now; on the final epoch, test too. Returns whether this
         checkpoint holds best.pt."""
-        holds_best = state.best_epoch != state.best_saved_epoch
+        # a population member's checkpoint may be copied after the member moved on: it holds its own
+        holds_best = state.best_epoch != state.best_saved_epoch or self.member is not None
         # the model as of now IS the best: best.pt carries it and state.pt leaves it out
         model_in_best = holds_best and state.best_epoch == state.epoch
         if holds_best:
-            self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch)
+            config = self.member.config_at(state.history, state.best_epoch) if self.member else None
+            self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch, config)
             state.best_saved_epoch = state.best_epoch
         torch.save(
             {
@@ -310,11 +319,14 @@ class TrainingRun:
             folder / artifacts.VAL_PREDICTIONS, self.splits["val"].labels.cpu().numpy(), self.best_val["probabilities"]
         )
         artifacts.write_json(folder / artifacts.HISTORY, state.history)
+        if self.member is not None:
+            artifacts.write_text(folder / artifacts.SCHEDULE, lineage.schedule_csv(state.history))
         if final and "test" in self.splits:
             self._evaluate_test(folder, state.best_epoch)
         return holds_best
 
-    def _save_best_weights(self, path: Path, epoch: int) -> None:
+    def _save_best_weights(self, path: Path, epoch: int, config: dict | None = None) -> None:
+        """`config`: what the weights were trained with, where the knobs changed mid-run (pbt)."""
         best_weights.save_best_weights(
             path,
             self.best_weights,
@@ -324,7 +336,7 @@ class TrainingRun:
             img_size=self.cfg.data.img_size,
             mean=self.augmenter.mean,
             std=self.augmenter.std,
-            config=self.cfg.model_dump(mode="json"),
+            config=config or self.cfg.model_dump(mode="json"),
             epoch=epoch,
         )
 
@@ -388,8 +400,13 @@ class TrainingRun:
         self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
         # None: the checkpoint's own epoch was the best, and best.pt holds the model
         self.model.load_state_dict(saved["model"] if saved["model"] is not None else self.best_weights)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.member is None:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+        else:
+            with config_knobs_win(self.optimizer, self.scheduler):  # pbt's new values, from this epoch on
+                self.optimizer.load_state_dict(saved["optimizer"])
+                self.scheduler.load_state_dict(saved["scheduler"])
         self.best_val = saved["best_val"]
         if "best_saved_epoch" not in saved["state"]:  # written before it was kept: every checkpoint held best.pt
             state.best_saved_epoch = state.best_epoch
