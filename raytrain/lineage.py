@@ -48,6 +48,19 @@ def is_lineage(history: list[dict]) -> bool:
     return bool(history) and MEMBER in history[0]
 
 
+def final_values(history: list[dict]) -> dict:
+    """{`pbt/<knob>`: its value at the lineage's last epoch}: the values a member ended with, which
+    `compare` shows beside config.yaml's (those of its best epoch); {} for any other history."""
+    if not is_lineage(history):
+        return {}
+    return {knob_column(k): history[-1].get(knob_column(k)) for k in knobs_in(history)}
+
+
+def final_value_columns(columns) -> list[str]:
+    """The final_values columns among a frame's `columns`."""
+    return [c for c in columns if c.startswith(KNOB_PREFIX) and c != MEMBER]
+
+
 def config_at(experiment: dict, history: list[dict], epoch: int) -> dict:
     """The member's config with the knob values in force at `epoch` (its best, for config.yaml and
     best.pt): the values the weights of that epoch were trained with."""
