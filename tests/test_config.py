@@ -381,6 +381,11 @@ BAD_CONFIGS = {
         (),
         ["search.space.loss.type: choice: pb2 models each knob as a number", "use algorithm: pbt"],
     ),
+    "pbt_max_concurrent": (
+        PBT.replace("algorithm: pbt", "algorithm: pbt\n  max_concurrent: 2"),
+        (),
+        ["search.max_concurrent: does not mix with algorithm pbt", "the resources fit"],
+    ),
     "population_field_for_optuna": (
         "search: {algorithm: optuna, population: 3, space: {training.lr: {uniform: [0.001, 0.01]}}}\n",
         (),

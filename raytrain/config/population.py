@@ -73,6 +73,13 @@ def population_problems(raw: dict, space: dict, algorithm: str, origins: dict[st
             f"{where}: search.perturbation_interval: {interval} epochs, but training.epochs is {epochs}, so no member "
             f"would ever copy another; make it at most {max(1, epochs // 2)} (a few decisions per run)"
         )
+    if search.get("max_concurrent") is not None:
+        problems.append(
+            f"{origin_of('search.max_concurrent', origins, path)}: search.max_concurrent: does not mix with algorithm "
+            f"{algorithm}: Tune would make the members in turns instead of training them together; the members that "
+            "train at once are those the resources fit (resources.cpu / resources.gpu per member), the others take "
+            "turns at the perturbation epochs"
+        )
     factors = search.get("perturbation_factors")
     if isinstance(factors, list) and any(not isinstance(f, (int, float)) or f <= 0 for f in factors):
         where = origin_of("search.perturbation_factors", origins, path)

@@ -159,6 +159,7 @@ POPULATION_FIELDS = (
     "quantile_fraction",
     "resample_probability",
     "perturbation_factors",
+    "synchronous",
 )
 
 
@@ -174,8 +175,7 @@ class SearchConfig(_Section):
     # grid_random: random draws, grids are crossed with each draw; optuna: the trial budget
     num_samples: int = Field(1, ge=1)
     # optuna: at most this many trials proposed and running at once. Each proposal waits for fewer
-    # results, so a high value makes TPE closer to random search; None = as many as the cluster fits.
-    # pbt/pb2: members training at once; the others wait, paused at a perturbation, for a turn
+    # results, so a high value makes TPE closer to random search; None = as many as the cluster fits
     max_concurrent: int | None = Field(None, ge=1)
     seed: int | None = None  # the search's own seed (not the model's); None = derived from the name
     scheduler: SchedulerConfig = SchedulerConfig()
@@ -188,6 +188,10 @@ class SearchConfig(_Section):
     # continuous one is multiplied by one of perturbation_factors and a categorical one is kept
     resample_probability: float = Field(0.25, ge=0.0, le=1.0)
     perturbation_factors: list[float] = Field([0.8, 1.2], min_length=1)
+    # pbt/pb2: false (Ray's default): each member decides when it reaches a perturbation epoch, from
+    # the scores the others last had. true: every member waits there for the others, and all
+    # decide from the same epoch's scores, which a small population needs to compare like with like
+    synchronous: bool = False
     # dotted path -> {grid|choice|uniform|loguniform|randint: values}; checked by _search_problems,
     # which knows the schema of each key
     space: dict[str, Any] = {}

@@ -70,6 +70,12 @@ def start_sweep(
     if search is not None:
         asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
     population = search is not None and search.algorithm in POPULATION_ALGORITHMS
+    if population and max_concurrent is not None:
+        raise SweepError(
+            f"--max-concurrent {max_concurrent}: does not mix with search.algorithm {search.algorithm}: Tune would "
+            "make the members in turns instead of training them together; fewer members train at once with more "
+            "--cpus-per-trial (or --gpus-per-trial), the others take turns at the perturbation epochs"
+        )
     settings = SweepSettings(
         name=name,
         data_root=str(Path(data_root).expanduser().resolve()),
@@ -85,8 +91,6 @@ def start_sweep(
         tracking=tracking or None,
         force=plan.force,
     )
-    if population:  # no searcher to limit: Tune limits the members training at once
-        settings.max_concurrent = settings.search["max_concurrent"]
     return settings
 
 
@@ -221,11 +225,16 @@ def _population(settings: SweepSettings) -> bool:
 
 
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose: bool) -> tune.Tuner:
-    scheduler, checkpoints = None, checkpoint_config()
+    scheduler, checkpoints, search_alg = None, checkpoint_config(), _search_alg(settings)
     if _population(settings):
-        from raytrain.sweeps.population import build_population_scheduler, population_checkpoint_config
+        from raytrain.sweeps.population import (
+            PopulationMembers,
+            build_population_scheduler,
+            population_checkpoint_config,
+        )
 
         scheduler, checkpoints = build_population_scheduler(settings.search), population_checkpoint_config()
+        search_alg = PopulationMembers(scheduler)  # pickled with it in tuner.pkl: restored together
     elif settings.scheduler:
         scheduler = tune.schedulers.ASHAScheduler(
             metric=METRIC,
@@ -240,7 +249,7 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
         tune_config=tune.TuneConfig(
             max_concurrent_trials=settings.max_concurrent,
             scheduler=scheduler,
-            search_alg=_search_alg(settings),
+            search_alg=search_alg,
             # a population is a grid of its members: one sample of it
             num_samples=settings.search["num_samples"] if settings.search and not _population(settings) else 1,
             trial_name_creator=trial_name,

@@ -11,7 +11,8 @@ What the subclasses change, and why:
   final checkpoint would have nothing left to train.
 - resume: Tune saves neither scheduler's state (docs/ray-notes.md). A restored member's state is
   rebuilt from what Tune did save for it, its last result and checkpoint, so the population goes on
-  deciding at the same epochs instead of every member counting its interval from zero again.
+  deciding at the same epochs instead of every member counting its interval from zero again. And
+  an exploit reaches Tune's snapshot at once, not at the member's next result (_exploit).
 """
 
 from __future__ import annotations
@@ -22,8 +23,10 @@ import warnings
 
 import numpy as np
 from ray import tune
+from ray.tune.experiment import Trial
 from ray.tune.schedulers import PopulationBasedTraining
 from ray.tune.schedulers.pb2 import PB2
+from ray.tune.search import BasicVariantGenerator
 
 from raytrain import lineage, trace
 from raytrain.config import validate_config
@@ -62,6 +65,7 @@ def build_population_scheduler(search: dict):
         mode=MODE,
         perturbation_interval=search["perturbation_interval"],
         quantile_fraction=search["quantile_fraction"],
+        synch=search.get("synchronous", False),
         log_config=False,  # raytrain keeps the lineage in each member's history (raytrain/lineage.py)
     )
     if search["algorithm"] == "pb2":
@@ -110,15 +114,28 @@ class _PopulationScheduler:
             state.last_score = self._metric_op * last[METRIC]
             state.last_result = last
             state.last_checkpoint = trial.checkpoint
+            # synchronous: the population's next common decision is past every restored member's last
+            self._next_perturbation_sync = max(
+                self._next_perturbation_sync, state.last_perturbation_time + self.interval
+            )
 
     def on_trial_result(self, tune_controller, trial, result):
         if result.get(REPLAYED) or _is_last_epoch(trial.config[EXPERIMENT_KEY], result):
             return self.CONTINUE  # it ends here: nothing for it to copy, and no one should copy it
-        epoch = result.get(TIME_ATTR)
-        if epoch is not None and epoch - self._trial_state[trial].last_perturbation_time >= self.interval:
-            # where Tune's scheduler decides (copy, be copied, or neither): tests check the epochs
-            trace.mark("population_decision", trial=trial.config[EXPERIMENT_KEY]["name"], epoch=epoch)
         return super().on_trial_result(tune_controller, trial, result)
+
+    def _exploit(self, tune_controller, trial, trial_to_clone):
+        super()._exploit(tune_controller, trial, trial_to_clone)
+        # Tune snapshots a trial's run metadata from a cached JSON, and the exploit changes the
+        # checkpoint inside it without clearing the cache: a driver killed before the member's next
+        # result would resume it with its new config on its own old weights (docs/ray-notes.md)
+        trial.run_metadata.invalidate_cache()
+
+    def _checkpoint_or_exploit(self, trial, tune_controller, upper_quantile, lower_quantile):
+        # Tune's decision for one member: be copied, copy another, or neither (tests check the epochs)
+        epoch = self._trial_state[trial].last_train_time
+        trace.mark("population_decision", trial=trial.config[EXPERIMENT_KEY]["name"], epoch=epoch)
+        return super()._checkpoint_or_exploit(trial, tune_controller, upper_quantile, lower_quantile)
 
     def _get_new_config(self, trial, trial_to_clone):
         new_config, operations = self._explore(trial, trial_to_clone)
@@ -190,6 +207,33 @@ def _short(value) -> str:
     if isinstance(value, float) and not math.isnan(value):
         return f"{value:.3g}"
     return str(value)
+
+
+class PopulationMembers(BasicVariantGenerator):
+    """Tune's own grid generator for the members, but not "finished" while a member is alive.
+
+    Tune hands a stopped trial's process to another trial (reuse_actors) only while its search
+    algorithm is not finished or a trial waits for a process (TuneController._maybe_cache_trial_actor).
+    A grid is finished as soon as it has made its trials, so a member that PBT pauses to copy
+    another, or to let a waiting one train, would lose its process and start a new one (torch
+    imported again). Liveness is read from the scheduler's own record of the members."""
+
+    def __init__(self, scheduler: _PopulationScheduler):
+        super().__init__()
+        self._scheduler = scheduler
+
+    def is_finished(self) -> bool:
+        if not super().is_finished():
+            return False
+        live = (Trial.PENDING, Trial.RUNNING, Trial.PAUSED)
+        return not any(trial.status in live for trial in self._scheduler._trial_state)
+
+    def get_state(self) -> dict:
+        # saved with each experiment snapshot: the scheduler (and its trials) are not the generator's
+        state = super().get_state()
+        if isinstance(state, dict):
+            state.pop("_scheduler", None)
+        return state
 
 
 def population_checkpoint_config() -> tune.CheckpointConfig:
