@@ -4,7 +4,7 @@
     .venv/bin/python tests/bench/bench_overhead.py --smoke                      # the suite runs this
 
 One `raytrain sweep` of many one-epoch trials of a tiny model (24 px synthetic faces), run twice in
-this one benchmark: with RAYTRAIN_REUSE_TRIAL_PROCESSES=0 (a new process, which imports torch, per
+this one process (one Ray for both): with RAYTRAIN_REUSE_TRIAL_PROCESSES=0 (a new process, which imports torch, per
 trial: raytrain before reuse) and with it on (the default). The fixed start-up (command to the
 first trial's first epoch: Ray, the dataset, the first process and its torch import) and wind-down
 (the last checkpoint to the command's end) are left out, as are the trials' own epochs (train and
@@ -25,15 +25,16 @@ Measured on a shared 2-core AMD EPYC 9B14 (other jobs running), 24 trials, 2 at 
 from __future__ import annotations
 
 import argparse
+import contextlib
+import io
 import json
 import os
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-from scratch import scratch_folder, synthetic_data  # beside this file
+from scratch import scratch_folder  # beside this file
 
 ROOT = Path(__file__).resolve().parents[2]
 REUSE_ENV = "RAYTRAIN_REUSE_TRIAL_PROCESSES"  # raytrain.sweeps.driver.REUSE_PROCESSES_ENV
@@ -53,27 +54,32 @@ def config_yaml(trials: int) -> str:
     )
 
 
-def run_sweep(work: Path, data: Path, *, reuse: bool, slots: int, env: dict) -> dict:
+def run_sweep(work: Path, data: Path, *, reuse: bool, slots: int, trace: Path) -> dict:
+    """One real `raytrain sweep`, in this process (both sweeps share one Ray: the second skips
+    ray.init, which the start-up leaves out anyway)."""
+    from raytrain.cli import main
+
     label = "reuse" if reuse else "fresh"
-    runs, trace = work / f"runs-{label}", work / f"trace-{label}.jsonl"
-    sweep_env = dict(env, **{REUSE_ENV: "1" if reuse else "0", "RAYTRAIN_TRACE_LOG": str(trace)})
-    command = [sys.executable, "-m", "raytrain", "sweep", str(work / "configs"), "--data-root", str(data)]
-    command += ["--runs-dir", str(runs), "--yes", "--max-concurrent", str(slots), "--name", f"overhead-{label}"]
+    os.environ[REUSE_ENV] = "1" if reuse else "0"  # read by the driver when it builds the Tuner
+    command = ["sweep", str(work / "configs"), "--data-root", str(data), "--runs-dir", str(work / f"runs-{label}")]
+    command += ["--yes", "--max-concurrent", str(slots), "--name", f"overhead-{label}"]
+    said = io.StringIO()
     launched = time.time()
-    done = subprocess.run(command, env=sweep_env, capture_output=True, text=True)
+    with contextlib.redirect_stdout(said):
+        code = main(command)
     ended = time.time()
-    if done.returncode != 0:
-        raise SystemExit(f"sweep ({label}) exited {done.returncode}:\n{done.stdout[-3000:]}\n{done.stderr[-3000:]}")
-    marks = [json.loads(line) for line in trace.read_text().splitlines() if line.strip()]
+    if code != 0:
+        raise SystemExit(f"sweep ({label}) exited {code}:\n{said.getvalue()[-3000:]}")
+    marks = [m for m in map(json.loads, trace.read_text().splitlines()) if launched <= m["t"] <= ended]
     first_epoch = min(m["t"] for m in marks if m["event"] == "training_starts")
     last_checkpoint = max(m["t"] for m in marks if m["event"] == "checkpoint_written")
     epoch_s = [
         json.loads(line)["epoch_time_s"]
-        for path in runs.glob("_tune/*/*/result.json")
+        for path in (work / f"runs-{label}").glob("_tune/*/*/result.json")
         for line in path.read_text().splitlines()
         if line.strip() and "epoch_time_s" in json.loads(line)
     ]
-    running = [int(n) for n in re.findall(r"trials: (\d+) running", done.stdout)]
+    running = [int(n) for n in re.findall(r"trials: (\d+) running", said.getvalue())]
     return {
         "label": label,
         "trials": len(epoch_s),
@@ -96,17 +102,22 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--trials", type=int, default=24)
     parser.add_argument("--slots", type=int, default=2, help="trials at once (one CPU each)")
     parser.add_argument("--per-class", type=int, default=20, help="synthetic images per class")
-    parser.add_argument("--smoke", action="store_true", help="4 trials of 5 images per class: checks that it runs")
+    parser.add_argument("--smoke", action="store_true", help="2 trials of 5 images per class: checks that it runs")
     parser.add_argument("--keep", action="store_true", help="keep the data and runs")
     args = parser.parse_args(argv)
     if args.smoke:
-        args.trials, args.per_class = 4, 5
+        args.trials, args.per_class = 2, 5
     with scratch_folder("bench-overhead-", keep=args.keep) as work:
-        env = dict(os.environ, RAYTRAIN_CACHE_DIR=str(work / "cache"))
-        data = synthetic_data(work / "data", size=24, per_class=args.per_class, env=env)
+        from raytrain.data import generate_synthetic, load_dataset
+
+        # before Ray starts: its trial processes inherit the environment (trace marks, the cache)
+        os.environ.update(RAYTRAIN_CACHE_DIR=str(work / "cache"), RAYTRAIN_TRACE_LOG=str(work / "trace.jsonl"))
+        data = generate_synthetic(work / "data", size=24, per_class=args.per_class, seed=0)
+        load_dataset(data, workers=1)  # decoded into the cache: the sweeps measure trials, not decoding
         (work / "configs").mkdir()
         (work / "configs" / "overhead.yaml").write_text(config_yaml(args.trials))
-        rows = [run_sweep(work, data, reuse=reuse, slots=args.slots, env=env) for reuse in (False, True)]
+        trace = work / "trace.jsonl"
+        rows = [run_sweep(work, data, reuse=reuse, slots=args.slots, trace=trace) for reuse in (False, True)]
     print(f"\n{args.trials} one-epoch trials, {args.slots} at a time, {os.cpu_count()} CPUs")
     print(
         f"{'trial processes':<16}{'trials':>7}{'processes':>11}{'wall s':>8}{'start-up s':>12}{'wind-down s':>13}"

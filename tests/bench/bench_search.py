@@ -87,6 +87,7 @@ def _split_of(i: int, n: int) -> str:
 # lr x wd: a good band of lr in the middle of four decades, and weight decay that erases the weights
 # once lr * wd is large (AdamW decays by lr * wd per step)
 LR, WD = (1.0e-5, 1.0e-1), (1.0e-4, 1.0e2)
+SEARCHES = ("optuna_asha", "random_asha", "pbt")  # each run against the grid, per search seed
 GRID_LR = [1.0e-4, 1.0e-3, 1.0e-2, 1.0e-1]
 GRID_WD = [1.0e-4, 1.0e-2, 1.0, 1.0e2]
 
@@ -121,6 +122,15 @@ def method_yaml(
         return text + f"search:\n  space:\n{grids}"
     if method == "random_asha":
         return text + f"search:\n  num_samples: {budget}\n  seed: {seed}\n{asha}  space:\n{ranges}"
+    if method == "pbt":
+        # as many members as the grid has points, for as many epochs: the same trial-epochs. All
+        # decide together after every epoch (synchronous), so no member trains an epoch twice; the
+        # bottom quarter copies the top quarter
+        pbt = (
+            f"search:\n  algorithm: pbt\n  population: {budget}\n  perturbation_interval: 1\n"
+            f"  synchronous: true\n  quantile_fraction: 0.25\n  seed: {seed}\n"
+        )
+        return text + pbt + f"  space:\n{ranges}"
     # two proposals in flight, one per CPU here: each proposal sees every result but the one
     # trial still running beside it
     optuna = f"search:\n  algorithm: optuna\n  num_samples: {budget}\n  max_concurrent: 2\n  seed: {seed}\n"
@@ -146,24 +156,39 @@ def run_method(method: str, seed: int, work: Path, data: Path, **shape) -> dict:
         raise SystemExit(f"{method} seed {seed}: sweep exited {code}; see the output above")
     frame = results.load(runs)
     log = artifacts.read_log(runs)
+    epochs = epoch_results(runs)
     return {
         "best": float(frame["val/macro_f1"].max()),
-        "trial_epochs": int(frame["epochs_run"].sum()),
+        "trial_epochs": len(epochs),
         "trials": len(frame),
         "pruned": sum(r["status"] == "pruned" for r in log),
         "failed": len({r["experiment"] for r in log if r["status"] == "failed"}),
-        "curve": best_so_far(log),
+        "curve": best_so_far(epochs),
     }
 
 
-def best_so_far(log: list[dict]) -> list[tuple[int, float]]:
-    """(trial-epochs spent by the trials finished so far, best val macro F1 among them), in the order
-    they finished; a failed trial adds its epochs and no score. The epochs of trials still running
-    at that moment are not counted (at most max_concurrent - 1 trials here)."""
-    spent, best, curve = 0, 0.0, []
-    for record in log:
-        spent += record.get("epochs_run") or 0
-        best = max(best, record.get("val_macro_f1") or 0.0)
+def epoch_results(runs: Path) -> list[dict]:
+    """Every epoch any trial trained, in the order they ended: Tune's result.json lines (one per
+    epoch reported; a PBT member that copies another and goes on reports each epoch it trains)."""
+    import json
+
+    results = [
+        json.loads(line)
+        for path in runs.glob("_tune/*/*/result.json")
+        for line in path.read_text().splitlines()
+        if line.strip()
+    ]
+    results = [r for r in results if "val/macro_f1" in r]
+    return sorted(results, key=lambda r: (r["timestamp"], r.get("time_total_s", 0.0)))
+
+
+def best_so_far(epochs: list[dict]) -> list[tuple[int, float]]:
+    """(trial-epochs spent so far, the best val macro F1 of any epoch so far), epoch by epoch in the
+    order they ended (Tune's timestamps are whole seconds: epochs ending in the same second are in
+    any order). Every method is counted the same way, whether its trials end early or not."""
+    best, curve = 0.0, []
+    for spent, result in enumerate(epochs, start=1):
+        best = max(best, result["val/macro_f1"])
         curve.append((spent, best))
     return curve
 
@@ -187,6 +212,11 @@ def main(argv: list[str] | None = None) -> None:
         "--work", type=Path, help="folder for data and runs, kept (default: a temporary one, removed at the end)"
     )
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
+    parser.add_argument(
+        "--methods",
+        default=",".join(SEARCHES),
+        help=f"the searching methods to run beside the grid, comma-separated (default: {','.join(SEARCHES)})",
+    )
     args = parser.parse_args(argv)
     with scratch_folder("bench-search-", given=args.work) as work:
         measure(work, args)
@@ -205,28 +235,44 @@ def measure(work: Path, args: argparse.Namespace) -> None:
         reduction=args.reduction_factor,
     )
 
+    methods = [m for m in args.methods.split(",") if m]
+    unknown = set(methods) - set(SEARCHES)
+    if unknown:
+        raise SystemExit(f"--methods: unknown {', '.join(sorted(unknown))}; choose from {', '.join(SEARCHES)}")
     rows = {("grid", 0): run_method("grid", 0, work, data, **shape)}
     for seed in range(1, seeds + 1):
-        for method in ("optuna_asha", "random_asha"):
+        for method in methods:
             rows[(method, seed)] = run_method(method, seed, work, data, **shape)
-    print_table(rows, shape, per_class)
-    if not args.smoke:
+    print_table(rows, shape, per_class, methods)
+    if not args.smoke and "optuna_asha" in methods:
         met = target_met(rows)
         print(
             f"target (optuna+ASHA within 0.01 of the grid's best after <= 40% of the grid's trial-epochs, every seed): "
             f"{'met' if met else 'NOT met'}"
         )
+    if not args.smoke and {"optuna_asha", "pbt"} <= set(methods):
+        wins = pbt_wins(rows)
+        print(
+            f"target (PBT's best >= optuna+ASHA's on at least 2 of {seeds} seeds): {wins} of {seeds}, "
+            f"{'met' if wins >= min(2, seeds) else 'NOT met'}"
+        )
 
 
-def print_table(rows: dict, shape: dict, per_class: int) -> None:
+def pbt_wins(rows: dict) -> int:
+    """Seeds on which PBT's best val macro F1 matched or beat optuna+ASHA's."""
+    seeds = sorted(seed for method, seed in rows if method == "pbt")
+    return sum(rows[("pbt", s)]["best"] >= rows[("optuna_asha", s)]["best"] for s in seeds)
+
+
+def print_table(rows: dict, shape: dict, per_class: int, methods: list[str]) -> None:
     grid = rows[("grid", 0)]
     print(
         f"\n{shape['budget']} trials per method, {shape['epochs']} epochs max, shufflenet_v2_x0_5 at 24 px, "
         f"{7 * per_class} images (7 bar orientations), {os.cpu_count()} CPUs"
     )
     print(
-        "'to reach': trial-epochs spent (trials in the order they finished) when the best so far first came within "
-        "0.01 of the grid's best"
+        "'to reach': trial-epochs spent (every epoch of every trial, in the order they ended) when the best epoch so "
+        "far first came within 0.01 of the grid's best"
     )
     print(
         f"{'method':<14}{'seed':>5}{'best val F1':>13}{'gap to grid':>13}{'trial-epochs':>14}{'% of grid':>11}"
@@ -245,7 +291,7 @@ def print_table(rows: dict, shape: dict, per_class: int) -> None:
             f"{method:<14}{seed_text:>5}{row['best']:>13.3f}{row['best'] - grid['best']:>+13.3f}"
             f"{row['trial_epochs']:>14}{share:>10.0f}%{reach_text}{row['pruned']:>8}{row['failed']:>8}"
         )
-    for method in ("optuna_asha", "random_asha"):
+    for method in methods:
         mine = [r for (m, _), r in rows.items() if m == method]
         best = np.mean([r["best"] for r in mine])
         epochs = np.mean([r["trial_epochs"] for r in mine])
