@@ -123,16 +123,18 @@ def render_report(
             ),
         ]
         hyperparameters = hyperparameters_html(frame, varying)
-    if frame["experiment"].map(search_of).notna().any():
+    members = _population_members(frame)
+    # a population's members are not proposed one after another: no progress curve for them
+    proposed = frame[~frame["experiment"].isin(members)]
+    if proposed["experiment"].map(search_of).notna().any():
         sections.append(
             (
                 "search",
                 "Search progress",
                 "Search progress: best val macro F1 so far",
-                search_progress_html(frame) + search_knobs_html(frame),
+                search_progress_html(proposed) + search_knobs_html(proposed),
             )
         )
-    members = _population_members(frame)
     if members:
         sections.append(
             (

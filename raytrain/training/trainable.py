@@ -291,11 +291,15 @@ class TrainingRun:
             config = self.member.config_at(state.history, state.best_epoch) if self.member else None
             self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch, config)
             state.best_saved_epoch = state.best_epoch
+        # a finished trial is never continued (a restore replays its end: checkpoints.finished_history),
+        # so its last checkpoint leaves out what only continuing needs: with Adam, three copies of
+        # the weights written, copied to the storage and deleted again, for every trial
+        continuable = not final
         torch.save(
             {
-                "model": None if model_in_best else self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
+                "model": self.model.state_dict() if continuable and not model_in_best else None,
+                "optimizer": self.optimizer.state_dict() if continuable else None,
+                "scheduler": self.scheduler.state_dict() if continuable else None,
                 "best_val": self.best_val,
                 "state": asdict(state),
             },
@@ -396,6 +400,8 @@ class TrainingRun:
         with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
             saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location=self.device, weights_only=True)
         best = torch.load(io.BytesIO(holder.read_bytes(artifacts.BEST_WEIGHTS)), map_location="cpu", weights_only=True)
+        if saved["optimizer"] is None:
+            raise ValueError("the last checkpoint of a finished trial holds nothing to continue from")
         state = TrainState(**saved["state"])
         self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
         # None: the checkpoint's own epoch was the best, and best.pt holds the model

@@ -213,6 +213,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--reduction-factor", type=float, default=3, help="ASHA keeps 1/N of the trials at each rung")
     parser.add_argument(
+        "--grid-points",
+        type=int,
+        default=len(GRID_LR),
+        help=f"grid values per knob, the first N of each (default {len(GRID_LR)}: {len(GRID_LR) ** 2} points); the "
+        "searches get as many trials, a population as many members",
+    )
+    parser.add_argument(
         "--methods",
         default=",".join(SEARCHES),
         help=f"the searching methods to run beside the grid, comma-separated (default: {','.join(SEARCHES)})",
@@ -223,7 +230,8 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def measure(work: Path, args: argparse.Namespace) -> None:
-    grid_lr, grid_wd = (GRID_LR[1:3], GRID_WD[1:2]) if args.smoke else (GRID_LR, GRID_WD)
+    points = args.grid_points
+    grid_lr, grid_wd = (GRID_LR[1:3], GRID_WD[1:2]) if args.smoke else (GRID_LR[:points], GRID_WD[:points])
     epochs, per_class, seeds = (2, 8, 1) if args.smoke else (args.epochs, args.per_class, args.seeds)
     os.environ["RAYTRAIN_CACHE_DIR"] = str(work / "cache")
     data = work / "data" if (work / "data").is_dir() else make_bars(work / "data", per_class=per_class)
