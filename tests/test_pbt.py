@@ -22,7 +22,7 @@ from raytrain.report import render_report
 from tests.conftest import PROJECT_ROOT
 from tests.test_resume import wait_for
 
-NAME, MEMBERS, EPOCHS, INTERVAL = "pop", 2, 5, 2
+NAME, MEMBERS, EPOCHS, INTERVAL = "pop", 2, 7, 2  # decisions at epochs 2, 4 and 6
 SPACE = {
     "training.lr": (1.0e-4, 1.0e-2),
     "augmentation.random_erasing": (0.0, 0.5),
@@ -56,8 +56,8 @@ def marks(trace: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def population(subprocesses, synthetic_root, tmp_path_factory) -> dict:
-    """`raytrain sweep` of the population, SIGKILLed once a decision has been made and before any
-    member is past its second one, then `raytrain resume`; trace marks from both."""
+    """`raytrain sweep` of the population, SIGKILLed once every member is past the first decision,
+    then `raytrain resume`; trace marks from both."""
     root = tmp_path_factory.mktemp("pbt")
     (root / "configs").mkdir()
     (root / "configs" / f"{NAME}.yaml").write_text(CONFIG)
@@ -82,11 +82,13 @@ def population(subprocesses, synthetic_root, tmp_path_factory) -> dict:
         stderr=subprocess.STDOUT,
     )
     try:
-        wait_for(
-            lambda: any(m["event"] == "checkpoint_written" and m["epoch"] >= INTERVAL + 1 for m in marks(trace)),
-            300,
-            "a member past its first decision",
-        )
+        # every member past the first decision (epoch 2), and two decisions (4, 6) left for after
+        # the resume
+        def past() -> set[str]:
+            written = (m for m in marks(trace) if m["event"] == "checkpoint_written")
+            return {m["trial"] for m in written if m["epoch"] > INTERVAL}
+
+        wait_for(lambda: len(past()) == MEMBERS, 300, "every member past its first decision")
         os.killpg(driver.pid, signal.SIGKILL)
         driver.wait(timeout=60)
     finally:
@@ -154,8 +156,14 @@ def test_the_resumed_scheduler_decides_at_the_same_epochs(population):
     """Tune saves no scheduler state; without raytrain's, a member resumed at epoch 2 would count its
     interval from zero and decide at epoch 3."""
     decisions = [m for m in population["killed"] + population["after"] if m["event"] == "population_decision"]
-    assert decisions and all(m["epoch"] % INTERVAL == 0 for m in decisions), decisions
     assert any(m["event"] == "population_decision" for m in population["after"]), "no decision after the resume"
+    phases = {(c or {"epoch": 0})["epoch"] // INTERVAL for c in population["recorded"].values()}
+    if len(phases) > 1:
+        # Tune had recorded one member a decision behind the other: the one ahead waited for it and
+        # decided once at its next epoch (population._align_restored); the test_population unit
+        # test covers that case
+        pytest.skip(f"Tune's record left the members a decision apart ({population['recorded']})")
+    assert all(m["epoch"] % INTERVAL == 0 for m in decisions), decisions
 
 
 def test_each_member_records_its_lineage_and_config_yaml_holds_its_best_epochs_values(population):

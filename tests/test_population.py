@@ -171,6 +171,9 @@ class _Controller:
     def get_trials(self):
         return self.trials
 
+    def get_live_trials(self):
+        return self.trials
+
 
 def _search(algorithm="pbt") -> dict:
     space = SPACE if algorithm == "pbt" else {k: v for k, v in SPACE.items() if "choice" not in v}
@@ -206,6 +209,28 @@ def test_a_resumed_member_decides_at_the_same_epochs_as_before_the_stop(tmp_path
     assert state.last_perturbation_time == 2, "epoch 3 is no decision"
     scheduler.on_trial_result(controller, restored, result)
     assert state.last_perturbation_time == 4
+
+
+def test_a_synchronous_population_resumed_with_one_member_behind_waits_for_it(tmp_path):
+    """Tune's record can lag: t002 was recorded at epoch 1 though both had decided at epoch 2. The
+    population goes on from t002's decision at 2: t001, ahead, waits for it (a member left to train
+    on past it left Tune's synchronous PBT waiting for ever, in tests/test_pbt.py)."""
+    from raytrain.sweeps.population import build_population_scheduler
+
+    ahead, behind = _trial(tmp_path, "p/t001", "1"), _trial(tmp_path, "p/t002", "2")
+    for trial, epoch in ((ahead, 2), (behind, 1)):
+        trial.update_last_result({"epoch": epoch, "val/macro_f1": 0.3, "epochs_since_best": 0})
+    # quantile 0: decisions that copy nothing, so the controller needs no checkpoints to hand out
+    scheduler = build_population_scheduler(_search() | {"synchronous": True, "quantile_fraction": 0.0})
+    controller = _Controller([ahead, behind])
+    for trial in (ahead, behind):
+        scheduler.on_trial_add(controller, trial)
+    assert scheduler._next_perturbation_sync == 2
+    waits = scheduler.on_trial_result(controller, ahead, {"epoch": 3, "val/macro_f1": 0.4, "epochs_since_best": 0})
+    assert waits == scheduler.PAUSE and scheduler._trial_state[ahead].last_perturbation_time == 0, "no decision yet"
+    scheduler.on_trial_result(controller, behind, {"epoch": 2, "val/macro_f1": 0.2, "epochs_since_best": 0})
+    assert [scheduler._trial_state[t].last_perturbation_time for t in (ahead, behind)] == [2, 2], "decided together"
+    assert scheduler._next_perturbation_sync == 4
 
 
 def test_a_members_last_epoch_is_never_copied(tmp_path):
@@ -283,3 +308,22 @@ def test_a_trial_that_starts_again_keeps_its_results_in_result_json(tmp_path, mo
         logger.log_trial_start(member)
         logger.log_trial_end(member)
         assert len(Path(staged).read_text().splitlines()) == kept, type(logger).__name__
+
+
+def test_a_limit_on_members_at_once_is_refused_before_ray_starts(tmp_path, run_cli):
+    # Tune would make the members in turns (its grid generator limits trials made, not running)
+    shown = run_cli(
+        "sweep",
+        PROJECT_ROOT / "configs/search/pbt_search.yaml",
+        "--set",
+        "model.pretrained=false",
+        "--data-root",
+        tmp_path,
+        "--runs-dir",
+        tmp_path / "runs",
+        "--max-concurrent",
+        "2",
+        "--yes",
+    )
+    assert shown.code == 2 and "Traceback" not in shown.err
+    assert "--max-concurrent 2: does not mix with search.algorithm pbt" in shown.err

@@ -58,6 +58,7 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`) as sweep `name` (settings.unused_sweep_name). One Tuner has one scheduler:
     ASHA when any planned config asks for it."""
+    _refuse_a_limit_on_a_population(plan, max_concurrent)
     _connect(address, verbose=verbose)
     # a relative folder would resolve inside each trial's Ray staging folder (docs/ray-notes.md)
     if storage and not tune_storage.is_remote(storage):
@@ -69,13 +70,6 @@ def start_sweep(
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     if search is not None:
         asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
-    population = search is not None and search.algorithm in POPULATION_ALGORITHMS
-    if population and max_concurrent is not None:
-        raise SweepError(
-            f"--max-concurrent {max_concurrent}: does not mix with search.algorithm {search.algorithm}: Tune would "
-            "make the members in turns instead of training them together; fewer members train at once with more "
-            "--cpus-per-trial (or --gpus-per-trial), the others take turns at the perturbation epochs"
-        )
     settings = SweepSettings(
         name=name,
         data_root=str(Path(data_root).expanduser().resolve()),
@@ -92,6 +86,17 @@ def start_sweep(
         force=plan.force,
     )
     return settings
+
+
+def _refuse_a_limit_on_a_population(plan: SweepPlan, max_concurrent: int | None) -> None:
+    search = next((t.config.search for t in plan.to_run if t.adaptive), None)
+    if max_concurrent is not None and search is not None and search.algorithm in POPULATION_ALGORITHMS:
+        # Tune's grid generator limits the trials it has made, not those running (docs/ray-notes.md)
+        raise SweepError(
+            f"--max-concurrent {max_concurrent}: does not mix with search.algorithm {search.algorithm}: Tune would "
+            "make the members in turns instead of training them together; fewer members train at once with more "
+            "--cpus-per-trial (or --gpus-per-trial), the others take turns at the perturbation epochs"
+        )
 
 
 def _note_shared_storage(storage: str) -> None:

@@ -114,10 +114,21 @@ class _PopulationScheduler:
             state.last_score = self._metric_op * last[METRIC]
             state.last_result = last
             state.last_checkpoint = trial.checkpoint
-            # synchronous: the population's next common decision is past every restored member's last
-            self._next_perturbation_sync = max(
-                self._next_perturbation_sync, state.last_perturbation_time + self.interval
-            )
+            if self._synch:
+                self._align_restored(state)
+
+    def _align_restored(self, state) -> None:
+        """Synchronous PBT decides for all members at once, when the last one reaches the decision
+        epoch. Tune's record can leave one member a decision behind another; the population goes on
+        from the earliest: a member ahead waits for the others there (deciding at its next epoch),
+        instead of training on past a decision the others have yet to make, which leaves Tune's
+        synchronous PBT waiting for ever."""
+        restored = getattr(self, "_restored", [])
+        self._restored = [*restored, state]
+        earliest = min(s.last_perturbation_time for s in self._restored)
+        for member in self._restored:
+            member.last_perturbation_time = earliest
+        self._next_perturbation_sync = earliest + self.interval
 
     def on_trial_result(self, tune_controller, trial, result):
         if result.get(REPLAYED) or _is_last_epoch(trial.config[EXPERIMENT_KEY], result):

@@ -20,7 +20,8 @@ from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
 from raytrain import lineage
-from raytrain.training.checkpoints import Location
+from raytrain.naming import EXPERIMENT_KEY
+from raytrain.training.checkpoints import CHECKPOINT_PREFIX, Location
 
 # what the optimiser's param groups take from the config rather than from the checkpoint: the
 # decay, and OneCycle's three anchors (start, peak and end of the schedule; optim.build_scheduler).
@@ -39,9 +40,10 @@ class Member:
         self.trial_id = trial_id
 
     @classmethod
-    def of(cls, config: dict, trial_id: str, experiment_key: str) -> Member | None:
+    def of(cls, config: dict, trial_id: str) -> Member | None:
+        """The member a trial config makes, or None for a trial of anything but pbt/pb2."""
         spec = config.get(lineage.POPULATION_KEY)
-        return cls(spec, config[experiment_key], trial_id) if spec else None
+        return cls(spec, config[EXPERIMENT_KEY], trial_id) if spec else None
 
     def perturbs_at(self, epoch: int) -> bool:
         """The scheduler decides at these epochs, so the member saves a checkpoint there."""
@@ -65,6 +67,36 @@ class Member:
         `<name>_<trial id>` (sweeps/driver.trial_dirname)."""
         folder = posixpath.basename(posixpath.dirname(Location.of(checkpoint).path))
         return not folder.endswith(f"_{self.trial_id}")
+
+
+def number_checkpoints_past_existing() -> None:
+    """Make this trial's next checkpoint folder a new one, numbered past every `checkpoint_*` in its
+    folder on the storage.
+
+    Tune numbers a trial's checkpoint folders from a counter that its driver advances only for the
+    checkpoints it registers, and hands the trial at each start. PBT stops members at decisions
+    without registering the checkpoint they reported there (the one copied instead, or the one a
+    pause saved later), so a member restarted there wrote its next checkpoints into a folder of the
+    same number as one registered before: two registered checkpoints on one folder, and Tune's
+    retention deleting the older deleted the newer, a member's last one included (docs/ray-notes.md).
+    Reaches into Ray's session (the trial's StorageContext), checked on ray 2.60."""
+    import pyarrow.fs as pafs
+    from ray.train._internal.session import get_session
+
+    session = get_session()
+    storage = getattr(session, "storage", None)
+    if storage is None:
+        return
+    selector = pafs.FileSelector(storage.trial_fs_path, allow_not_found=True)
+    numbers = [
+        int(name[len(CHECKPOINT_PREFIX) :])
+        for info in storage.storage_filesystem.get_file_info(selector)
+        if info.type == pafs.FileType.Directory
+        and (name := posixpath.basename(info.path)).startswith(CHECKPOINT_PREFIX)
+        and name[len(CHECKPOINT_PREFIX) :].isdigit()
+    ]
+    if numbers:
+        storage.current_checkpoint_index = max(storage.current_checkpoint_index, max(numbers))
 
 
 @contextmanager

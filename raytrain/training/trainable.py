@@ -8,7 +8,9 @@ metric keys Tune sees and sweeps/policy.py the stopper (both imported by the dri
 A checkpoint holds ONE copy of the model and optimiser state: state.pt, plus best.pt only where the
 best epoch changed since the previous checkpoint. When the best epoch is the checkpoint's own epoch,
 state.pt leaves the model out (best.pt has it); a checkpoint whose best epoch is older refers to the
-earlier best.pt (checkpoints.py finds it).
+earlier best.pt (checkpoints.py finds it). A trial's last checkpoint (`final`) holds no optimiser:
+it is never continued. A population member's (pbt) every checkpoint holds its best.pt
+(training/population.py says why).
 """
 
 from __future__ import annotations
@@ -45,7 +47,7 @@ from raytrain.training.metrics import metrics_artifact
 from raytrain.training.models import build_model, set_backbone_trainable
 from raytrain.training.numerics import resolve_precision, use_channels_last
 from raytrain.training.optim import build_optimizer, build_scheduler
-from raytrain.training.population import Member, config_knobs_win
+from raytrain.training.population import Member, config_knobs_win, number_checkpoints_past_existing
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
 # What state.pt's numpy arrays (the best epoch's confusion matrix and probabilities) unpickle with:
@@ -80,7 +82,7 @@ def train_experiment(config: dict, dataset: FERDataset) -> None:
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
     reuse.start_trial(cfg)  # this process may have run another trial just before
-    member = Member.of(config, tune.get_context().get_trial_id(), EXPERIMENT_KEY)  # None outside pbt/pb2
+    member = Member.of(config, tune.get_context().get_trial_id())  # None outside pbt/pb2
     try:
         _train(cfg, dataset, member)
     except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
@@ -100,6 +102,8 @@ def _train(cfg: ExperimentConfig, dataset: FERDataset, member: Member | None = N
         # needs the end of it again, so it can record the trial as finished
         tune.report({**finished[-1], CHECKPOINT_RANK: _rank_of_finished(finished[-1]), REPLAYED: True})
         return
+    if member is not None:
+        number_checkpoints_past_existing()  # pbt stops members without registering their last checkpoint
     trial = TrainingRun(cfg, dataset, member=member)
     state = trial.restore(checkpoint) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes)
