@@ -41,6 +41,9 @@ TEST_PREDICTIONS = "test_predictions.npz"
 PROVENANCE = "provenance.json"
 # the uncommitted changes of the checkout the sweep ran from, beside provenance.json when it was dirty
 UNCOMMITTED_PATCH = "uncommitted.patch"
+# a population member's (pbt/pb2) lineage: per epoch, the member that trained it and each knob in
+# force, and where it copied another member (raytrain/lineage.py)
+SCHEDULE = "schedule.csv"
 # Everything a finished trial hands to runs/<experiment>/, in the order a reader wants them.
 TRIAL_ARTIFACTS = (
     CONFIG,
@@ -54,6 +57,8 @@ TRIAL_ARTIFACTS = (
     TEST_PREDICTIONS,
     PROVENANCE,
 )
+# ...and a population member's (pbt, pb2), beside them
+MEMBER_ARTIFACTS = (SCHEDULE,)
 
 
 def _usual_mode() -> int:
@@ -176,7 +181,7 @@ def publish_experiment(
     config.yaml goes last: is_complete() reads it as the sign that everything else is there.
     """
     folder = experiment_dir(runs_dir, experiment)
-    for name in TRIAL_ARTIFACTS:
+    for name in TRIAL_ARTIFACTS + MEMBER_ARTIFACTS:
         source = Path(trial_files) / name
         if name == CONFIG or (name == PROVENANCE and provenance is not None):
             continue

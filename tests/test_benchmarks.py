@@ -84,6 +84,13 @@ def test_bench_sweep_smoke_prints_both_wall_times_and_the_start_up(run_bench, tm
     assert re.search(r"start-up: command to first training step: [\d.]+ s", out), out
 
 
+def test_bench_overhead_smoke_prints_the_overhead_with_processes_reused_and_not(run_bench, tmp_path):
+    out = run_bench("bench_overhead.py", "--smoke")
+    for way in ("fresh", "reuse"):
+        assert re.search(rf"^{way}\s+2\s+[12]\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+[\d.]+\s+-?[\d.]+\s+[12]$", out, re.M), out
+    assert re.search(r"overhead per trial: -?[\d.]+ s fresh -> -?[\d.]+ s reused", out), out
+
+
 def test_bench_scale_smoke_prints_disk_startup_and_results_figures(run_bench, tmp_path):
     out = run_bench("bench_scale.py", "--smoke")
     assert re.search(

@@ -180,6 +180,11 @@ def test_an_empty_file_is_all_defaults(tmp_path):
 
 # --- bad configs: each its own message, naming file and dotted path ----------------------------------
 
+# a valid pbt search to break one way at a time; its space ends the text, so a case can add entries
+PBT = (
+    "training: {epochs: 6}\nsearch:\n  algorithm: pbt\n  perturbation_interval: 2\n"
+    "  space:\n    training.lr: {loguniform: [1.0e-4, 1.0e-2]}\n"
+)
 BAD_CONFIGS = {
     # id: (yaml text, --set overrides, expected fragments of one problem line)
     "syntax_error": ("training: {lr: 0.1\nmodel: [\n", (), ["bad.yaml", "line", "invalid YAML"]),
@@ -332,12 +337,70 @@ BAD_CONFIGS = {
     "unknown_algorithm": (
         "search: {algorithm: optona}\n",
         (),
-        ["search.algorithm: must be one of 'grid_random' or 'optuna', got 'optona'", "did you mean 'optuna'"],
+        ["search.algorithm: must be one of 'grid_random', 'optuna', 'pbt' or 'pb2', got 'optona'", "did you mean"],
     ),
     "max_concurrent_without_searcher": (
         "search: {max_concurrent: 2}\n",
         (),
         ["search: max_concurrent: only applies to an adaptive search", "--max-concurrent N"],
+    ),
+    # population based training: what it cannot change mid-run, and what makes no sense with it
+    "pbt_architecture": (
+        PBT + "    model.arch: {choice: [resnet18, resnet34]}\n",
+        (),
+        [
+            "search.space.model.arch: algorithm pbt changes knobs mid-run and model.arch cannot change once a member "
+            "has trained (the weights a member copies belong to one architecture)",
+            "search it with algorithm: optuna",
+        ],
+    ),
+    "pbt_image_size": (
+        PBT + "    data.img_size: {choice: [24, 48]}\n",
+        (),
+        [
+            "search.space.data.img_size: algorithm pbt changes knobs mid-run",
+            "the weights were trained at one input size",
+        ],
+    ),
+    "pbt_batch_size": (
+        PBT + "    training.batch_size: {choice: [16, 32]}\n",
+        (),
+        ["search.space.training.batch_size: algorithm pbt", "the length of the one-cycle schedule"],
+    ),
+    "pbt_with_asha": (
+        PBT + "  scheduler: {type: asha}\n",
+        (),
+        ["search.scheduler: asha does not mix with algorithm pbt", "remove search.scheduler"],
+    ),
+    "pbt_seed_repeats": (
+        "other: {seed: [1, 2]}\n" + PBT,
+        (),
+        ["other.seed: seed repeats do not mix with algorithm pbt: members are ranked and copied by one score each"],
+    ),
+    "pbt_without_interval": (
+        "training: {epochs: 6}\nsearch: {algorithm: pbt, space: {training.lr: {loguniform: [1.0e-4, 1.0e-2]}}}\n",
+        (),
+        ["search.perturbation_interval: algorithm pbt needs it", "e.g. perturbation_interval: 2"],
+    ),
+    "pbt_interval_past_the_end": (
+        PBT.replace("perturbation_interval: 2", "perturbation_interval: 6"),
+        (),
+        ["search.perturbation_interval: 6 epochs, but training.epochs is 6", "make it at most 3"],
+    ),
+    "pb2_categorical": (
+        PBT.replace("algorithm: pbt", "algorithm: pb2") + "    loss.type: {choice: [ce, focal]}\n",
+        (),
+        ["search.space.loss.type: choice: pb2 models each knob as a number", "use algorithm: pbt"],
+    ),
+    "pbt_max_concurrent": (
+        PBT.replace("algorithm: pbt", "algorithm: pbt\n  max_concurrent: 2"),
+        (),
+        ["search.max_concurrent: does not mix with algorithm pbt", "the resources fit"],
+    ),
+    "population_field_for_optuna": (
+        "search: {algorithm: optuna, population: 3, space: {training.lr: {uniform: [0.001, 0.01]}}}\n",
+        (),
+        ["search: population: only applies to population based training (algorithm: pbt or pb2), not optuna"],
     ),
     "set_without_equals": ("{}\n", ("training.lr",), ["--set training.lr: expected KEY=VALUE"]),
     "set_unknown_key": (

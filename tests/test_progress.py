@@ -72,6 +72,14 @@ def test_started_trials_respect_gpus_fractions_and_the_concurrency_limit():
     assert counting_started_as_running(failed, {"CPU": 1.0})[1].status == "RUNNING", "a failed trial frees its CPU"
 
 
+def test_a_population_member_paused_to_copy_another_counts_as_running_where_there_is_room_for_it():
+    # PBT stops a member at a decision and starts it again at once; with four members on two CPUs,
+    # the two paused beside the running one wait for a turn
+    trials = [state("a", "PAUSED", 2), state("b", "RUNNING", 3), state("c", "PAUSED", 2), state("d", "PAUSED", 2)]
+    status = sweep_status(counting_started_as_running(trials, {"CPU": 2.0}), planned=4, epochs_per_unproposed=4)
+    assert (status.running, status.pending) == (2, 2)
+
+
 class Terminal(io.StringIO):
     def isatty(self) -> bool:
         return True

@@ -242,7 +242,7 @@ def _config(folder: Path) -> dict:
 
 
 def test_the_search_benchmark_runs_in_smoke_mode(ray_session, tmp_path, monkeypatch, capsys):
-    """tests/bench/bench_search.py --smoke: the three methods, really run (tiny), in this test's Ray."""
+    """tests/bench/bench_search.py --smoke: the grid and the three searches, really run (tiny), in this test's Ray."""
     import importlib.util
 
     monkeypatch.setenv("RAYTRAIN_CACHE_DIR", str(tmp_path / "cache"))  # restored after the benchmark sets it
@@ -253,6 +253,6 @@ def test_the_search_benchmark_runs_in_smoke_mode(ray_session, tmp_path, monkeypa
     bench.main(["--smoke", "--work", str(tmp_path / "bench")])
     out = capsys.readouterr().out
     table = out[out.index("trials per method") :]
-    for method in ("grid", "optuna_asha", "random_asha"):
+    for method in ("grid", "optuna_asha", "random_asha", "pbt"):
         assert re.search(rf"^{method} +(-|1) +0\.\d{{3}} ", table, re.MULTILINE), table
     assert (tmp_path / "bench/runs/optuna_asha_s1/optuna_asha_s1/t002/config.yaml").is_file()

@@ -15,6 +15,7 @@ import pytest
 from raytrain import artifacts
 from raytrain.sweeps.plan import plan_sweep
 from tests.conftest import CONFIGS_DIR, PROJECT_ROOT, write_config
+from tests.test_resume import trial_results
 
 
 def sweep_args(configs, synthetic_root, runs, *extra) -> list:
@@ -176,15 +177,17 @@ def _read_all(fd: int, quiet_for: float = 5) -> bytes:
 
 @pytest.fixture(scope="module")
 def finished_sweep(ray_session, synthetic_root, tmp_path_factory):
-    """Two tiny configs run to the end as one sweep, in this process's Ray."""
+    """Three tiny configs run to the end as one sweep, in this process's Ray, one after another:
+    twin is alpha under another name, trained after beta in the process alpha and beta used."""
     from raytrain.cli import main
 
     root = tmp_path_factory.mktemp("finished")
     configs = root / "configs"
     write_config(configs, "alpha")
     write_config(configs, "beta", training="epochs: 2, batch_size: 16, lr: 0.001")
+    write_config(configs, "twin")
     runs = root / "runs"
-    code = main([str(a) for a in sweep_args([configs], synthetic_root, runs, "--yes")])
+    code = main([str(a) for a in sweep_args([configs], synthetic_root, runs, "--yes", "--max-concurrent", "1")])
     return code, configs, runs
 
 
@@ -198,7 +201,7 @@ def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep, ti
     code, _, runs = finished_sweep
     assert code == 0
     log = artifacts.read_log(runs)
-    assert sorted(r["experiment"] for r in log) == ["alpha", "beta"]
+    assert sorted(r["experiment"] for r in log) == ["alpha", "beta", "twin"]
     for record in log:
         assert record["status"] == "completed" and record["error"] is None
         assert set(record) >= {"time", "sweep", "config_hash", "git_commit", "best_epoch", "val_macro_f1", "duration_s"}
@@ -226,6 +229,18 @@ def test_a_sweep_publishes_every_trial_and_logs_one_line_each(finished_sweep, ti
     assert frame["data_fingerprint"].nunique() == 1 and frame["machine_precision"].notna().all()
     assert len({r["sweep"] for r in log}) == 1
     assert list(runs.glob("_tune/*/tuner.pkl")), "the Tune experiment lives in runs/_tune"
+
+
+def test_trials_that_share_a_process_train_as_in_a_fresh_one(finished_sweep):
+    """The sweep hands a finished trial's process to the next (Tune's reuse_actors): twin ran in
+    alpha's process after beta, and trained exactly as alpha did, number for number."""
+    _, _, runs = finished_sweep
+    results = {name: trial_results(runs, name) for name in ("alpha", "beta", "twin")}
+    assert len({r["pid"] for rows in results.values() for r in rows}) == 1, "a process started for each trial"
+    twin_history = json.loads((runs / "twin" / artifacts.HISTORY).read_text())
+    alpha_history = json.loads((runs / "alpha" / artifacts.HISTORY).read_text())
+    trained = ("train/loss", "train/accuracy", "val/loss", "val/macro_f1", "lr")
+    assert [{k: h[k] for k in trained} for h in twin_history] == [{k: h[k] for k in trained} for h in alpha_history]
 
 
 def test_a_finished_experiment_is_skipped_and_force_reruns_it(finished_sweep, synthetic_root, run_cli):

@@ -13,8 +13,10 @@ from pydantic import ValidationError
 
 from raytrain import artifacts
 from raytrain.config.messages import ConfigError, closest, describe_errors, error_message, fields_at, origin_of
+from raytrain.config.population import population_problems
 from raytrain.config.schema import (
     DATASET_KEYS,
+    POPULATION_ALGORITHMS,
     RESULT_SECTIONS,
     SEARCH_ALGORITHMS,
     SEARCH_KINDS,
@@ -231,16 +233,26 @@ def _search_problems(raw: dict, origins: dict[str, str], path: Path) -> list[str
     algorithm = search.get("algorithm", "grid_random")
     if algorithm in SEARCH_ALGORITHMS and algorithm != "grid_random":
         problems += _adaptive_problems(raw, space, algorithm, origins, path)
+    if algorithm in POPULATION_ALGORITHMS:
+        problems += population_problems(raw, space, algorithm, origins, path)
     return problems
 
 
 # An adaptive searcher scores each proposed point by one trial. Repeats would give it several scores
 # for one point (or seed would be a knob it tunes to luck), so seeds are repeated after the search.
 _NO_REPEATS = (
-    "seed repeats do not mix with algorithm {algorithm}: the searcher learns from one score per "
-    "proposed point; search with one seed (other.seed: 42), then re-run the best point with "
-    "other.seed: [1, 2, 3]"
+    "seed repeats do not mix with algorithm {algorithm}: {reason}; search with one seed (other.seed: 42), "
+    "then re-run the best point with other.seed: [1, 2, 3]"
 )
+_ONE_SCORE = {
+    "pbt": "members are ranked and copied by one score each, and each member has its own seed already",
+    "pb2": "members are ranked and copied by one score each, and each member has its own seed already",
+}
+
+
+def _no_repeats(algorithm: str) -> str:
+    reason = _ONE_SCORE.get(algorithm, "the searcher learns from one score per proposed point")
+    return _NO_REPEATS.format(algorithm=algorithm, reason=reason)
 
 
 def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str, str], path: Path) -> list[str]:
@@ -259,7 +271,7 @@ def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str
         if kind != "grid":
             continue
         if dotted == "other.seed":
-            problems.append(f"{where}: search.space.other.seed: {_NO_REPEATS.format(algorithm=algorithm)}")
+            problems.append(f"{where}: search.space.other.seed: {_no_repeats(algorithm)}")
         else:
             problems.append(
                 f"{where}: search.space.{dotted}: grid: algorithm {algorithm} proposes values itself and "
@@ -268,9 +280,7 @@ def _adaptive_problems(raw: dict, space: dict, algorithm: str, origins: dict[str
             )
     seed = raw.get("other", {}).get("seed") if isinstance(raw.get("other"), dict) else None
     if isinstance(seed, list):
-        problems.append(
-            f"{origin_of('other.seed', origins, path)}: other.seed: {_NO_REPEATS.format(algorithm=algorithm)}"
-        )
+        problems.append(f"{origin_of('other.seed', origins, path)}: other.seed: {_no_repeats(algorithm)}")
     return problems
 
 

@@ -177,7 +177,17 @@ class SchedulerConfig(_Section):
     reduction_factor: float = Field(3.0, gt=1.0)  # ASHA: keep 1/reduction_factor at each rung
 
 
-SEARCH_ALGORITHMS = ("grid_random", "optuna")
+SEARCH_ALGORITHMS = ("grid_random", "optuna", "pbt", "pb2")
+# a population trained together, whose members change knobs mid-run (config/population.py)
+POPULATION_ALGORITHMS = ("pbt", "pb2")
+POPULATION_FIELDS = (
+    "population",
+    "perturbation_interval",
+    "quantile_fraction",
+    "resample_probability",
+    "perturbation_factors",
+    "synchronous",
+)
 
 
 # what an adaptive searcher proposes from: one value per trial, so no grids (a grid is a list of
@@ -185,7 +195,10 @@ SEARCH_ALGORITHMS = ("grid_random", "optuna")
 class SearchConfig(_Section):
     # grid_random: every point drawn up front (grids x num_samples seeded draws), names known before
     # anything runs. optuna: TPE proposes each trial from the results of the finished ones.
-    algorithm: Literal["grid_random", "optuna"] = "grid_random"
+    # pbt / pb2: population based training (Ray Tune's PopulationBasedTraining / PB2): the members
+    # train together, and every perturbation_interval epochs the weaker copy a stronger one's weights
+    # and go on with its knobs perturbed (pb2: chosen by a Gaussian-process bandit instead)
+    algorithm: Literal["grid_random", "optuna", "pbt", "pb2"] = "grid_random"
     # grid_random: random draws, grids are crossed with each draw; optuna: the trial budget
     num_samples: int = Field(1, ge=1)
     # optuna: at most this many trials proposed and running at once. Each proposal waits for fewer
@@ -193,16 +206,41 @@ class SearchConfig(_Section):
     max_concurrent: int | None = Field(None, ge=1)
     seed: int | None = None  # the search's own seed (not the model's); None = derived from the name
     scheduler: SchedulerConfig = SchedulerConfig()
+    # pbt/pb2: the members (each a trial, t001...), and how many epochs each trains between two
+    # decisions to copy a stronger member (each one a checkpoint of every member)
+    population: int = Field(4, ge=2)
+    perturbation_interval: int | None = Field(None, ge=1)
+    quantile_fraction: float = Field(0.25, gt=0.0, le=0.5)  # the bottom share copies the top share
+    # pbt: a copied knob is drawn afresh from its range with this probability; otherwise a
+    # continuous one is multiplied by one of perturbation_factors and a categorical one is kept
+    resample_probability: float = Field(0.25, ge=0.0, le=1.0)
+    perturbation_factors: list[float] = Field([0.8, 1.2], min_length=1)
+    # pbt/pb2: false (Ray's default): each member decides when it reaches a perturbation epoch, from
+    # the scores the others last had. true: every member waits there for the others, and all
+    # decide from the same epoch's scores, which a small population needs to compare like with like
+    synchronous: bool = False
     # dotted path -> {grid|choice|uniform|loguniform|randint: values}; checked by _search_problems,
     # which knows the schema of each key
     space: dict[str, Any] = {}
 
+    @property
+    def trials(self) -> int:
+        """The trials the search runs: its population, or its budget of proposals."""
+        return self.population if self.algorithm in POPULATION_ALGORITHMS else self.num_samples
+
     @model_validator(mode="after")
     def _adaptive_space(self) -> SearchConfig:
+        if self.algorithm not in POPULATION_ALGORITHMS:
+            stray = [f for f in POPULATION_FIELDS if f in self.model_fields_set]
+            if stray:
+                raise ValueError(
+                    f"{stray[0]}: only applies to population based training (algorithm: pbt or pb2), not "
+                    f"{self.algorithm}"
+                )
         if self.algorithm == "grid_random":
             if self.max_concurrent is not None:
                 raise ValueError(
-                    "max_concurrent: only applies to an adaptive search (algorithm: optuna); "
+                    "max_concurrent: only applies to an adaptive search (algorithm: optuna, pbt, pb2); "
                     "for grid_random use `raytrain sweep --max-concurrent N`"
                 )
             return self

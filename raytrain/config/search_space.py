@@ -5,7 +5,8 @@ Expansion happens up front in the driver (grids crossed with num_samples seeded 
 every trial has its experiment name, config and hash before anything runs: skip-if-done, the plan
 table and resume all work on names. An adaptive search (algorithm: optuna) is not expanded: its
 trials are proposed while it runs and named `<name>/t001`, `<name>/t002`, ... in the order proposed
-(searchers.py turns its space into Tune domains). No ray, no torch.
+(searchers.py turns its space into Tune domains). A population (pbt, pb2) is drawn up front, one
+member per trial, and its knobs perturbed while it runs (perturb). No ray, no torch.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import math
 import numpy as np
 
 from raytrain.config import ExperimentConfig, validate_config
-from raytrain.naming import repeat_name
+from raytrain.naming import adaptive_trial_name, repeat_name
 
 GRID_KINDS = ("grid",)
 
@@ -114,3 +115,55 @@ def _short(value) -> str:
     if isinstance(value, float):
         return f"{value:.3g}"  # 0.000597, 1e-05: short, path-safe, distinct for real draws
     return str(value).replace("/", "_").replace(" ", "_")
+
+
+# --- population based training ------------------------------------------------------------------
+
+
+def population_members(config: ExperimentConfig) -> list[ExperimentConfig]:
+    """A pbt/pb2 search's members before they train: `<name>/t001`... each with its own draw from the
+    space (seeded by search.seed, so the same command draws the same population) and its own seed,
+    other.seed + its number - 1, so members that copy one another still draw different batches."""
+    search = config.search
+    base = config.model_dump(mode="json", exclude={"search"})
+    points = _search_points(search_seed(config), dict(search.space), search.trials)
+    members = []
+    for number, point in enumerate(points, start=1):
+        data = _with_values(base, point) | {"name": adaptive_trial_name(config.name, number)}
+        data["other"]["seed"] = config.other.seed + number - 1
+        members.append(validate_config(data, source=f"{config.name} member {data['name']}"))
+    return members
+
+
+def perturb(
+    values: dict,
+    space: dict,
+    rng: np.random.Generator,
+    *,
+    resample_probability: float,
+    factors: list[float],
+) -> tuple[dict, dict]:
+    """PBT's explore step on a copied member's knobs -> (new values, what was done to each).
+
+    A continuous knob (uniform, loguniform, randint) is drawn afresh from its range with
+    `resample_probability`, else multiplied by one of `factors`, then kept inside its range (the
+    config checked the range's ends, not what a product reaches: dropout 0.9 * 1.2 is not a
+    dropout). A categorical one (choice) is drawn afresh with `resample_probability`, else kept:
+    its values have no order to step along."""
+    new, done = dict(values), {}
+    for dotted, spec in space.items():
+        kind, bounds = next(iter(spec.items()))
+        if rng.random() < resample_probability:
+            new[dotted], done[dotted] = _draw(spec, rng), "resampled"
+            continue
+        if kind == "choice":
+            done[dotted] = "kept"
+            continue
+        factor = float(factors[int(rng.integers(len(factors)))])
+        low, high = (float(b) for b in bounds)
+        if kind == "randint":
+            high -= 1  # Tune's randint excludes high
+        value = min(max(values[dotted] * factor, low), high)
+        new[dotted] = int(round(value)) if kind == "randint" else value
+        done[dotted] = f"x {factor:g}"
+    return new, done

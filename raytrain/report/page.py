@@ -1,6 +1,7 @@
-"""The HTML report: one self-contained page (leaderboard, learning curves, what mattered, per-class F1,
-confusion matrices, hyperparameter plots) built from results' DataFrames and the confusion-matrix
-files, laid out here from the tables of `html_tables` and the plots of `figures`, `knob_figures` and
+"""The HTML report: one self-contained page (leaderboard, learning curves, search progress, a
+population's knobs against epoch, what mattered, per-class F1, confusion matrices, hyperparameter
+plots) built from results' DataFrames and the confusion-matrix files, laid out here from the
+tables of `html_tables` and the plots of `figures`, `knob_figures`, `population_figures` and
 `importance_figures`. With repeats (one trial per seed) it adds a per-group summary and intervals.
 Must not import torch, ray or pydantic.
 """
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from raytrain import artifacts, results
+from raytrain import artifacts, lineage, results
 from raytrain.errors import UserError
 from raytrain.naming import DAMAGED, FINISHED_STATUSES, METRIC, PRUNED, search_of
 from raytrain.report.figures import group_curves_html, group_order, group_summary, intervals_html, learning_curves_html
@@ -24,6 +25,7 @@ from raytrain.report.knob_figures import (
     search_knobs_html,
     search_progress_html,
 )
+from raytrain.report.population_figures import population_html
 from raytrain.results import analysis
 
 TOP_ROWS = 50  # leaderboard rows; the rest are counted, and all are in the CSV beside the page
@@ -126,13 +128,25 @@ def render_report(
             ),
         ]
         hyperparameters = hyperparameters_html(frame, varying)
-    if frame["experiment"].map(search_of).notna().any():
+    members = _population_members(frame)
+    # a population's members are not proposed one after another: no progress curve for them
+    proposed = frame[~frame["experiment"].isin(members)]
+    if proposed["experiment"].map(search_of).notna().any():
         sections.append(
             (
                 "search",
                 "Search progress",
                 "Search progress: best val macro F1 so far",
-                search_progress_html(frame) + search_knobs_html(frame),
+                search_progress_html(proposed) + search_knobs_html(proposed),
+            )
+        )
+    if members:
+        sections.append(
+            (
+                "population",
+                "Population based training",
+                "Population based training: each knob against epoch",
+                population_html(frame, results.load_history(runs_dir, members)),
             )
         )
     sections += [
@@ -145,6 +159,14 @@ def render_report(
     body = [header_html(runs_dir, frame, now or datetime.now(timezone.utc), links)]
     body += [_section(anchor, title, content) for anchor, _, title, content in sections]
     return _PAGE.format(title=esc(f"raytrain report: {runs_dir.resolve().name}"), css=_CSS, body="\n".join(body))
+
+
+def _population_members(frame: pd.DataFrame) -> list[str]:
+    """Members of a pbt/pb2 search: the rows with a knob's value at their end (lineage.final_values)."""
+    columns = lineage.final_value_columns(frame.columns)
+    if not columns:
+        return []
+    return list(frame.loc[frame[columns].notna().any(axis=1), "experiment"])
 
 
 def _more_line(count: int, what: str, csv_name: str | None) -> str:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from raytrain import artifacts
+from raytrain import artifacts, lineage
 from raytrain.naming import COMPLETED, DAMAGED, MEMBER_FOLDER, dotted, group_of
 from raytrain.provenance import provenance_columns
 
@@ -207,6 +207,7 @@ def files_row(name: str, files: artifacts.ExperimentFiles) -> dict:
         "epochs_run": len(history),
         "duration_s": float(sum(h.get("epoch_time_s", 0.0) for h in history)),
         "config_hash": None,
+        **lineage.final_values(history),  # a population member's knobs at its end (config.yaml: at its best)
     }
     if files.test is not None:
         row |= metrics_columns(files.test)

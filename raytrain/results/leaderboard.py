@@ -15,11 +15,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from raytrain import lineage
 from raytrain.errors import UserError
 from raytrain.naming import COMPLETED, SEED_KNOB, lower_is_better
 from raytrain.provenance import DATA_FINGERPRINT
 from raytrain.results import analysis
 from raytrain.results.load import class_names, hyperparameter_columns, split_metrics
+
+AT_END = " at end"  # `training.lr at end`: a population member's value at its last epoch
 
 
 @dataclass
@@ -150,6 +153,9 @@ def experiments_table(
     table = pd.DataFrame({"rank": range(1, len(frame) + 1), "experiment": frame["experiment"].astype(str).to_numpy()})
     for key in hyperparameters:
         table[key] = frame[key].to_numpy()
+    for column in lineage.final_value_columns(frame.columns):
+        # a population member's knob as it ended (the column above: at its best epoch, config.yaml)
+        table[f"{column[len(lineage.KNOB_PREFIX) :]}{AT_END}"] = frame[column].to_numpy()
     for metric in ("accuracy", "macro_f1"):
         table[f"{split}/{metric}"] = _column(frame, f"{split}/{metric}")
     if baseline is not None:
@@ -201,6 +207,7 @@ def experiments_export(
     headline, per_class = _headline_and_per_class(frame, split)
     columns = {"rank": table["rank"].to_numpy(), "experiment": table["experiment"].to_numpy()}
     columns |= {key: frame[key].to_numpy() for key in hyperparameter_columns(frame)}
+    columns |= {key: frame[key].to_numpy() for key in lineage.final_value_columns(frame.columns)}
     columns |= {f"{split}/{metric}": frame[f"{split}/{metric}"].to_numpy() for metric in headline}
     columns |= _comparison_export(table, frame["group"].to_numpy(), comparisons, baseline_group=None)
     columns |= {f"{split}/{metric}": frame[f"{split}/{metric}"].to_numpy() for metric in per_class}

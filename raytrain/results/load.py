@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from raytrain import artifacts
+from raytrain import artifacts, lineage
 from raytrain.naming import COMPLETED, METRIC, SPLITS, UNFINISHED, group_of
 from raytrain.results import index as results_index
 
@@ -305,6 +305,7 @@ def _unfinished_rows(runs_dir: Path, snapshot: results_index.Snapshot, skip: set
             "epochs_run": max(r["epoch"] for r in results),
             "duration_s": results[-1].get("time_total_s"),
             "config_hash": None,
+            **lineage.final_values(results),
         }
     return list(rows.values())
 

@@ -20,7 +20,7 @@ from ray import tune
 
 from raytrain import artifacts, trace
 from raytrain.config import DataConfig, ExperimentConfig, resolved_dict
-from raytrain.config.schema import DATASET_KEYS
+from raytrain.config.schema import DATASET_KEYS, POPULATION_ALGORITHMS, POPULATION_FIELDS
 from raytrain.config.search_space import search_seed
 from raytrain.data import load_dataset
 from raytrain.data.duplicates import drop_cross_split_duplicates
@@ -36,9 +36,14 @@ from raytrain.sweeps.progress import EpochLines, StatusLineOutput, SweepProgress
 from raytrain.sweeps.publisher import RunsPublisher, SweepProvenance, publish_unpublished, register_provenance
 from raytrain.sweeps.repair import LostCheckpointRepair
 from raytrain.sweeps.settings import SweepError, SweepSettings, register_running, unwritable
+from raytrain.sweeps.trial_logs import ProgressCsvLog, ResultJsonLog
 from raytrain.trackers import tracker_callbacks
 
 MAX_FAILURES = 2  # retries of a failing trial (from its last checkpoint) before it is marked failed
+# "0" starts a new trial process (which imports torch, ~2 s on 2 cores) for every trial and every
+# PBT exploit instead of handing the finished trial's process to the next one; for benchmarks and
+# for telling a reuse problem from another (docs/ray-notes.md)
+REUSE_PROCESSES_ENV = "RAYTRAIN_REUSE_TRIAL_PROCESSES"
 
 
 def start_sweep(
@@ -56,6 +61,7 @@ def start_sweep(
     """Connect to Ray and settle each trial's resources: the settings `run_sweep` executes (and
     saves for `resume`) as sweep `name` (settings.unused_sweep_name). One Tuner has one scheduler:
     ASHA when any planned config asks for it."""
+    _refuse_a_limit_on_a_population(plan, max_concurrent)
     _connect(address, verbose=verbose)
     # a relative folder would resolve inside each trial's Ray staging folder (docs/ray-notes.md)
     if storage and not tune_storage.is_remote(storage):
@@ -67,7 +73,7 @@ def start_sweep(
     asha = [t.scheduler for t in plan.to_run if t.scheduler]
     if search is not None:
         asha = [search.scheduler.model_dump()] if search.scheduler.type == "asha" else []
-    return SweepSettings(
+    settings = SweepSettings(
         name=name,
         data_root=str(Path(data_root).expanduser().resolve()),
         runs_dir=str(Path(runs_dir).resolve()),
@@ -82,6 +88,18 @@ def start_sweep(
         tracking=tracking or None,
         force=plan.force,
     )
+    return settings
+
+
+def _refuse_a_limit_on_a_population(plan: SweepPlan, max_concurrent: int | None) -> None:
+    search = next((t.config.search for t in plan.to_run if t.adaptive), None)
+    if max_concurrent is not None and search is not None and search.algorithm in POPULATION_ALGORITHMS:
+        # Tune's grid generator limits the trials it has made, not those running (docs/ray-notes.md)
+        raise SweepError(
+            f"--max-concurrent {max_concurrent}: does not mix with search.algorithm {search.algorithm}: Tune would "
+            "make the members in turns instead of training them together; fewer members train at once with more "
+            "--cpus-per-trial (or --gpus-per-trial), the others take turns at the perturbation epochs"
+        )
 
 
 def _note_shared_storage(storage: str) -> None:
@@ -98,13 +116,16 @@ def _note_shared_storage(storage: str) -> None:
 def _search_settings(config: ExperimentConfig, cli_max_concurrent: int | None) -> dict:
     search = config.search
     limits = [n for n in (search.max_concurrent, cli_max_concurrent) if n is not None]
-    return {
+    settings = {
         "algorithm": search.algorithm,
-        "num_samples": search.num_samples,
+        "num_samples": search.trials,
         "max_concurrent": min(limits, default=None),
         "seed": search_seed(config),
         "space": search.space,
     }
+    if search.algorithm in POPULATION_ALGORITHMS:
+        settings |= search.model_dump(mode="json", include=set(POPULATION_FIELDS))
+    return settings
 
 
 def run_sweep(settings: SweepSettings, *, restore: bool = False, verbose: bool = False) -> SweepOutcome:
@@ -193,6 +214,10 @@ def _restore(settings: SweepSettings, trainable, param_space: dict) -> tune.Tune
 
 
 def _param_space(settings: SweepSettings) -> dict:
+    if _population(settings):
+        from raytrain.sweeps.population import population_param_space
+
+        return population_param_space(settings.experiments[0], settings.search)
     if settings.search:
         from raytrain.sweeps.searchers import adaptive_param_space
 
@@ -203,16 +228,30 @@ def _param_space(settings: SweepSettings) -> dict:
 def _search_alg(settings: SweepSettings):
     """The searcher of an adaptive search; None for expanded experiments (Tune's grid generator).
     Tuner.restore unpickles it and reloads its state from the experiment folder."""
-    if not settings.search:
-        return None
+    if not settings.search or _population(settings):
+        return None  # a population's members are its param_space, drawn up front
     from raytrain.sweeps.searchers import build_searcher
 
     return build_searcher(settings.search, settings.experiments[0]["name"])
 
 
+def _population(settings: SweepSettings) -> bool:
+    """A population based training search (pbt, pb2): members trained together, one scheduler."""
+    return bool(settings.search) and settings.search["algorithm"] in POPULATION_ALGORITHMS
+
+
 def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose: bool) -> tune.Tuner:
-    scheduler = None
-    if settings.scheduler:
+    scheduler, checkpoints, search_alg = None, checkpoint_config(), _search_alg(settings)
+    if _population(settings):
+        from raytrain.sweeps.population import (
+            PopulationMembers,
+            build_population_scheduler,
+            population_checkpoint_config,
+        )
+
+        scheduler, checkpoints = build_population_scheduler(settings.search), population_checkpoint_config()
+        search_alg = PopulationMembers(scheduler)  # pickled with it in tuner.pkl: restored together
+    elif settings.scheduler:
         scheduler = tune.schedulers.ASHAScheduler(
             metric=METRIC,
             mode=MODE,
@@ -226,20 +265,28 @@ def _new_tuner(settings: SweepSettings, trainable, param_space: dict, *, verbose
         tune_config=tune.TuneConfig(
             max_concurrent_trials=settings.max_concurrent,
             scheduler=scheduler,
-            search_alg=_search_alg(settings),
-            num_samples=settings.search["num_samples"] if settings.search else 1,
+            search_alg=search_alg,
+            # a population is a grid of its members: one sample of it
+            num_samples=settings.search["num_samples"] if settings.search and not _population(settings) else 1,
             trial_name_creator=trial_name,
             trial_dirname_creator=trial_dirname,
+            # a finished trial's process (torch imported, the dataset mapped) runs the next trial of
+            # the same resources; the trainable resets what a trial owns (training/reuse.py)
+            reuse_actors=os.environ.get(REUSE_PROCESSES_ENV, "1") != "0",
         ),
         run_config=tune.RunConfig(
             name=settings.name,
             storage_path=settings.storage,
             stop=PatienceStopper(),
-            checkpoint_config=checkpoint_config(),
+            checkpoint_config=checkpoints,
             failure_config=tune.FailureConfig(max_failures=MAX_FAILURES),
             # the trackers after the publisher: they read a finished trial from runs/. The callbacks
             # are saved with the Tune experiment, so `resume` continues the same trackers
             callbacks=[
+                # Tune's own result.json and progress.csv loggers, but without losing results
+                # when a trial restarts (PBT restarts its members all the time)
+                ResultJsonLog(),
+                ProgressCsvLog(),
                 EpochLines(),
                 RunsPublisher(settings.name),
                 LostCheckpointRepair(),

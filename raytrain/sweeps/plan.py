@@ -24,6 +24,7 @@ from raytrain.config import (
     load_config,
     published_config_hash,
 )
+from raytrain.config.schema import POPULATION_ALGORITHMS, POPULATION_FIELDS
 from raytrain.config.search_space import expand, is_adaptive
 from raytrain.naming import adaptive_trial_name, name_problem
 from raytrain.results.tables import render, short_value
@@ -52,14 +53,15 @@ class PlannedTrial:
 
     @property
     def adaptive(self) -> bool:
-        """A whole adaptive search: up to search.num_samples trials, proposed while it runs."""
+        """A whole adaptive search: up to search.num_samples trials, proposed while it runs (or a
+        population of search.population members, trained together)."""
         return is_adaptive(self.config)
 
     @property
     def experiment_names(self) -> list[str]:
         """The runs/ folders it may publish: its own, or an adaptive search's whole budget."""
         if self.adaptive:
-            return [adaptive_trial_name(self.name, n) for n in range(1, self.config.search.num_samples + 1)]
+            return [adaptive_trial_name(self.name, n) for n in range(1, self.config.search.trials + 1)]
         return [self.name]
 
 
@@ -161,7 +163,7 @@ def _status(runs_dir: Path, config: ExperimentConfig) -> str:
 def _search_status(runs_dir: Path, config: ExperimentConfig) -> str:
     """A search is done once runs/ holds its whole budget of trials. A part-finished one is `new`:
     re-running the command resumes it when its Tune experiment can be restored."""
-    budget = config.search.num_samples
+    budget = config.search.trials
     finished = sum(artifacts.is_complete(runs_dir, adaptive_trial_name(config.name, n)) for n in range(1, budget + 1))
     return "done" if finished == budget else "new"
 
@@ -183,7 +185,11 @@ def _identity(trial: PlannedTrial) -> list:
     ]
     # an adaptive search is also its budget, space and seed: a bigger budget is another sweep
     if trial.adaptive:
-        identity.append(json.dumps(trial.config.search.model_dump(mode="json"), sort_keys=True))
+        search = trial.config.search
+        # without the population fields, which other algorithms ignore: an optuna search keeps the
+        # name it had before they existed, so re-running its command still finds it to resume
+        ignored = set() if search.algorithm in POPULATION_ALGORITHMS else set(POPULATION_FIELDS)
+        identity.append(json.dumps(search.model_dump(mode="json", exclude=ignored), sort_keys=True))
     return identity
 
 
@@ -193,6 +199,15 @@ STATUS_TEXT = {
     "changed": "done, config changed (skipped)",
     "damaged": "damaged (to run again, which repairs it)",
 }
+
+
+def _search_text(search) -> str:
+    if search.algorithm in POPULATION_ALGORITHMS:
+        return (
+            f"a population of {search.trials} trained together by {search.algorithm}, the weaker copying the "
+            f"stronger every {search.perturbation_interval} epochs"
+        )
+    return f"up to {search.trials} trials, proposed by {search.algorithm}"
 
 
 def plan_table(plan: SweepPlan) -> str:
@@ -211,9 +226,9 @@ def plan_table(plan: SweepPlan) -> str:
         name = trial.name
         if trial.adaptive:
             search = trial.config.search
-            first, last = (adaptive_trial_name(trial.name, n) for n in (1, search.num_samples))
+            first, last = (adaptive_trial_name(trial.name, n) for n in (1, search.trials))
             name = f"{first}..{last.rpartition('/')[2]}"  # lr_search/t001..t024
-            status = f"{status}: up to {search.num_samples} trials, proposed by {search.algorithm}"
+            status = f"{status}: {_search_text(search)}"
             fixed = [
                 f"{key}={short_value(new)}"
                 for key, (_, new) in trial.changes.items()

@@ -30,7 +30,7 @@ class TrialState:
     """What the status needs of one trial, read off Tune's Trial."""
 
     name: str
-    status: str  # Tune's: PENDING, RUNNING, PAUSED, TERMINATED, ERROR
+    status: str  # Tune's: PENDING, RUNNING, PAUSED (a pbt member between two runs), TERMINATED, ERROR
     epochs_done: int
     epochs_planned: int
     seconds: float  # training time so far
@@ -92,7 +92,9 @@ def counting_started_as_running(
     """The trials with those being started counted as RUNNING. Tune calls a trial RUNNING only once
     its process is up, which on a small machine is seconds of a one-epoch trial; until then it is
     PENDING like one still waiting for resources. A pending trial that the free CPUs and GPUs (and
-    the concurrency limit) admit, taken in Tune's order, is one Tune is starting."""
+    the concurrency limit) admit, taken in Tune's order, is one Tune is starting. So is a PAUSED
+    one: PBT pauses a member at a perturbation epoch and starts it again at once where there is room
+    (with the weights it copied, or to let a waiting member train), and it waits like a pending one."""
     running = [t for t in trials if t.status == "RUNNING"]
     free = {
         "cpu": capacity.get("CPU", 0.0) - sum(t.cpu for t in running),
@@ -103,7 +105,7 @@ def counting_started_as_running(
     for trial in trials:
         # a little slack: fractional CPUs (0.6 per trial) add up to 1.7999999999999998
         if (
-            trial.status == "PENDING"
+            trial.status in ("PENDING", "PAUSED")
             and slots > 0
             and trial.cpu <= free["cpu"] + 1e-9
             and trial.gpu <= free["gpu"] + 1e-9

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ray import tune
 
-from raytrain import artifacts
+from raytrain import artifacts, lineage
 from raytrain.config import ConfigError, ExperimentConfig, config_hash, published_config_hash, to_yaml
 from raytrain.naming import COMPLETED, EXPERIMENT_KEY, FAILED, FINISHED_STATUSES, PRUNED
 from raytrain.provenance import FORMAT, CodeState, code_provenance, git_commit
@@ -82,7 +82,7 @@ class RunsPublisher(tune.Callback):
         experiment = trial.config[EXPERIMENT_KEY]
         name = experiment["name"]
         if self._logged_status(name) in FINISHED_STATUSES and published(self.runs_dir, name):
-            if trial.checkpoint is not None:  # it finished just before a kill: pruning may not have run
+            if trial.checkpoint is not None and not _member(trial):  # it finished just before a kill
                 _prune(trial.checkpoint, name)
             return
         if trial.checkpoint is None:
@@ -103,7 +103,7 @@ class RunsPublisher(tune.Callback):
                         ),
                     )
                     return
-                config = ExperimentConfig.model_validate(experiment)
+                config = ExperimentConfig.model_validate(_published_config(trial, folder))
                 # one publish at a time into the runs folder: two sweeps never mix their files in one
                 with runs_folder_lock(self.runs_dir):
                     other = self._another_run_in_place(name, config)
@@ -128,9 +128,19 @@ class RunsPublisher(tune.Callback):
                 ),
             )
             return
-        self._append(trial, status, best=best, test=test)
+        self._append(trial, status, best=best, test=test, config=config)
         results_index.record(self.runs_dir, name)  # so a `compare` during the sweep need not read it
-        _prune(trial.checkpoint, name)
+        if not _member(trial):
+            _prune(trial.checkpoint, name)
+
+    def on_experiment_end(self, trials, **info):
+        # a population member's checkpoints may be copied by another member until the last one
+        # ends: they are pruned together, once the population has finished
+        for trial in trials:
+            name = trial.config[EXPERIMENT_KEY]["name"]
+            if _member(trial) and trial.status == "TERMINATED" and trial.checkpoint is not None:
+                if self._logged_status(name) in FINISHED_STATUSES and published(self.runs_dir, name):
+                    _prune(trial.checkpoint, name)
 
     def _another_run_in_place(self, name: str, config: ExperimentConfig) -> str | None:
         """Why this trial must not replace runs/<name>/, or None. It holds a whole run of another
@@ -177,7 +187,7 @@ class RunsPublisher(tune.Callback):
         last = artifacts.last_logged(self.runs_dir, self.sweep, name)
         return last["status"] if last else None
 
-    def _append(self, trial, status: str, *, best=None, test=None, error=None) -> None:
+    def _append(self, trial, status: str, *, best=None, test=None, error=None, config=None) -> None:
         experiment = trial.config[EXPERIMENT_KEY]
         last = trial.last_result or {}
         record = {
@@ -185,7 +195,7 @@ class RunsPublisher(tune.Callback):
             "sweep": self.sweep,
             "experiment": experiment["name"],
             "status": status,
-            "config_hash": config_hash(ExperimentConfig.model_validate(experiment)),
+            "config_hash": config_hash(config or ExperimentConfig.model_validate(experiment)),
             "git_commit": self.commit,
             "best_epoch": best["epoch"] if best else None,
             "epochs_run": last.get("epoch"),
@@ -220,6 +230,22 @@ class RunsPublisher(tune.Callback):
             )
         else:
             print(f"[{record['experiment']}] FAILED: {error}", flush=True)
+
+
+def _member(trial) -> bool:
+    """A member of a population (pbt, pb2): its knobs changed as it trained (raytrain/lineage.py)."""
+    return lineage.POPULATION_KEY in trial.config
+
+
+def _published_config(trial, folder: Path) -> dict:
+    """What config.yaml says the run is: the trial's config, or for a population member the knob
+    values in force at its best epoch, which are what its best.pt was trained with (the whole
+    schedule is schedule.csv beside it)."""
+    experiment = trial.config[EXPERIMENT_KEY]
+    if not _member(trial):
+        return experiment
+    best = artifacts.read_json(folder / artifacts.BEST_METRICS)
+    return lineage.config_at(experiment, artifacts.read_json(folder / artifacts.HISTORY), best["epoch"])
 
 
 def _prune(checkpoint, name: str) -> None:

@@ -45,15 +45,30 @@ def _repoint_lost_checkpoint(trial) -> None:
     filesystem, lost = result.checkpoint.filesystem, result.checkpoint.path
     if filesystem.get_file_info(lost).type != pyarrow.fs.FileType.NotFound:
         return
-    replacement = tune_storage.next_checkpoint(filesystem, trial.storage.trial_fs_path, after=lost)
+    own = trial.storage.trial_fs_path
+    copying = Path(lost).parent != Path(own)
+    if copying:
+        # another population member's checkpoint, which this member was about to copy (pbt) and
+        # which that member's newer ones replaced since: it goes on from its own newest instead
+        replacement = tune_storage.newest_checkpoint(filesystem, own)
+    else:
+        replacement = tune_storage.next_checkpoint(filesystem, own, after=lost)
     if replacement is None:
         return  # nothing to continue from: Tune fails the trial with its own message, naming the path
     result.checkpoint = type(result.checkpoint)(path=replacement, filesystem=filesystem)
     # the next checkpoint gets the number after the replacement's, not the lost one's: Tune would
     # write it over the folder it continues from, then delete that folder as an old checkpoint
     trial.storage.current_checkpoint_index = tune_storage.checkpoint_index(replacement)
+    name = trial.config[EXPERIMENT_KEY]["name"]
+    if copying:
+        print(
+            f"[{name}] the checkpoint it was to copy ({lost}) is gone since the sweep stopped; it goes on from its "
+            f"own {Path(replacement).name}, with the knob values it was given",
+            flush=True,
+        )
+        return
     print(
-        f"[{trial.config[EXPERIMENT_KEY]['name']}] its last recorded checkpoint {Path(lost).name} was replaced just "
+        f"[{name}] its last recorded checkpoint {Path(lost).name} was replaced just "
         f"before the sweep stopped; continuing from {Path(replacement).name}",
         flush=True,
     )

@@ -101,6 +101,19 @@ def next_checkpoint(filesystem, trial_path: str, after: str) -> str | None:
     return newer[0][1] if newer else None
 
 
+def newest_checkpoint(filesystem, trial_path: str) -> str | None:
+    """The trial's highest-numbered checkpoint folder on the storage, or None."""
+    import pyarrow.fs
+
+    entries = filesystem.get_file_info(pyarrow.fs.FileSelector(trial_path, allow_not_found=True))
+    numbered = [
+        (index, entry.path)
+        for entry in entries
+        if entry.type == pyarrow.fs.FileType.Directory and (index := checkpoint_index(entry.path)) is not None
+    ]
+    return max(numbered)[1] if numbered else None
+
+
 def trial_location(trial) -> str:
     """A Tune trial's folder as a user would type it: Tune keeps the path without its s3:// scheme."""
     filesystem = getattr(trial.storage, "storage_filesystem", None)

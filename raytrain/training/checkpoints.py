@@ -112,7 +112,7 @@ def trial_artifacts(checkpoint) -> Iterator[Path | None]:
         return
     folder = Path(tempfile.mkdtemp(prefix="raytrain-publish-"))
     try:
-        for name in artifacts.TRIAL_ARTIFACTS:
+        for name in artifacts.TRIAL_ARTIFACTS + artifacts.MEMBER_ARTIFACTS:
             source = holder if name == artifacts.BEST_WEIGHTS else location
             if source.has(name):
                 _fetch(source, name, folder / name)

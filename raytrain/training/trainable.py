@@ -8,7 +8,9 @@ metric keys Tune sees and sweeps/policy.py the stopper (both imported by the dri
 A checkpoint holds ONE copy of the model and optimiser state: state.pt, plus best.pt only where the
 best epoch changed since the previous checkpoint. When the best epoch is the checkpoint's own epoch,
 state.pt leaves the model out (best.pt has it); a checkpoint whose best epoch is older refers to the
-earlier best.pt (checkpoints.py finds it).
+earlier best.pt (checkpoints.py finds it). A trial's last checkpoint (`final`) holds no optimiser:
+it is never continued. A population member's (pbt) every checkpoint holds its best.pt
+(training/population.py says why).
 """
 
 from __future__ import annotations
@@ -30,13 +32,13 @@ import ray
 import torch
 from ray import tune
 
-from raytrain import artifacts, trace
+from raytrain import artifacts, lineage, trace
 from raytrain.config import ExperimentConfig, validate_config
 from raytrain.data import FERDataset, class_weights, sampler_weights
 from raytrain.data.cache import default_cache_dir
 from raytrain.errors import DamagedCheckpoint, OutOfGPUMemory
 from raytrain.naming import CHECKPOINT_RANK, EXPERIMENT_KEY, REPLAYED, first_line
-from raytrain.training import best_weights, checkpoints
+from raytrain.training import best_weights, checkpoints, reuse
 from raytrain.training.augment import BatchAugmenter
 from raytrain.training.checkpoints import CheckpointCadence, checkpoint_rank
 from raytrain.training.loop import TensorSplit, evaluate, steps_per_epoch, train_one_epoch
@@ -46,6 +48,7 @@ from raytrain.training.metrics import metrics_artifact
 from raytrain.training.models import build_model, set_backbone_trainable
 from raytrain.training.numerics import compile_model, memory_format, pick_device, resolve_precision
 from raytrain.training.optim import build_optimizer, build_scheduler
+from raytrain.training.population import Member, config_knobs_win, number_checkpoints_past_existing
 
 STATE_FILE = checkpoints.STATE_FILE  # the training state to continue from
 # What state.pt's numpy arrays (the best epoch's confusion matrix and probabilities) unpickle with:
@@ -80,43 +83,52 @@ def train_experiment(config: dict, dataset: FERDataset, decision_epochs: tuple[i
     do `decision_epochs`: where the sweep's scheduler may stop the trial, each saved whatever the cadence."""
     experiment = config[EXPERIMENT_KEY]
     cfg = validate_config(experiment, source=f"trial config of {experiment.get('name', '?')}")
+    reuse.start_trial(cfg)  # this process may have run another trial just before
+    member = Member.of(config, tune.get_context().get_trial_id())  # None outside pbt/pb2
     try:
-        _train(cfg, dataset, decision_epochs)
+        _train(cfg, dataset, decision_epochs, member)
     except torch.cuda.OutOfMemoryError as err:  # torch's own message names bytes, not the knobs to turn
         raise OutOfGPUMemory(out_of_memory_message(cfg)) from err
 
 
-def _train(cfg: ExperimentConfig, dataset: FERDataset, decision_epochs: tuple[int, ...]) -> None:
+def _train(
+    cfg: ExperimentConfig, dataset: FERDataset, decision_epochs: tuple[int, ...], member: Member | None = None
+) -> None:
     context = tune.get_context()
     staging = staging_folder(context.get_experiment_name(), context.get_trial_id())
     shutil.rmtree(staging, ignore_errors=True)  # left by this trial's earlier process, killed in tune.report
     checkpoint = tune.get_checkpoint()
-    finished = checkpoints.finished_history(checkpoint) if checkpoint is not None else None
+    # a population member that copies another's checkpoint continues it, whatever that one's state
+    copying = member is not None and checkpoint is not None and member.copies(checkpoint)
+    finished = checkpoints.finished_history(checkpoint) if checkpoint is not None and not copying else None
     if finished:
         # already trained and published to runs/ (its weights are there, pruned here): Tune only
         # needs the end of it again, so it can record the trial as finished
         tune.report({**finished[-1], CHECKPOINT_RANK: _rank_of_finished(finished[-1]), REPLAYED: True})
         return
-    trial = TrainingRun(cfg, dataset)
+    if member is not None:
+        number_checkpoints_past_existing()  # pbt stops members without registering their last checkpoint
+    trial = TrainingRun(cfg, dataset, member=member)
     state = trial.restore(checkpoint) or TrainState()
     cadence = CheckpointCadence(cfg.other.checkpoint_epochs, cfg.other.checkpoint_minutes, also_at=decision_epochs)
     cadence.saved(state.epoch)
-    trace.mark("training_starts")
+    trace.mark("training_starts", trial=cfg.name, epoch=state.epoch + 1, copying=copying)
     for epoch in range(state.epoch + 1, cfg.training.epochs + 1):
         metrics = trial.run_epoch(epoch, state)
+        if member is not None:
+            metrics.update(member.epoch_record())  # the same dict as the epoch's history row
         # the trial ends here either way: the stopper reads the same epochs_since_best
         final = epoch == cfg.training.epochs or state.epochs_since_best >= cfg.other.patience
-        if not (final or cadence.due(epoch)):
+        if not (final or cadence.due(epoch) or (member is not None and member.perturbs_at(epoch))):
             # no state saved: a crash now goes back to the last checkpoint
             tune.report({**metrics, CHECKPOINT_RANK: _rank(state, holds=False)})
             continue
         with staged(staging) as folder:
             holds = trial.write_checkpoint(folder, state, final=final)
-            trace.mark("checkpoint_written", epoch=epoch, bytes=sum(f.stat().st_size for f in folder.iterdir()))
-            tune.report(
-                {**metrics, CHECKPOINT_RANK: _rank(state, holds=holds)},
-                checkpoint=tune.Checkpoint.from_directory(str(folder)),
-            )
+            written = sum(f.stat().st_size for f in folder.iterdir())
+            trace.mark("checkpoint_written", trial=cfg.name, epoch=epoch, bytes=written, final=final)
+            rank = member.rank(epoch) if member is not None else _rank(state, holds=holds)
+            tune.report({**metrics, CHECKPOINT_RANK: rank}, checkpoint=tune.Checkpoint.from_directory(str(folder)))
         cadence.saved(epoch)
 
 
@@ -164,8 +176,9 @@ def out_of_memory_message(cfg: ExperimentConfig) -> str:
 class TrainingRun:
     """The torch objects of one trial, built from its config and the shared dataset."""
 
-    def __init__(self, cfg: ExperimentConfig, dataset: FERDataset):
+    def __init__(self, cfg: ExperimentConfig, dataset: FERDataset, *, member: Member | None = None):
         self.cfg = cfg
+        self.member = member  # a population member (pbt/pb2): training/population.py
         self.node_id = ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
         self.device = pick_device(cfg.resources.gpu)
         torch.set_num_threads(max(1, int(cfg.resources.cpu)))
@@ -276,17 +289,23 @@ class TrainingRun:
         """state.pt (to continue), best.pt if the best epoch changed since the last checkpoint, and
         the seed's small artifacts as of now; on the final epoch, test too. Returns whether this
         checkpoint holds best.pt."""
-        holds_best = state.best_epoch != state.best_saved_epoch
+        # a population member's checkpoint may be copied after the member moved on: it holds its own
+        holds_best = state.best_epoch != state.best_saved_epoch or self.member is not None
         # the model as of now IS the best: best.pt carries it and state.pt leaves it out
         model_in_best = holds_best and state.best_epoch == state.epoch
         if holds_best:
-            self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch)
+            config = self.member.config_at(state.history, state.best_epoch) if self.member else None
+            self._save_best_weights(folder / artifacts.BEST_WEIGHTS, state.best_epoch, config)
             state.best_saved_epoch = state.best_epoch
+        # a finished trial is never continued (a restore replays its end: checkpoints.finished_history),
+        # so its last checkpoint leaves out what only continuing needs: with Adam, three copies of
+        # the weights written, copied to the storage and deleted again, for every trial
+        continuable = not final
         torch.save(
             {
-                "model": None if model_in_best else self.model.state_dict(),
-                "optimizer": self.optimizer.state_dict(),
-                "scheduler": self.scheduler.state_dict(),
+                "model": self.model.state_dict() if continuable and not model_in_best else None,
+                "optimizer": self.optimizer.state_dict() if continuable else None,
+                "scheduler": self.scheduler.state_dict() if continuable else None,
                 "best_val": self.best_val,
                 "state": asdict(state),
             },
@@ -312,11 +331,14 @@ class TrainingRun:
         artifacts.write_json(folder / artifacts.HISTORY, state.history)
         # the machine part of provenance.json: the driver, maybe on another machine, adds the rest
         artifacts.write_json(folder / artifacts.PROVENANCE, {"machine": self.machine})
+        if self.member is not None:
+            artifacts.write_text(folder / artifacts.SCHEDULE, lineage.schedule_csv(state.history))
         if final and "test" in self.splits:
             self._evaluate_test(folder, state.best_epoch)
         return holds_best
 
-    def _save_best_weights(self, path: Path, epoch: int) -> None:
+    def _save_best_weights(self, path: Path, epoch: int, config: dict | None = None) -> None:
+        """`config`: what the weights were trained with, where the knobs changed mid-run (pbt)."""
         best_weights.save_best_weights(
             path,
             self.best_weights,
@@ -326,7 +348,7 @@ class TrainingRun:
             img_size=self.cfg.data.img_size,
             mean=self.augmenter.mean,
             std=self.augmenter.std,
-            config=self.cfg.model_dump(mode="json"),
+            config=config or self.cfg.model_dump(mode="json"),
             epoch=epoch,
         )
 
@@ -390,12 +412,19 @@ class TrainingRun:
         with torch.serialization.safe_globals(NUMPY_ARRAY_GLOBALS):
             saved = torch.load(io.BytesIO(location.read_bytes(STATE_FILE)), map_location="cpu", weights_only=True)
         best = torch.load(io.BytesIO(holder.read_bytes(artifacts.BEST_WEIGHTS)), map_location="cpu", weights_only=True)
+        if saved["optimizer"] is None:
+            raise ValueError("the last checkpoint of a finished trial holds nothing to continue from")
         state = TrainState(**saved["state"])
         self.best_weights = {k: v.to(self.device) for k, v in best["state_dict"].items()}
         # None: the checkpoint's own epoch was the best, and best.pt holds the model
         self.model.load_state_dict(saved["model"] if saved["model"] is not None else self.best_weights)
-        self.optimizer.load_state_dict(saved["optimizer"])
-        self.scheduler.load_state_dict(saved["scheduler"])
+        if self.member is None:
+            self.optimizer.load_state_dict(saved["optimizer"])
+            self.scheduler.load_state_dict(saved["scheduler"])
+        else:
+            with config_knobs_win(self.optimizer, self.scheduler):  # pbt's new values, from this epoch on
+                self.optimizer.load_state_dict(saved["optimizer"])
+                self.scheduler.load_state_dict(saved["scheduler"])
         self.best_val = saved["best_val"]
         if "best_saved_epoch" not in saved["state"]:  # written before it was kept: every checkpoint held best.pt
             state.best_saved_epoch = state.best_epoch
