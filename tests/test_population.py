@@ -211,10 +211,10 @@ def test_a_resumed_member_decides_at_the_same_epochs_as_before_the_stop(tmp_path
     assert state.last_perturbation_time == 4
 
 
-def test_a_synchronous_population_resumed_with_one_member_behind_waits_for_it(tmp_path):
-    """Tune's record can lag: t002 was recorded at epoch 1 though both had decided at epoch 2. The
-    population goes on from t002's decision at 2: t001, ahead, waits for it (a member left to train
-    on past it left Tune's synchronous PBT waiting for ever, in tests/test_pbt.py)."""
+def test_a_resumed_synchronous_population_decides_asynchronously(tmp_path):
+    """Tune's record can leave members on different sides of a decision (t002 recorded at epoch 1
+    though both had decided at 2); Tune's synchronous PBT then waited for ever (tests/test_pbt.py).
+    Resumed, each member decides at its own next decision epoch."""
     from raytrain.sweeps.population import build_population_scheduler
 
     ahead, behind = _trial(tmp_path, "p/t001", "1"), _trial(tmp_path, "p/t002", "2")
@@ -222,15 +222,17 @@ def test_a_synchronous_population_resumed_with_one_member_behind_waits_for_it(tm
         trial.update_last_result({"epoch": epoch, "val/macro_f1": 0.3, "epochs_since_best": 0})
     # quantile 0: decisions that copy nothing, so the controller needs no checkpoints to hand out
     scheduler = build_population_scheduler(_search() | {"synchronous": True, "quantile_fraction": 0.0})
+    assert scheduler._synch
     controller = _Controller([ahead, behind])
     for trial in (ahead, behind):
         scheduler.on_trial_add(controller, trial)
-    assert scheduler._next_perturbation_sync == 2
-    waits = scheduler.on_trial_result(controller, ahead, {"epoch": 3, "val/macro_f1": 0.4, "epochs_since_best": 0})
-    assert waits == scheduler.PAUSE and scheduler._trial_state[ahead].last_perturbation_time == 0, "no decision yet"
-    scheduler.on_trial_result(controller, behind, {"epoch": 2, "val/macro_f1": 0.2, "epochs_since_best": 0})
-    assert [scheduler._trial_state[t].last_perturbation_time for t in (ahead, behind)] == [2, 2], "decided together"
-    assert scheduler._next_perturbation_sync == 4
+    assert not scheduler._synch
+    result = {"val/macro_f1": 0.2, "epochs_since_best": 0}
+    assert scheduler.on_trial_result(controller, ahead, {**result, "epoch": 3}) == scheduler.CONTINUE, "no wait"
+    scheduler.on_trial_result(controller, behind, {**result, "epoch": 2})
+    assert [scheduler._trial_state[t].last_perturbation_time for t in (ahead, behind)] == [2, 2]
+    scheduler.on_trial_result(controller, ahead, {**result, "epoch": 4})
+    assert scheduler._trial_state[ahead].last_perturbation_time == 4
 
 
 def test_a_members_last_epoch_is_never_copied(tmp_path):

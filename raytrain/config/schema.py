@@ -218,6 +218,7 @@ class SearchConfig(_Section):
     # pbt/pb2: false (Ray's default): each member decides when it reaches a perturbation epoch, from
     # the scores the others last had. true: every member waits there for the others, and all
     # decide from the same epoch's scores, which a small population needs to compare like with like
+    # (once resumed after a stop, it goes on asynchronously)
     synchronous: bool = False
     # dotted path -> {grid|choice|uniform|loguniform|randint: values}; checked by _search_problems,
     # which knows the schema of each key

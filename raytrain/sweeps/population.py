@@ -11,8 +11,9 @@ What the subclasses change, and why:
   final checkpoint would have nothing left to train.
 - resume: Tune saves neither scheduler's state (docs/ray-notes.md). A restored member's state is
   rebuilt from what Tune did save for it, its last result and checkpoint, so the population goes on
-  deciding at the same epochs instead of every member counting its interval from zero again. And
-  an exploit reaches Tune's snapshot at once, not at the member's next result (_exploit).
+  deciding at the same epochs instead of every member counting its interval from zero again (a
+  synchronous population goes on asynchronously: on_trial_add says why). And an exploit reaches
+  Tune's snapshot at once, not at the member's next result (_exploit).
 """
 
 from __future__ import annotations
@@ -114,21 +115,11 @@ class _PopulationScheduler:
             state.last_score = self._metric_op * last[METRIC]
             state.last_result = last
             state.last_checkpoint = trial.checkpoint
-            if self._synch:
-                self._align_restored(state)
-
-    def _align_restored(self, state) -> None:
-        """Synchronous PBT decides for all members at once, when the last one reaches the decision
-        epoch. Tune's record can leave one member a decision behind another; the population goes on
-        from the earliest: a member ahead waits for the others there (deciding at its next epoch),
-        instead of training on past a decision the others have yet to make, which leaves Tune's
-        synchronous PBT waiting for ever."""
-        restored = getattr(self, "_restored", [])
-        self._restored = [*restored, state]
-        earliest = min(s.last_perturbation_time for s in self._restored)
-        for member in self._restored:
-            member.last_perturbation_time = earliest
-        self._next_perturbation_sync = earliest + self.interval
+            # Tune's synchronous PBT decides for all members when the last one reaches the decision
+            # epoch; members that Tune recorded at different epochs (a snapshot every few
+            # checkpoints) left it waiting for ever. A resumed population decides asynchronously,
+            # each member at its own next decision epoch (docs/ray-notes.md)
+            self._synch = False
 
     def on_trial_result(self, tune_controller, trial, result):
         if result.get(REPLAYED) or _is_last_epoch(trial.config[EXPERIMENT_KEY], result):
