@@ -307,11 +307,9 @@ def test_weighted_sampler_draws_class_balanced_batches(imbalanced_dataset):
     assert balanced.max() / balanced.min() < 2
 
 
-def test_mixup_trains_on_soft_targets(tiny_dataset):
-    cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.4}))
-    trial = TrainingRun(cfg, tiny_dataset)
-    augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
-    train_one_epoch(
+def train_recorded_epoch(trial: TrainingRun, augmenter) -> dict:
+    """One epoch of `trial` in batches of 16, its targets seen through `augmenter` (a RecordingAugmenter)."""
+    return train_one_epoch(
         trial.model,
         trial.splits["train"],
         augmenter=augmenter,
@@ -321,6 +319,13 @@ def test_mixup_trains_on_soft_targets(tiny_dataset):
         batch_size=16,
         generator=torch.Generator().manual_seed(0),
     )
+
+
+def test_mixup_trains_on_soft_targets(tiny_dataset):
+    cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.4}))
+    trial = TrainingRun(cfg, tiny_dataset)
+    augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
+    train_recorded_epoch(trial, augmenter)
     targets = torch.cat(augmenter.targets)
     assert targets.shape == (48, 7) and torch.allclose(targets.sum(1), torch.ones(48))
     assert (targets.max(1).values < 1).any(), "no example was mixed"
@@ -336,16 +341,7 @@ def test_vote_distributions_are_the_targets_and_the_majority_is_scored(tiny_data
     cfg = validate_config(tiny_config(**{"augmentation.mixup_alpha": 0.0}))
     trial = TrainingRun(cfg, voted)
     augmenter = RecordingAugmenter(cfg.augmentation, 24, 1, 7, "cpu")
-    result = train_one_epoch(
-        trial.model,
-        trial.splits["train"],
-        augmenter=augmenter,
-        loss_fn=trial.loss_fn,
-        optimizer=trial.optimizer,
-        scheduler=trial.scheduler,
-        batch_size=16,
-        generator=torch.Generator().manual_seed(0),
-    )
+    result = train_recorded_epoch(trial, augmenter)
     targets, labels = torch.cat(augmenter.targets), torch.cat(augmenter.labels)
     assert targets.shape == (48, 7) and torch.allclose(targets.max(1).values, torch.full((48,), 0.7))
     assert torch.equal(targets.argmax(1), labels) and 0 <= result["accuracy"] <= 1  # accuracy: against the majority
