@@ -327,7 +327,7 @@ def run(out: Path, dry_run: bool) -> int:
     )
     check.step("sweep", deadlines["sweep"], check.python(me, "step", "sweep", *mode, "--work", str(out / "sweep")))
     bench = (
-        ["--cpu-smoke", "--images", "32", "--packs", ""]  # the packed sweeps' machinery ran in the sweep step
+        ["--cpu-smoke", "--images", "32"]  # with its 1 and 2 packed trials: `make test` runs bench_gpu only here
         if dry_run
         else ["--sizes", "48,224", "--packs", "1,4", "--images", "8192", "--epochs", "2"]
         + ["--per-class", "1500", "--sweep-epochs", "3"]
