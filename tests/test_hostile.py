@@ -97,7 +97,13 @@ def test_resuming_never_runs_a_planted_pickle_and_a_torn_tuner_pkl_is_one_line(s
     slow_config(tmp_path / "configs", epochs=10)
     runs = tmp_path / "runs"
     driver = start(["sweep", "configs", "--data-root", str(synthetic_root), "--runs-dir", "runs", "--yes"], tmp_path)
-    kill_once(driver, lambda: slow_has_checkpointed_twice(runs), "slow to checkpoint")
+    # a resumable sweep: a checkpoint, and Tune's experiment snapshot synced beside it (a kill before
+    # the first snapshot reaches the storage leaves a sweep that says "cannot be read" for that reason)
+    kill_once(
+        driver,
+        lambda: slow_has_checkpointed_twice(runs) and any(runs.glob("_tune/*/experiment_state-*.json")),
+        "slow to checkpoint and Tune to snapshot",
+    )
 
     [tuner_pkl] = runs.glob("_tune/*/tuner.pkl")
     whole = tuner_pkl.read_bytes()
