@@ -5,6 +5,7 @@ numpy only: it must not import torch or ray, so a dataset pickles into Ray's obj
 
 from __future__ import annotations
 
+import dataclasses
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,18 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    def take(self, rows: np.ndarray) -> Split:
+        """The split's `rows` (indices or a boolean mask) in every per-image array it holds, read-only
+        as loaded: the val carve and data.drop_cross_split_duplicates both cut a split this way."""
+        arrays = {}
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            if isinstance(value, np.ndarray):
+                value = value[rows]
+                value.setflags(write=False)
+            arrays[field.name] = value
+        return dataclasses.replace(self, **arrays)
 
 
 @dataclass(frozen=True, eq=False)
@@ -204,7 +217,7 @@ def _assemble(source: Source, decoded: Decoded, val_fraction: float, labels: str
                 f"{source.root}: too few train images to carve a val split (every class has < 2); "
                 "add a val split or more images"
             )
-        splits["train"], splits["val"] = _subset(train, train_idx), _subset(train, val_idx)
+        splits["train"], splits["val"] = train.take(train_idx), train.take(val_idx)
     for split in splits.values():
         # trials read these zero-copy from Ray's object store, where they are read-only anyway;
         # making them read-only here too turns an accidental in-place edit into an error everywhere
@@ -223,8 +236,3 @@ def _assemble(source: Source, decoded: Decoded, val_fraction: float, labels: str
         skipped=decoded.skipped,
         label_source=label_source,
     )
-
-
-def _subset(split: Split, indices: np.ndarray) -> Split:
-    targets = None if split.targets is None else split.targets[indices]
-    return Split(split.images[indices], split.labels[indices], targets)

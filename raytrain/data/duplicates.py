@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from raytrain.artifacts import atomic_path
-from raytrain.data.datasets import FERDataset, Split
+from raytrain.data.datasets import FERDataset
 from raytrain.data.sources import DatasetError
 
 MARGIN = 2  # px: copies shifted by up to this much either way, across and down, are found
@@ -283,7 +283,7 @@ def drop_cross_split_duplicates(dataset: FERDataset, found: Duplicates | None = 
                 f"data.drop_cross_split_duplicates would leave {name} empty; fix the splits or set it to false"
             )
         if dropped[name]:
-            splits[name] = _without(splits[name], ~copies)
+            splits[name] = splits[name].take(~copies)
     said = ", ".join(f"{n} {name}" for name, n in dropped.items())
     note = (
         f"data.drop_cross_split_duplicates: left out {said} image(s) that are exact or near copies of train "
@@ -350,18 +350,6 @@ def _examples(members, first, group, split_of, near, i: int, j: int, where) -> l
             g, h = h, g
         pairs.append(DuplicatePair(where(first[g, i]), where(first[h, j]), int(distance), False))
     return pairs
-
-
-def _without(split: Split, keep: np.ndarray) -> Split:
-    """`split` less the rows `keep` is False for, in every per-image array it holds, read-only as loaded."""
-    arrays = {}
-    for field in dataclasses.fields(split):
-        value = getattr(split, field.name)
-        if isinstance(value, np.ndarray) and value.shape[:1] == keep.shape:
-            value = value[keep]
-            value.setflags(write=False)
-        arrays[field.name] = value
-    return dataclasses.replace(split, **arrays)
 
 
 def _name(image: tuple[str, int], origins: dict[str, list[str]] | None = None) -> str:
